@@ -1,0 +1,430 @@
+//! Encoding and decoding a table's events to and from Avro bytes.
+//!
+//! A [`TableCodec`] is built once per table version: capture builds it from the
+//! table metadata it read from the source ([`TableCodec::new`]); apply builds it
+//! from the writer's value schema fetched from the registry
+//! ([`TableCodec::from_value_schema`]). Both ends then agree on every value,
+//! because both go through [`crate::value`].
+
+use apache_avro::types::Value as Avro;
+use apache_avro::Schema;
+use serde_json::Value as Json;
+
+use crate::envelope::{
+    source_from_avro, source_to_avro, transaction_from_avro, transaction_to_avro, ChangeEvent, Connector,
+    MalformedBlock, Op,
+};
+use crate::meta::{TableId, TableMeta};
+use crate::names::unique_avro_names;
+use crate::schema::{envelope_schema, key_schema, table_meta, NotAnEnvelope};
+use crate::value::{from_avro, to_avro, Datum, ValueError};
+
+/// Why an event could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("table {table}, column {column:?}: {reason}")]
+    Value {
+        table: TableId,
+        column: String,
+        reason: ValueError,
+    },
+    #[error("table {table}: a row has {got} values, the table has {expected} columns")]
+    Arity {
+        table: TableId,
+        expected: usize,
+        got: usize,
+    },
+    #[error("table {table}: derived Avro schema is invalid: {source}")]
+    Schema {
+        table: TableId,
+        #[source]
+        source: Box<apache_avro::Error>,
+    },
+    #[error("Avro {action} failed: {source}")]
+    Avro {
+        action: &'static str,
+        #[source]
+        source: Box<apache_avro::Error>,
+    },
+    #[error(transparent)]
+    NotAnEnvelope(#[from] NotAnEnvelope),
+    #[error(transparent)]
+    Malformed(#[from] MalformedBlock),
+    #[error("unknown op {0:?}")]
+    UnknownOp(String),
+}
+
+/// The schemas of one version of one table, parsed and ready to encode with.
+#[derive(Debug, Clone)]
+pub struct TableCodec {
+    meta: TableMeta,
+    connector: Connector,
+    field_names: Vec<String>,
+    key_json: Option<Json>,
+    key_schema: Option<Schema>,
+    value_json: Json,
+    value_schema: Schema,
+}
+
+impl TableCodec {
+    /// The codec of a source table, for the topic prefix `prefix`.
+    pub fn new(prefix: &str, meta: TableMeta, connector: Connector) -> Result<Self, CodecError> {
+        let parse = |json: &Json| {
+            Schema::parse(json).map_err(|e| CodecError::Schema {
+                table: meta.id.clone(),
+                source: Box::new(e),
+            })
+        };
+        let key_json = key_schema(prefix, &meta);
+        let key_schema = key_json.as_ref().map(parse).transpose()?;
+        let value_json = envelope_schema(prefix, &meta, connector);
+        let value_schema = parse(&value_json)?;
+        Ok(Self {
+            field_names: unique_avro_names(meta.columns.iter().map(|c| c.name.as_str())),
+            meta,
+            connector,
+            key_json,
+            key_schema,
+            value_json,
+            value_schema,
+        })
+    }
+
+    /// The codec for events written with the value schema `json` (apply side).
+    /// Such a codec decodes; it has no key schema.
+    pub fn from_value_schema(json: &Json) -> Result<Self, CodecError> {
+        let (meta, connector) = table_meta(json)?;
+        let value_schema = Schema::parse(json).map_err(|e| CodecError::Schema {
+            table: meta.id.clone(),
+            source: Box::new(e),
+        })?;
+        Ok(Self {
+            field_names: unique_avro_names(meta.columns.iter().map(|c| c.name.as_str())),
+            meta,
+            connector,
+            key_json: None,
+            key_schema: None,
+            value_json: json.clone(),
+            value_schema,
+        })
+    }
+
+    pub fn meta(&self) -> &TableMeta {
+        &self.meta
+    }
+
+    /// The key schema to register under `<topic>-key`; `None` for a keyless table.
+    pub fn key_schema_json(&self) -> Option<&Json> {
+        self.key_json.as_ref()
+    }
+
+    /// The value schema to register under `<topic>-value`.
+    pub fn value_schema_json(&self) -> &Json {
+        &self.value_json
+    }
+
+    fn row_to_avro(&self, row: &[Datum], columns: &[usize], nullable: bool) -> Result<Avro, CodecError> {
+        let fields = columns
+            .iter()
+            .map(|&i| {
+                let column = &self.meta.columns[i];
+                let datum = &row[i];
+                let value = to_avro(datum, column.data_type, nullable && column.nullable).map_err(|reason| {
+                    CodecError::Value {
+                        table: self.meta.id.clone(),
+                        column: column.name.clone(),
+                        reason,
+                    }
+                })?;
+                Ok((self.field_names[i].clone(), value))
+            })
+            .collect::<Result<_, CodecError>>()?;
+        Ok(Avro::Record(fields))
+    }
+
+    fn check_arity(&self, row: &[Datum]) -> Result<(), CodecError> {
+        if row.len() != self.meta.columns.len() {
+            return Err(CodecError::Arity {
+                table: self.meta.id.clone(),
+                expected: self.meta.columns.len(),
+                got: row.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn write(schema: &Schema, value: Avro) -> Result<Vec<u8>, CodecError> {
+        let avro = |e| CodecError::Avro {
+            action: "encoding",
+            source: Box::new(e),
+        };
+        apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+            .build()
+            .map_err(avro)?
+            .write_value_to_vec(value)
+            .map_err(avro)
+    }
+
+    /// The Avro key of `row` (a full row in column order), or `None` for a keyless table.
+    pub fn encode_key(&self, row: &[Datum]) -> Result<Option<Vec<u8>>, CodecError> {
+        let Some(schema) = &self.key_schema else {
+            return Ok(None);
+        };
+        self.check_arity(row)?;
+        let record = self.row_to_avro(row, &self.meta.key, false)?;
+        Self::write(schema, record).map(Some)
+    }
+
+    /// The Avro value (envelope) of `event`.
+    pub fn encode_value(&self, event: &ChangeEvent) -> Result<Vec<u8>, CodecError> {
+        let all: Vec<usize> = (0..self.meta.columns.len()).collect();
+        let row = |r: &Option<Vec<Datum>>| match r {
+            None => Ok::<_, CodecError>(Avro::Union(0, Box::new(Avro::Null))),
+            Some(r) => {
+                self.check_arity(r)?;
+                Ok(Avro::Union(1, Box::new(self.row_to_avro(r, &all, true)?)))
+            }
+        };
+        let envelope = Avro::Record(vec![
+            ("before".into(), row(&event.before)?),
+            ("after".into(), row(&event.after)?),
+            ("source".into(), source_to_avro(&event.source)),
+            ("transaction".into(), transaction_to_avro(event.transaction.as_ref())),
+            ("op".into(), Avro::String(event.op.code().into())),
+            ("ts_ms".into(), Avro::Long(event.ts_ms)),
+        ]);
+        Self::write(&self.value_schema, envelope)
+    }
+
+    fn row_from_avro(&self, value: &Avro) -> Result<Option<Vec<Datum>>, CodecError> {
+        let fields = match value {
+            Avro::Union(_, inner) => return self.row_from_avro(inner),
+            Avro::Null => return Ok(None),
+            Avro::Record(fields) => fields,
+            other => {
+                return Err(CodecError::Malformed(MalformedBlock {
+                    block: "row",
+                    field: format!("{other:?}"),
+                }))
+            }
+        };
+        self.meta
+            .columns
+            .iter()
+            .zip(&self.field_names)
+            .map(|(column, name)| {
+                let raw = fields.iter().find(|(n, _)| n == name).map(|(_, v)| v).ok_or_else(|| {
+                    CodecError::Malformed(MalformedBlock {
+                        block: "row",
+                        field: name.clone(),
+                    })
+                })?;
+                from_avro(raw, column.data_type).map_err(|reason| CodecError::Value {
+                    table: self.meta.id.clone(),
+                    column: column.name.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// The event encoded in `bytes` (an Avro datum without the wire-format header).
+    pub fn decode_value(&self, mut bytes: &[u8]) -> Result<ChangeEvent, CodecError> {
+        let avro = |e| CodecError::Avro {
+            action: "decoding",
+            source: Box::new(e),
+        };
+        let value = apache_avro::reader::datum::GenericDatumReader::builder(&self.value_schema)
+            .build()
+            .map_err(avro)?
+            .read_value(&mut bytes)
+            .map_err(avro)?;
+        let Avro::Record(fields) = value else {
+            return Err(CodecError::Malformed(MalformedBlock {
+                block: "envelope",
+                field: "(not a record)".into(),
+            }));
+        };
+        let get = |name: &str| {
+            fields.iter().find(|(n, _)| n == name).map(|(_, v)| v).ok_or_else(|| {
+                CodecError::Malformed(MalformedBlock {
+                    block: "envelope",
+                    field: name.to_owned(),
+                })
+            })
+        };
+        let op = match get("op")? {
+            Avro::String(code) => Op::parse(code).ok_or_else(|| CodecError::UnknownOp(code.clone()))?,
+            other => return Err(CodecError::UnknownOp(format!("{other:?}"))),
+        };
+        let ts_ms = match get("ts_ms")? {
+            Avro::Long(t) => *t,
+            _ => {
+                return Err(CodecError::Malformed(MalformedBlock {
+                    block: "envelope",
+                    field: "ts_ms".into(),
+                }))
+            }
+        };
+        Ok(ChangeEvent {
+            op,
+            before: self.row_from_avro(get("before")?)?,
+            after: self.row_from_avro(get("after")?)?,
+            source: source_from_avro(self.connector, get("source")?)?,
+            ts_ms,
+            transaction: transaction_from_avro(get("transaction")?)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Snapshot, SourceDetail, SourceInfo, TransactionBlock};
+    use crate::meta::{Column, DataType};
+    use crate::position::PgLsn;
+    use crate::value::{Decimal, Special};
+
+    fn meta() -> TableMeta {
+        TableMeta::new(
+            TableId::new("public", "Ünïcode table"),
+            vec![
+                Column::new("id", DataType::Int32, "integer").not_null(),
+                Column::new(
+                    "amount",
+                    DataType::Decimal {
+                        precision: 12,
+                        scale: 3,
+                        special: true,
+                    },
+                    "numeric(12,3)",
+                ),
+                Column::new("note", DataType::Text, "text"),
+                Column::new("raw", DataType::Bytes, "bytea").not_null(),
+                Column::new("at", DataType::TimestampTz, "timestamptz"),
+                Column::new("n", DataType::Numeric, "numeric"),
+            ],
+            &["id"],
+        )
+        .unwrap()
+    }
+
+    fn source() -> SourceInfo {
+        SourceInfo {
+            name: "app".into(),
+            ts_ms: 1_234,
+            snapshot: Snapshot::False,
+            db: "db".into(),
+            detail: SourceDetail::Postgres {
+                schema: "public".into(),
+                table: "Ünïcode table".into(),
+                tx_id: Some(7),
+                lsn: Some(PgLsn(99)),
+            },
+        }
+    }
+
+    fn row(id: i64, note: Option<&str>) -> Vec<Datum> {
+        vec![
+            Datum::Int(id),
+            Datum::Decimal("-12.500".parse::<Decimal>().unwrap()),
+            note.map_or(Datum::Null, |n| Datum::Text(n.into())),
+            Datum::Bytes(vec![0, 255, 10]),
+            Datum::Timestamp(-86_400_000_001),
+            Datum::Special(Special::NaN),
+        ]
+    }
+
+    #[test]
+    fn events_round_trip_through_bytes() {
+        let codec = TableCodec::new("app", meta(), Connector::Postgres).unwrap();
+        let events = [
+            ChangeEvent {
+                op: Op::Update,
+                before: Some(row(1, None)),
+                after: Some(row(1, Some(""))),
+                source: source(),
+                ts_ms: 5_678,
+                transaction: Some(TransactionBlock {
+                    id: "7:0/63".into(),
+                    total_order: 1,
+                    data_collection_order: 1,
+                }),
+            },
+            ChangeEvent {
+                op: Op::Delete,
+                before: Some(row(2, Some("x"))),
+                after: None,
+                source: source(),
+                ts_ms: 1,
+                transaction: None,
+            },
+            ChangeEvent {
+                op: Op::Truncate,
+                before: None,
+                after: None,
+                source: source(),
+                ts_ms: 1,
+                transaction: None,
+            },
+        ];
+        let apply_side = TableCodec::from_value_schema(codec.value_schema_json()).unwrap();
+        assert_eq!(apply_side.meta(), codec.meta());
+        for event in events {
+            let bytes = codec.encode_value(&event).unwrap();
+            assert_eq!(apply_side.decode_value(&bytes).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn keys_hold_only_key_columns() {
+        let codec = TableCodec::new("app", meta(), Connector::Postgres).unwrap();
+        let key = codec.encode_key(&row(300, None)).unwrap().unwrap();
+        // An Avro int is zig-zag varint encoded: 300 -> 600 -> [0xd8, 0x04].
+        assert_eq!(key, vec![0xd8, 0x04]);
+        let keyless = TableMeta::new(
+            TableId::new("s", "t"),
+            vec![Column::new("a", DataType::Text, "text")],
+            &[],
+        )
+        .unwrap();
+        let codec = TableCodec::new("app", keyless, Connector::Mysql).unwrap();
+        assert_eq!(codec.encode_key(&[Datum::Text("a".into())]).unwrap(), None);
+        assert!(codec.key_schema_json().is_none());
+    }
+
+    #[test]
+    fn bad_rows_name_table_and_column() {
+        let codec = TableCodec::new("app", meta(), Connector::Postgres).unwrap();
+        let mut bad = row(1, None);
+        bad[3] = Datum::Null;
+        let event = ChangeEvent {
+            op: Op::Create,
+            before: None,
+            after: Some(bad),
+            source: source(),
+            ts_ms: 0,
+            transaction: None,
+        };
+        let err = codec.encode_value(&event).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "table public.Ünïcode table, column \"raw\": null in a NOT NULL column"
+        );
+        let short = ChangeEvent {
+            after: Some(vec![Datum::Int(1)]),
+            ..event
+        };
+        assert!(matches!(
+            codec.encode_value(&short),
+            Err(CodecError::Arity {
+                expected: 6,
+                got: 1,
+                ..
+            })
+        ));
+        assert!(codec.decode_value(&[0xff, 0xff]).is_err());
+        assert!(codec.decode_value(&[]).is_err());
+    }
+}

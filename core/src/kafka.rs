@@ -1,0 +1,154 @@
+//! Kafka client settings for no-loss delivery, and topic creation.
+//!
+//! Producers wait for every in-sync replica (`acks=all`) and are idempotent, so
+//! a retried send cannot be written twice or out of order within a partition.
+//! Consumers never commit on their own: apply stores offsets in the target in
+//! the same transaction as the rows, and reads only committed transactional data.
+//! Any `kafka.*` key of a binary's config passes through to librdkafka unchanged
+//! (security settings, tuning), after Ferry's own, so an operator can override them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use serde::{Deserialize, Serialize};
+
+/// How to reach the brokers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port...]`.
+    pub brokers: String,
+    /// librdkafka properties passed through as they are (`security.protocol`, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        c
+    }
+
+    fn finish(&self, mut c: ClientConfig) -> ClientConfig {
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// A producer that loses nothing it acknowledged and never duplicates a retry.
+    pub fn producer(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000");
+        self.finish(c)
+    }
+
+    /// A transactional producer: events and the source position commit together.
+    pub fn transactional_producer(&self, transactional_id: &str) -> ClientConfig {
+        let mut c = self.producer();
+        c.set("transactional.id", transactional_id);
+        self.finish(c)
+    }
+
+    /// A consumer whose offsets are the caller's business: no automatic commit or
+    /// offset store, only committed transactional data, from the beginning when
+    /// the group has no position.
+    pub fn consumer(&self, group: &str) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false")
+            // Large enough for any fetch response, whatever the broker makes of
+            // fetch.max.bytes (librdkafka requires it above fetch.max.bytes).
+            .set("receive.message.max.bytes", "200000000");
+        self.finish(c)
+    }
+
+    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+        self.finish(self.base()).create()
+    }
+}
+
+/// A topic Ferry needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// Keep only the latest value per key (offsets, registry storage).
+    pub compacted: bool,
+}
+
+/// A topic could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("cannot create topics: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("creating topic {topic:?} failed: {code}")]
+    Create { topic: String, code: RDKafkaErrorCode },
+}
+
+/// Creates the topics that do not exist yet; existing ones are left as they are.
+/// Replication is the broker's default.
+pub async fn ensure_topics(admin: &AdminClient<DefaultClientContext>, topics: &[TopicSpec]) -> Result<(), TopicError> {
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| {
+            let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(-1));
+            if t.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(TopicError::Create { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_is_safe_and_options_override() {
+        let mut s = KafkaSettings::new("127.0.0.1:9092");
+        s.options.insert("linger.ms".into(), "50".into());
+        s.options.insert("security.protocol".into(), "SASL_SSL".into());
+        let p = s.producer();
+        assert_eq!(p.get("acks"), Some("all"));
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        assert_eq!(p.get("linger.ms"), Some("50"));
+        assert_eq!(p.get("security.protocol"), Some("SASL_SSL"));
+        let t = s.transactional_producer("ferry-capture-x");
+        assert_eq!(t.get("transactional.id"), Some("ferry-capture-x"));
+        let c = s.consumer("g");
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.get("group.id"), Some("g"));
+    }
+}

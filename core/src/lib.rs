@@ -1,0 +1,27 @@
+//! Ferry's change-event model, shared by every capture, apply and tool binary.
+//!
+//! ```text
+//!  source rows ──► meta::TableMeta + value::Datum ──► codec::TableCodec ──► Avro bytes
+//!                                                         │                   │
+//!                  schema:: (Avro schemas, Debezium       │        wire:: (0x00 + schema id)
+//!                  envelope of envelope::)  ──────────────┘                   │
+//!                                              registry::RegistryClient ──────┘
+//! ```
+//!
+//! Nothing here talks to a database: sources and targets live in `ferry-capture`
+//! and `ferry-apply`. What is here is what both ends must agree on, so it is
+//! written once: the event model, how it maps to Avro, where a source stands
+//! (`position`), and the settings every binary shares (Kafka, config, logging).
+
+pub mod codec;
+pub mod config;
+pub mod envelope;
+pub mod kafka;
+pub mod meta;
+pub mod names;
+pub mod position;
+pub mod registry;
+pub mod schema;
+pub mod telemetry;
+pub mod value;
+pub mod wire;

@@ -1,0 +1,215 @@
+//! A client for a Confluent-compatible schema registry, with a local cache.
+//!
+//! Capture registers each table's key and value schema once per schema version
+//! and frames every message with the id it got back; apply looks each id up
+//! once. Both go through this client, whose caches mean the registry is asked
+//! once per schema, not once per event: ids are immutable in the Confluent model,
+//! so a cached id is never stale.
+//!
+//! Basic auth comes from the URL's user info (`http://user:pass@host:8081`) and
+//! is sent as a header; the URL is printed without the password.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+use url::Url;
+
+use crate::config::SecretUrl;
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// A registry call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("schema registry at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("schema registry at {url} answered {status}: {message} (error code {code})")]
+    Rejected {
+        url: String,
+        status: u16,
+        code: i64,
+        message: String,
+    },
+    #[error("schema registry at {url} gave an unexpected answer: {reason}")]
+    BadResponse { url: String, reason: String },
+    #[error("schema {id} from the registry is not valid Avro: {reason}")]
+    InvalidSchema { id: u32, reason: String },
+}
+
+impl RegistryError {
+    /// Whether trying again later may succeed: the registry was down or failed
+    /// inside; a refused schema or a missing id stays refused.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::Unreachable { .. } => true,
+            RegistryError::Rejected { status, .. } => *status >= 500,
+            RegistryError::BadResponse { .. } | RegistryError::InvalidSchema { .. } => false,
+        }
+    }
+}
+
+/// A schema as the registry holds it.
+#[derive(Debug)]
+pub struct RegisteredSchema {
+    pub id: u32,
+    pub json: Json,
+    pub avro: apache_avro::Schema,
+}
+
+/// The client; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct RegistryClient {
+    base: Url,
+    shown: String,
+    auth: Option<(String, String)>,
+    http: reqwest::Client,
+    by_id: RwLock<HashMap<u32, Arc<RegisteredSchema>>>,
+    by_subject: RwLock<HashMap<(String, String), u32>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error_code: i64,
+    message: String,
+}
+
+impl RegistryClient {
+    pub fn new(url: &SecretUrl) -> Result<Self, RegistryError> {
+        let mut base = url.expose().clone();
+        let auth = (!base.username().is_empty()).then(|| {
+            (
+                base.username().to_owned(),
+                base.password().unwrap_or_default().to_owned(),
+            )
+        });
+        let shown = url.redacted().to_string();
+        // Cannot fail for an http(s) URL with a host.
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| RegistryError::Unreachable {
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            base,
+            shown,
+            auth,
+            http,
+            by_id: RwLock::default(),
+            by_subject: RwLock::default(),
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Json, RegistryError> {
+        let request = match &self.auth {
+            Some((user, pass)) => request.basic_auth(user, Some(pass)),
+            None => request,
+        };
+        let response = request
+            .header(reqwest::header::ACCEPT, CONTENT_TYPE)
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unreachable {
+                url: self.shown.clone(),
+                reason: e.without_url().to_string(),
+            })?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| RegistryError::Unreachable {
+            url: self.shown.clone(),
+            reason: e.without_url().to_string(),
+        })?;
+        if !status.is_success() {
+            let ErrorBody { error_code, message } = serde_json::from_slice(&body).unwrap_or(ErrorBody {
+                error_code: i64::from(status.as_u16()),
+                message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+            });
+            return Err(RegistryError::Rejected {
+                url: self.shown.clone(),
+                status: status.as_u16(),
+                code: error_code,
+                message,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| RegistryError::BadResponse {
+            url: self.shown.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn id_of(&self, body: &Json) -> Result<u32, RegistryError> {
+        body["id"]
+            .as_u64()
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| RegistryError::BadResponse {
+                url: self.shown.clone(),
+                reason: format!("no schema id in {body}"),
+            })
+    }
+
+    /// Registers `schema` under `subject` (or finds it there) and returns its id.
+    pub async fn register(&self, subject: &str, schema: &Json) -> Result<u32, RegistryError> {
+        let text = schema.to_string();
+        let cache_key = (subject.to_owned(), text);
+        if let Some(id) = self
+            .by_subject
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cache_key)
+        {
+            return Ok(*id);
+        }
+        let url = self.url(&["subjects", subject, "versions"]);
+        let body = self
+            .call(
+                self.http
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+                    .body(json!({ "schema": cache_key.1 }).to_string()),
+            )
+            .await?;
+        let id = self.id_of(&body)?;
+        self.by_subject
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cache_key, id);
+        Ok(id)
+    }
+
+    /// The schema with id `id`.
+    pub async fn schema(&self, id: u32) -> Result<Arc<RegisteredSchema>, RegistryError> {
+        if let Some(s) = self.by_id.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(Arc::clone(s));
+        }
+        let body = self
+            .call(self.http.get(self.url(&["schemas", "ids", &id.to_string()])))
+            .await?;
+        let text = body["schema"].as_str().ok_or_else(|| RegistryError::BadResponse {
+            url: self.shown.clone(),
+            reason: format!("no schema in the answer for id {id}"),
+        })?;
+        let invalid = |reason: String| RegistryError::InvalidSchema { id, reason };
+        let json: Json = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let avro = apache_avro::Schema::parse(&json).map_err(|e| invalid(e.to_string()))?;
+        let schema = Arc::new(RegisteredSchema { id, json, avro });
+        self.by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::clone(&schema));
+        Ok(schema)
+    }
+}
