@@ -20,6 +20,7 @@ pub mod kafka;
 pub mod meta;
 pub mod names;
 pub mod position;
+pub mod process;
 pub mod registry;
 pub mod schema;
 pub mod telemetry;

@@ -1,1 +1,99 @@
+//! `ferry-schema-registry`: a Confluent Schema Registry compatible server whose
+//! only storage is a compacted Kafka topic.
+//!
+//! ```text
+//!   HTTP (Confluent REST API) ──► api ──► store.write ──► Kafka topic _ferry_schemas
+//!                                  ▲                            │
+//!                                  └── state (in memory) ◄── fold ◄─ read from offset 0, forever
+//! ```
+//!
+//! Every instance folds the same topic into the same state ([`state`]), so
+//! several instances against one topic agree on every id. The last instance to
+//! start (unless `--read-only`) holds the writer role; the others serve reads
+//! and refuse writes with error 50004, naming the writer's URL. See
+//! [`state`] for how writers are fenced and why compaction cannot lose data.
 
+pub mod api;
+pub mod compat;
+pub mod state;
+pub mod store;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine;
+use ferry_core::config::Secret;
+use ferry_core::kafka::KafkaSettings;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::api::App;
+use crate::store::{Store, StoreError};
+
+/// Default storage topic.
+pub const DEFAULT_TOPIC: &str = "_ferry_schemas";
+
+/// What `run` needs, already validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka: KafkaSettings,
+    pub topic: String,
+    /// Never claim the writer role: serve reads, refuse writes.
+    pub read_only: bool,
+    /// Require HTTP basic auth with this user and password.
+    pub basic_auth: Option<(String, Secret)>,
+    /// Largest request body accepted, in bytes.
+    pub max_body: usize,
+    /// The URL other instances tell clients to write to; defaults to the listen address.
+    pub advertised_url: Option<String>,
+}
+
+/// Why the server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("serving HTTP failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the registry on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let url = match &config.advertised_url {
+        Some(u) => u.clone(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
+    let store = Store::open(&config.kafka, &config.topic, &url, config.read_only).await?;
+    let auth = config.basic_auth.as_ref().map(|(user, password)| {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
+        format!("Basic {token}")
+    });
+    let app = Arc::new(App {
+        store,
+        auth,
+        metrics: prometheus(),
+    });
+    tracing::info!(%url, topic = %config.topic, read_only = config.read_only, "schema registry serving");
+    axum::serve(listener, api::router(app, config.max_body))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The process-wide Prometheus recorder (several servers in one test process share it).
+fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; ours then stays empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}

@@ -45,7 +45,102 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Ferry binary built by `cargo build --workspace --bins` (which `scripts/test`
+/// runs first), next to this test's own executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join(name))
+        .unwrap_or_default();
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo build --workspace --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A schema registry served in this process on a free loopback port, with its
+/// own storage topic, stopped when dropped.
+#[derive(Debug)]
+pub struct Registry {
+    pub url: String,
+    pub topic: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ferry_schema_registry::ServerError>>,
+}
+
+impl Registry {
+    /// Starts a registry on a new topic.
+    pub async fn start() -> Registry {
+        Registry::start_with(registry_config(&unique("_ferry_schemas_test"))).await
+    }
+
+    /// Starts a registry with the given config, waiting until it answers.
+    pub async fn start_with(config: ferry_schema_registry::Config) -> Registry {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let topic = config.topic.clone();
+        let task = tokio::spawn(ferry_schema_registry::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let registry = Registry {
+            url,
+            topic,
+            stop: Some(stop),
+            task,
+        };
+        registry.wait_healthy().await;
+        registry
+    }
+
+    pub async fn wait_healthy(&self) {
+        let url = format!("{}/health", self.url);
+        wait_for("the registry to answer /health", Duration::from_secs(60), || {
+            let url = url.clone();
+            async move {
+                let r = reqwest::get(&url).await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Stops the server and returns how `run` ended.
+    pub async fn stop(mut self) -> Result<(), ferry_schema_registry::ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("registry task")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Registry settings for tests: the test broker, the given topic, no auth.
+pub fn registry_config(topic: &str) -> ferry_schema_registry::Config {
+    ferry_schema_registry::Config {
+        kafka: ferry_core::kafka::KafkaSettings::new(brokers()),
+        topic: topic.to_owned(),
+        read_only: false,
+        basic_auth: None,
+        max_body: 1024 * 1024,
+        advertised_url: None,
     }
 }

@@ -76,7 +76,11 @@ async fn metadata_lists_the_broker_and_the_topic() {
     let c = consumer(&unique("meta"));
     let md = c.fetch_metadata(Some(&topic), TIMEOUT).expect("metadata");
     assert!(!md.brokers().is_empty(), "no brokers in metadata");
-    let t = md.topics().iter().find(|t| t.name() == topic).expect("topic in metadata");
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .expect("topic in metadata");
     assert_eq!(t.partitions().len(), 3);
     assert!(t.error().is_none(), "{:?}", t.error());
 }
@@ -101,7 +105,10 @@ async fn keys_go_to_one_partition_in_order() {
     for (partition, _, key, payload) in read(&c, 60).await {
         assert_eq!(partition_of[&key], partition);
         let n: i32 = payload.parse().expect("payload");
-        assert!(last.get(&key).is_none_or(|&prev| prev < n), "key {key}: {n} after {last:?}");
+        assert!(
+            last.get(&key).is_none_or(|&prev| prev < n),
+            "key {key}: {n} after {last:?}"
+        );
         last.insert(key, n);
     }
 }
@@ -120,7 +127,10 @@ async fn headers_round_trip() {
         .expect("delivery");
     let c = consumer(&unique("headers"));
     c.subscribe(&[&topic]).expect("subscribe");
-    let m = tokio::time::timeout(TIMEOUT, c.recv()).await.expect("in time").expect("consume");
+    let m = tokio::time::timeout(TIMEOUT, c.recv())
+        .await
+        .expect("in time")
+        .expect("consume");
     let h = m.headers().expect("headers");
     assert_eq!(h.count(), 1);
     let first = h.get(0);
@@ -183,13 +193,19 @@ async fn an_idempotent_producer_is_accepted() {
     c.subscribe(&[&topic]).expect("subscribe");
     let payloads: Vec<String> = read(&c, 100).await.into_iter().map(|m| m.3).collect();
     assert_eq!(payloads, (0..100).map(|i| i.to_string()).collect::<Vec<_>>());
-    assert_eq!(c.fetch_watermarks(&topic, 0, TIMEOUT).expect("watermarks").1, 100, "duplicates written");
+    assert_eq!(
+        c.fetch_watermarks(&topic, 0, TIMEOUT).expect("watermarks").1,
+        100,
+        "duplicates written"
+    );
 }
 
 #[tokio::test]
 async fn transactions_hide_aborted_records() {
     if !broker_claims_transactions() {
-        eprintln!("broker does not claim transactions (FERRY_BROKER_TRANSACTIONS); Ferry runs at-least-once into Kafka");
+        eprintln!(
+            "broker does not claim transactions (FERRY_BROKER_TRANSACTIONS); Ferry runs at-least-once into Kafka"
+        );
         return;
     }
     let topic = new_topic(1).await;
@@ -232,7 +248,11 @@ async fn disruptive_acknowledged_messages_survive_a_broker_restart() {
     assert!(status.success(), "broker restart failed");
     let c = consumer(&unique("restart"));
     c.subscribe(&[&topic]).expect("subscribe");
-    let mut payloads: Vec<i32> = read(&c, 50).await.into_iter().map(|m| m.3.parse().expect("int")).collect();
+    let mut payloads: Vec<i32> = read(&c, 50)
+        .await
+        .into_iter()
+        .map(|m| m.3.parse().expect("int"))
+        .collect();
     payloads.sort_unstable();
     assert_eq!(payloads, (0..50).collect::<Vec<_>>());
 }

@@ -1,0 +1,142 @@
+//! `ferry-schema-registry`: flags and config, then [`ferry_schema_registry::run`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferry_core::config::{self, Secret};
+use ferry_core::kafka::KafkaSettings;
+use ferry_core::process::{exit_code, shutdown_signal};
+use ferry_core::telemetry::{init_logging, LogFormat};
+use ferry_schema_registry::{run, Config, DEFAULT_TOPIC};
+use serde::{Deserialize, Serialize};
+
+/// A Confluent Schema Registry compatible server storing schemas in a Kafka topic.
+#[derive(Debug, Parser, Serialize)]
+#[command(name = "ferry-schema-registry", version)]
+struct Args {
+    /// TOML config file; its keys are the long flag names with `_` for `-`.
+    #[arg(long, env = "FERRY_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8081].
+    #[arg(long, env = "FERRY_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    /// Kafka brokers, host:port[,host:port] [default: 127.0.0.1:9092].
+    #[arg(long, env = "FERRY_BROKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brokers: Option<String>,
+    /// Storage topic (compacted, one partition) [default: _ferry_schemas].
+    #[arg(long, env = "FERRY_TOPIC")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic: Option<String>,
+    /// Serve reads only; never take the writer role.
+    #[arg(long, env = "FERRY_READ_ONLY")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    read_only: bool,
+    /// Require HTTP basic auth with this user (password from --basic-auth-password).
+    #[arg(long, env = "FERRY_BASIC_AUTH_USER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    basic_auth_user: Option<String>,
+    /// Password for basic auth.
+    #[arg(long, env = "FERRY_BASIC_AUTH_PASSWORD", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    basic_auth_password: Option<Secret>,
+    /// URL other instances name to clients as the writer [default: http://<listen>].
+    #[arg(long, env = "FERRY_ADVERTISED_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advertised_url: Option<String>,
+    /// Largest request body, in bytes [default: 16777216].
+    #[arg(long, env = "FERRY_MAX_BODY_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_body_bytes: Option<usize>,
+    /// Log format: human or json [default: human].
+    #[arg(long, env = "FERRY_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_brokers")]
+    brokers: String,
+    #[serde(default = "default_topic")]
+    topic: String,
+    #[serde(default)]
+    read_only: bool,
+    basic_auth_user: Option<String>,
+    basic_auth_password: Option<Secret>,
+    advertised_url: Option<String>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default)]
+    log_format: LogFormat,
+    /// librdkafka properties passed through (`[kafka]` table).
+    #[serde(default)]
+    kafka: BTreeMap<String, String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8081".into()
+}
+fn default_brokers() -> String {
+    "127.0.0.1:9092".into()
+}
+fn default_topic() -> String {
+    DEFAULT_TOPIC.into()
+}
+fn default_max_body() -> usize {
+    16 * 1024 * 1024
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("basic auth needs both --basic-auth-user and --basic-auth-password")]
+    HalfAuth,
+    #[error("cannot listen on {address}: {reason}")]
+    Listen { address: String, reason: String },
+    #[error(transparent)]
+    Server(#[from] ferry_schema_registry::ServerError),
+}
+
+async fn main_inner(args: Args) -> Result<(), MainError> {
+    let file: FileConfig = config::load(args.config.as_deref(), &args)?;
+    init_logging(file.log_format);
+    let basic_auth = match (file.basic_auth_user, file.basic_auth_password) {
+        (Some(user), Some(password)) => Some((user, password)),
+        (None, None) => None,
+        _ => return Err(MainError::HalfAuth),
+    };
+    let listener = tokio::net::TcpListener::bind(&file.listen)
+        .await
+        .map_err(|e| MainError::Listen {
+            address: file.listen.clone(),
+            reason: e.to_string(),
+        })?;
+    let config = Config {
+        kafka: KafkaSettings {
+            brokers: file.brokers,
+            options: file.kafka,
+        },
+        topic: file.topic,
+        read_only: file.read_only,
+        basic_auth,
+        max_body: file.max_body_bytes,
+        advertised_url: file.advertised_url,
+    };
+    run(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    exit_code("ferry-schema-registry", main_inner(args).await)
+}

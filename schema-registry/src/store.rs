@@ -1,0 +1,261 @@
+//! Storage in a compacted Kafka topic (default `_ferry_schemas`, one partition).
+//!
+//! At start the store reads the topic from the beginning to its high watermark,
+//! folding every record into [`State`]; only then does the server answer. A
+//! background task keeps reading, so every instance sees every other's writes.
+//! A write is: produce the record (acks=all), wait until the reader has applied
+//! it, and read the verdict the fold gave it. The state therefore only ever
+//! holds what is durable in Kafka, and an instance that was fenced (another one
+//! claimed the writer role later) learns it from its own rejected write.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{watch, Mutex, MutexGuard};
+use tokio::task::JoinHandle;
+
+use crate::state::{RecordKey, RecordValue, State, WriterValue};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach the Kafka brokers at {brokers}: {reason}; check --brokers and that the broker runs")]
+    Unreachable { brokers: String, reason: String },
+    #[error("storage topic: {0}")]
+    Topic(#[from] TopicError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("the write was not read back from the storage topic within {0:?}")]
+    Timeout(Duration),
+    #[error("this instance is not the writer{}", .writer.as_ref().map(|w| format!("; send writes to {w}")).unwrap_or_default())]
+    NotWriter { writer: Option<String> },
+    #[error("could not claim the writer role: another instance claimed it at the same time")]
+    ClaimLost,
+}
+
+/// The registry's durable state and the means to change it.
+pub struct Store {
+    state: Arc<RwLock<State>>,
+    /// The next offset the reader will apply.
+    applied: watch::Receiver<i64>,
+    producer: FutureProducer,
+    topic: String,
+    instance: String,
+    seq: AtomicU64,
+    /// This instance's writer epoch; `None` for a read-only instance.
+    epoch: Option<u64>,
+    writes: Mutex<()>,
+    reader: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("topic", &self.topic)
+            .field("instance", &self.instance)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+fn encode_value(value: &RecordValue) -> Vec<u8> {
+    let json = match value {
+        RecordValue::Writer(v) => serde_json::to_vec(v),
+        RecordValue::Schema(v) => serde_json::to_vec(v),
+        RecordValue::Config(v) => serde_json::to_vec(v),
+        RecordValue::Mode(v) => serde_json::to_vec(v),
+    };
+    // Serialising plain structs of strings and numbers cannot fail.
+    json.unwrap_or_default()
+}
+
+fn decode(key: &[u8], value: Option<&[u8]>) -> Result<(RecordKey, Option<RecordValue>), serde_json::Error> {
+    let key: RecordKey = serde_json::from_slice(key)?;
+    let Some(value) = value else {
+        return Ok((key, None));
+    };
+    let value = match &key {
+        RecordKey::Writer { .. } => RecordValue::Writer(serde_json::from_slice(value)?),
+        RecordKey::Schema { .. } => RecordValue::Schema(serde_json::from_slice(value)?),
+        RecordKey::Config { .. } => RecordValue::Config(serde_json::from_slice(value)?),
+        RecordKey::Mode { .. } => RecordValue::Mode(serde_json::from_slice(value)?),
+    };
+    Ok((key, Some(value)))
+}
+
+impl Store {
+    /// Opens the store: creates the topic if needed, reads it to the end, and,
+    /// unless `read_only`, claims the writer role for `url`.
+    pub async fn open(
+        kafka: &KafkaSettings,
+        topic: &str,
+        url: &str,
+        read_only: bool,
+    ) -> Result<Arc<Store>, StoreError> {
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let consumer: StreamConsumer = kafka.consumer(&format!("_ferry_registry_{instance}")).create()?;
+        let unreachable = |e: KafkaError| StoreError::Unreachable {
+            brokers: kafka.brokers.clone(),
+            reason: e.to_string(),
+        };
+        consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(unreachable)?;
+        let admin = kafka.admin()?;
+        ensure_topics(
+            &admin,
+            &[TopicSpec {
+                name: topic.to_owned(),
+                partitions: 1,
+                compacted: true,
+            }],
+        )
+        .await?;
+        let (_, high) = consumer.fetch_watermarks(topic, 0, TIMEOUT)?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
+        consumer.assign(&assignment)?;
+
+        let state = Arc::new(RwLock::new(State::new(instance.clone())));
+        let (applied_tx, applied) = watch::channel(0i64);
+        let reader = tokio::spawn(read_forever(consumer, Arc::clone(&state), applied_tx));
+        let producer: FutureProducer = kafka.producer().create()?;
+        let mut store = Store {
+            state,
+            applied,
+            producer,
+            topic: topic.to_owned(),
+            instance,
+            seq: AtomicU64::new(0),
+            epoch: None,
+            writes: Mutex::new(()),
+            reader,
+        };
+        store.wait_applied(high - 1).await?;
+        tracing::info!(topic, records = high, "storage topic read");
+        if !read_only {
+            store.claim(url).await?;
+        }
+        Ok(Arc::new(store))
+    }
+
+    async fn claim(&mut self, url: &str) -> Result<(), StoreError> {
+        let epoch = self.state().epoch() + 1;
+        let value = RecordValue::Writer(WriterValue {
+            instance: self.instance.clone(),
+            url: url.to_owned(),
+        });
+        let offset = self.produce(&RecordKey::Writer { epoch }, Some(&value)).await?;
+        self.wait_applied(offset).await?;
+        let won = self.state().writer().is_some_and(|w| w.instance == self.instance) && self.state().epoch() == epoch;
+        if !won {
+            return Err(StoreError::ClaimLost);
+        }
+        tracing::info!(epoch, "claimed the writer role");
+        self.epoch = Some(epoch);
+        Ok(())
+    }
+
+    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serialises read-decide-write sequences: hold it from reading the state
+    /// a write depends on until the write was applied.
+    pub async fn lock_writes(&self) -> MutexGuard<'_, ()> {
+        self.writes.lock().await
+    }
+
+    /// The epoch to stamp on records, or why this instance may not write.
+    pub fn writer_epoch(&self) -> Result<u64, StoreError> {
+        match self.epoch {
+            Some(e) if e == self.state().epoch() => Ok(e),
+            _ => Err(StoreError::NotWriter {
+                writer: self.state().writer().map(|w| w.url.clone()),
+            }),
+        }
+    }
+
+    /// A write id no other record has.
+    pub fn write_id(&self) -> String {
+        format!("{}-{}", self.instance, self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    async fn produce(&self, key: &RecordKey, value: Option<&RecordValue>) -> Result<i64, StoreError> {
+        let key = serde_json::to_vec(key).unwrap_or_default();
+        let value = value.map(encode_value);
+        let mut record = FutureRecord::to(&self.topic).key(&key).partition(0);
+        if let Some(v) = &value {
+            record = record.payload(v);
+        }
+        let delivery = self.producer.send(record, TIMEOUT).await.map_err(|(e, _)| e)?;
+        Ok(delivery.offset)
+    }
+
+    async fn wait_applied(&self, offset: i64) -> Result<(), StoreError> {
+        let mut applied = self.applied.clone();
+        tokio::time::timeout(TIMEOUT, applied.wait_for(|next| *next > offset))
+            .await
+            .map_err(|_| StoreError::Timeout(TIMEOUT))?
+            .map_err(|_| StoreError::Timeout(TIMEOUT))?;
+        Ok(())
+    }
+
+    /// Writes records in order and waits until they were applied; true if the
+    /// fold accepted every one. Tombstones (`None`) are always applied.
+    pub async fn write(&self, records: &[(RecordKey, Option<RecordValue>)]) -> Result<bool, StoreError> {
+        let mut last = -1;
+        for (key, value) in records {
+            last = self.produce(key, value.as_ref()).await?;
+        }
+        self.wait_applied(last).await?;
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let accepted = records
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|_| k))
+            .filter_map(|k| match k {
+                RecordKey::Schema { write, .. } | RecordKey::Config { write, .. } | RecordKey::Mode { write, .. } => {
+                    Some(write)
+                }
+                RecordKey::Writer { .. } => None,
+            })
+            .map(|w| state.verdict(w).unwrap_or(false))
+            .collect::<Vec<_>>();
+        Ok(accepted.into_iter().all(|a| a))
+    }
+}
+
+async fn read_forever(consumer: StreamConsumer, state: Arc<RwLock<State>>, applied: watch::Sender<i64>) {
+    loop {
+        match consumer.recv().await {
+            Ok(m) => {
+                let offset = m.offset();
+                match m.key().map(|k| decode(k, m.payload())) {
+                    Some(Ok((key, value))) => state.write().unwrap_or_else(|e| e.into_inner()).apply(&key, value),
+                    Some(Err(e)) => tracing::warn!(offset, error = %e, "skipping a record that is not Ferry's"),
+                    None => tracing::warn!(offset, "skipping a record without a key"),
+                }
+                applied.send_replace(offset + 1);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the storage topic failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
