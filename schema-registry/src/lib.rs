@@ -17,6 +17,7 @@ pub mod api;
 pub mod compat;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -46,6 +47,8 @@ pub struct Config {
     pub max_body: usize,
     /// The URL other instances tell clients to write to; defaults to the listen address.
     pub advertised_url: Option<String>,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 /// Why the server stopped.
@@ -53,6 +56,8 @@ pub struct Config {
 pub enum ServerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -63,9 +68,12 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Checked before anything else, so a bad certificate fails fast.
+    let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     let url = match &config.advertised_url {
         Some(u) => u.clone(),
-        None => format!("http://{}", listener.local_addr()?),
+        None => format!("{scheme}://{}", listener.local_addr()?),
     };
     let store = Store::open(&config.kafka, &config.topic, &url, config.read_only).await?;
     let auth = config.basic_auth.as_ref().map(|(user, password)| {
@@ -78,9 +86,15 @@ pub async fn run(
         metrics: prometheus(),
     });
     tracing::info!(%url, topic = %config.topic, read_only = config.read_only, "schema registry serving");
-    axum::serve(listener, api::router(app, config.max_body))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let router = api::router(app, config.max_body);
+    match acceptor {
+        Some(acceptor) => {
+            axum::serve(tls::TlsListener::new(listener, acceptor)?, router)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await?,
+    }
     Ok(())
 }
 

@@ -48,6 +48,14 @@ struct Args {
     #[arg(long, env = "FERRY_ADVERTISED_URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     advertised_url: Option<String>,
+    /// Serve HTTPS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, env = "FERRY_TLS_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    /// PKCS#8 PEM private key for --tls-cert.
+    #[arg(long, env = "FERRY_TLS_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
     /// Largest request body, in bytes [default: 16777216].
     #[arg(long, env = "FERRY_MAX_BODY_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +80,8 @@ struct FileConfig {
     basic_auth_user: Option<String>,
     basic_auth_password: Option<Secret>,
     advertised_url: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default = "default_max_body")]
     max_body_bytes: usize,
     #[serde(default)]
@@ -100,6 +110,8 @@ enum MainError {
     Config(#[from] config::ConfigError),
     #[error("basic auth needs both --basic-auth-user and --basic-auth-password")]
     HalfAuth,
+    #[error("TLS needs both --tls-cert and --tls-key")]
+    HalfTls,
     #[error("cannot listen on {address}: {reason}")]
     Listen { address: String, reason: String },
     #[error(transparent)]
@@ -113,6 +125,11 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
         (Some(user), Some(password)) => Some((user, password)),
         (None, None) => None,
         _ => return Err(MainError::HalfAuth),
+    };
+    let tls = match (file.tls_cert, file.tls_key) {
+        (Some(cert), Some(key)) => Some(ferry_schema_registry::tls::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => return Err(MainError::HalfTls),
     };
     let listener = tokio::net::TcpListener::bind(&file.listen)
         .await
@@ -130,6 +147,7 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
         basic_auth,
         max_body: file.max_body_bytes,
         advertised_url: file.advertised_url,
+        tls,
     };
     run(listener, config, shutdown_signal()).await?;
     Ok(())

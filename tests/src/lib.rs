@@ -142,5 +142,6 @@ pub fn registry_config(topic: &str) -> ferry_schema_registry::Config {
         basic_auth: None,
         max_body: 1024 * 1024,
         advertised_url: None,
+        tls: None,
     }
 }

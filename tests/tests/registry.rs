@@ -151,6 +151,20 @@ async fn subjects_and_versions() {
         40403,
     );
     assert_error(http.post("/subjects/nobody", json!({"schema": v1()})).await, 404, 40401);
+
+    let metrics = reqwest::get(format!("{}/metrics", registry.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "registry_http_requests_total{method=\"POST\",route=\"/subjects/{subject}/versions\",status=\"200\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("registry_schemas "), "{metrics}");
 }
 
 #[tokio::test]
@@ -719,4 +733,70 @@ async fn ids_and_versions_survive_kill_9() {
         .await;
     assert!(fresh > max, "id {fresh} reused (max before restart {max})");
     process.kill9();
+}
+
+#[tokio::test]
+async fn https_when_given_a_certificate() {
+    use ferry_schema_registry::tls::TlsFiles;
+    let dir = std::env::temp_dir().join(unique("ferry-tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success(), "openssl could not make a test certificate");
+
+    // A missing key file is a clear error before anything starts.
+    let mut bad = registry_config(&unique("_ferry_schemas_tls"));
+    bad.tls = Some(TlsFiles {
+        cert: cert.clone(),
+        key: dir.join("missing.pem"),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = ferry_schema_registry::run(listener, bad, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot read TLS file"), "{err}");
+
+    let mut config = registry_config(&unique("_ferry_schemas_tls"));
+    config.tls = Some(TlsFiles {
+        cert: cert.clone(),
+        key,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(ferry_schema_registry::run(listener, config, std::future::pending()));
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let client = Client::builder().add_root_certificate(ca).build().unwrap();
+    let url = format!("https://127.0.0.1:{port}/subjects");
+    let body = wait_for("the registry to answer over HTTPS", Duration::from_secs(60), || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.get(&url).send().await.ok()?;
+            r.status().is_success().then_some(())?;
+            r.json::<Json>().await.ok()
+        }
+    })
+    .await;
+    assert_eq!(body, json!([]));
+    // Plain HTTP on the TLS port gets no answer.
+    assert!(reqwest::get(format!("http://127.0.0.1:{port}/subjects")).await.is_err());
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
 }
