@@ -1,1 +1,3 @@
+//! Ferry's capture sources, one module per source database.
 
+pub mod postgres;

@@ -668,9 +668,17 @@ impl Process {
         Process { child, url }
     }
 
-    fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
+    /// SIGKILL (`Child::kill`), then reap.
+    fn kill9(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Process {
+    /// A failed test must not leave its registry running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
