@@ -1,3 +1,7 @@
-//! Ferry's capture sources, one module per source database.
+//! Ferry's capture sources, one module per source database, and what they
+//! share: publishing events to Kafka ([`publish`]) and keeping the position
+//! each capture reached ([`offsets`]).
 
+pub mod offsets;
 pub mod postgres;
+pub mod publish;

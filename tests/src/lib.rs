@@ -145,3 +145,96 @@ pub fn registry_config(topic: &str) -> ferry_schema_registry::Config {
         tls: None,
     }
 }
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The development broker's binary: `FERRY_TEST_BROKER_BIN`, or the noida-db
+/// that `scripts/services up` installed.
+fn broker_binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("FERRY_TEST_BROKER_BIN") {
+        return PathBuf::from(bin);
+    }
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    let cache = home.join(".cache/ferry");
+    std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("lib"))
+        .flat_map(|lib| std::fs::read_dir(lib).into_iter().flatten().flatten())
+        .map(|py| py.path().join("site-packages/noida_db/noida-db"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no broker binary under {}; run scripts/services up", cache.display()))
+}
+
+/// A broker of the development kind private to one test, on its own port and
+/// data directory, which the test may freeze (SIGSTOP) to fault it.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    pub address: String,
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> PrivateBroker {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(unique("ferry-broker"));
+        std::fs::create_dir_all(&dir).expect("broker data dir");
+        let child = std::process::Command::new(broker_binary())
+            .args([
+                "start",
+                "--only",
+                "kafka",
+                "--host",
+                "127.0.0.1",
+                "--kafka-port",
+                &port.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the private broker");
+        let address = format!("127.0.0.1:{port}");
+        wait_for("the private broker to listen", Duration::from_secs(30), || {
+            let address = address.clone();
+            async move { tokio::net::TcpStream::connect(&address).await.ok().map(|_| ()) }
+        })
+        .await;
+        PrivateBroker { address, child, dir }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Stops the broker in its tracks: connections stay open, nothing is answered.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ferry_core::config::Secret;
-use ferry_tests::{binary, brokers, registry_config, unique, wait_for, Registry};
+use ferry_tests::{binary, brokers, free_port, registry_config, unique, wait_for, Registry};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value as Json};
 
@@ -680,13 +680,6 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[tokio::test]

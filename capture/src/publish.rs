@@ -1,0 +1,297 @@
+//! Publishing change events to Kafka, and acknowledging a source position only
+//! once Kafka holds every event up to it.
+//!
+//! ```text
+//!  source ──► Publisher::send(event) ──► idempotent producer (acks=all) ──► <prefix>.<schema>.<table>
+//!                 │ one delivery future per message
+//!                 ▼
+//!             Publisher::checkpoint(position) ──► acknowledger task, in order:
+//!                 1. await every delivery sent before the checkpoint
+//!                 2. store the position in the offsets topic (acks=all)
+//!                 3. publish it on `acknowledged()`: the source may now free its log
+//! ```
+//!
+//! A failed delivery stops the acknowledger for good: no later position is ever
+//! acknowledged, so the source keeps its log from the last good position and a
+//! restart sends everything after it again (at-least-once into Kafka; apply's
+//! stored offsets make it exactly-once into targets). Memory stays bounded: the
+//! producer's queue is finite, [`Publisher::send`] waits while it is full, and
+//! at most [`MAX_CHECKPOINTS`] checkpoints wait for their deliveries.
+//!
+//! Keys are the primary key (Avro, Confluent wire format), values the envelope;
+//! a delete is followed by a tombstone for its key unless turned off.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::codec::{CodecError, TableCodec};
+use ferry_core::envelope::{ChangeEvent, Connector, Op};
+use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
+use ferry_core::meta::{TableId, TableMeta};
+use ferry_core::names::{table_topic, NameError};
+use ferry_core::position::SourcePosition;
+use ferry_core::registry::{RegistryClient, RegistryError};
+use ferry_core::value::Datum;
+use ferry_core::wire;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::offsets::{Offsets, OffsetsError};
+
+/// Checkpoints that may wait for their deliveries at once.
+pub const MAX_CHECKPOINTS: usize = 1024;
+
+/// Publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("topic: {0}")]
+    Topic(#[from] TopicError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("Kafka did not take an event for {topic}: {reason}")]
+    Delivery { topic: String, reason: String },
+    #[error(transparent)]
+    Offsets(#[from] OffsetsError),
+    #[error("no schema registered for table {0}; register_table first")]
+    UnknownTable(TableId),
+    #[error("the acknowledger stopped: {0}")]
+    Stopped(String),
+}
+
+impl PublishError {
+    /// Whether a restart may succeed where this failed (brokers or registry down),
+    /// as opposed to a definite problem with the data or the configuration.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PublishError::Registry(e) => e.is_retryable(),
+            PublishError::Kafka(_) | PublishError::Delivery { .. } | PublishError::Offsets(_) => true,
+            PublishError::Stopped(_) => true,
+            PublishError::Codec(_) | PublishError::Name(_) | PublishError::Topic(_) | PublishError::UnknownTable(_) => {
+                false
+            }
+        }
+    }
+}
+
+/// How to publish.
+#[derive(Debug, Clone)]
+pub struct PublisherSettings {
+    pub kafka: KafkaSettings,
+    pub prefix: String,
+    pub connector: Connector,
+    /// Partitions of the table topics Ferry creates.
+    pub partitions: i32,
+    /// Write a tombstone after each delete.
+    pub tombstones: bool,
+    pub offsets_topic: String,
+}
+
+/// A table's topic and registered schema ids.
+#[derive(Debug)]
+struct TableTopic {
+    codec: TableCodec,
+    topic: String,
+    key_id: Option<u32>,
+    value_id: u32,
+}
+
+struct Checkpoint {
+    position: SourcePosition,
+    deliveries: Vec<(String, DeliveryFuture)>,
+}
+
+/// Sends events; see the module docs.
+pub struct Publisher {
+    settings: PublisherSettings,
+    producer: FutureProducer,
+    registry: Arc<RegistryClient>,
+    tables: HashMap<TableId, Arc<TableTopic>>,
+    sent: Vec<(String, DeliveryFuture)>,
+    checkpoints: mpsc::Sender<Checkpoint>,
+    acknowledged: watch::Receiver<Option<SourcePosition>>,
+    acknowledger: JoinHandle<Result<(), PublishError>>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("prefix", &self.settings.prefix)
+            .field("tables", &self.tables.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    pub async fn start(settings: PublisherSettings, registry: Arc<RegistryClient>) -> Result<Self, PublishError> {
+        let offsets = Offsets::open(&settings.kafka, &settings.offsets_topic).await?;
+        let producer: FutureProducer = settings.kafka.producer().create()?;
+        let (checkpoints, pending) = mpsc::channel(MAX_CHECKPOINTS);
+        let (acked, acknowledged) = watch::channel(None);
+        let acknowledger = tokio::spawn(acknowledge(pending, offsets, settings.prefix.clone(), acked));
+        Ok(Self {
+            settings,
+            producer,
+            registry,
+            tables: HashMap::new(),
+            sent: Vec::new(),
+            checkpoints,
+            acknowledged,
+            acknowledger,
+        })
+    }
+
+    /// Registers (a new version of) a table's schemas and creates its topic.
+    /// Call before the first event of the table and whenever its shape changes.
+    pub async fn register_table(&mut self, meta: TableMeta) -> Result<(), PublishError> {
+        let topic = table_topic(&self.settings.prefix, &meta.id)?;
+        let id = meta.id.clone();
+        let codec = TableCodec::new(&self.settings.prefix, meta, self.settings.connector)?;
+        ensure_topics(
+            &self.settings.kafka.admin()?,
+            &[TopicSpec {
+                name: topic.clone(),
+                partitions: self.settings.partitions,
+                compacted: false,
+            }],
+        )
+        .await?;
+        let key_id = match codec.key_schema_json() {
+            Some(schema) => Some(self.registry.register(&format!("{topic}-key"), schema).await?),
+            None => None,
+        };
+        let value_id = self
+            .registry
+            .register(&format!("{topic}-value"), codec.value_schema_json())
+            .await?;
+        self.tables.insert(
+            id,
+            Arc::new(TableTopic {
+                codec,
+                topic,
+                key_id,
+                value_id,
+            }),
+        );
+        Ok(())
+    }
+
+    /// The metadata of a registered table.
+    pub fn table(&self, id: &TableId) -> Option<&TableMeta> {
+        self.tables.get(id).map(|t| t.codec.meta())
+    }
+
+    /// Queues one event of table `table` (and its tombstone after a delete).
+    /// Waits while the producer's queue is full.
+    pub async fn send(&mut self, table: &TableId, event: &ChangeEvent) -> Result<(), PublishError> {
+        let t = Arc::clone(
+            self.tables
+                .get(table)
+                .ok_or_else(|| PublishError::UnknownTable(table.clone()))?,
+        );
+        let key_row: Option<&[Datum]> = event.after.as_deref().or(event.before.as_deref());
+        let key = match (key_row, t.key_id) {
+            (Some(row), Some(id)) => t.codec.encode_key(row)?.map(|k| wire::encode(id, &k)),
+            _ => None,
+        };
+        let value = wire::encode(t.value_id, &t.codec.encode_value(event)?);
+        self.enqueue(&t.topic, key.as_deref(), Some(&value)).await?;
+        if event.op == Op::Delete && self.settings.tombstones && key.is_some() {
+            self.enqueue(&t.topic, key.as_deref(), None).await?;
+        }
+        Ok(())
+    }
+
+    async fn enqueue(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), PublishError> {
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            if let Some(v) = value {
+                record = record.payload(v);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.sent.push((topic.to_owned(), delivery));
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Marks `position` as covering every event sent so far: it is acknowledged
+    /// once they are all in Kafka. Waits while too many checkpoints are pending.
+    pub async fn checkpoint(&mut self, position: SourcePosition) -> Result<(), PublishError> {
+        let deliveries = std::mem::take(&mut self.sent);
+        self.checkpoints
+            .send(Checkpoint { position, deliveries })
+            .await
+            .map_err(|_| PublishError::Stopped("it failed earlier".into()))
+    }
+
+    /// The last position whose events are all durable in Kafka and which is
+    /// stored in the offsets topic.
+    pub fn acknowledged(&self) -> watch::Receiver<Option<SourcePosition>> {
+        self.acknowledged.clone()
+    }
+
+    /// Waits for every checkpoint so far to be acknowledged, then stops.
+    pub async fn finish(self) -> Result<(), PublishError> {
+        drop(self.checkpoints);
+        self.acknowledger
+            .await
+            .map_err(|e| PublishError::Stopped(e.to_string()))?
+    }
+
+    /// Resolves with the acknowledger's error if it stops early; never otherwise.
+    pub async fn failed(&mut self) -> PublishError {
+        match (&mut self.acknowledger).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => PublishError::Stopped("no more checkpoints".into()),
+            Err(e) => PublishError::Stopped(e.to_string()),
+        }
+    }
+}
+
+async fn acknowledge(
+    mut pending: mpsc::Receiver<Checkpoint>,
+    offsets: Offsets,
+    key: String,
+    acked: watch::Sender<Option<SourcePosition>>,
+) -> Result<(), PublishError> {
+    while let Some(Checkpoint { position, deliveries }) = pending.recv().await {
+        for (topic, delivery) in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(PublishError::Delivery {
+                        topic,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(PublishError::Delivery {
+                        topic,
+                        reason: "the producer was dropped".into(),
+                    })
+                }
+            }
+        }
+        offsets.store(&key, &position).await?;
+        acked.send_replace(Some(position));
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! The capture publisher against the real broker and registry: events arrive
+//! in the Confluent wire format and decode to what was sent, deletes get
+//! tombstones, and a position is acknowledged only once Kafka holds every event
+//! before it — never after a failed delivery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_capture::offsets::Offsets;
+use ferry_capture::publish::{Publisher, PublisherSettings};
+use ferry_core::codec::TableCodec;
+use ferry_core::envelope::{ChangeEvent, Connector, Op, Snapshot, SourceDetail, SourceInfo};
+use ferry_core::kafka::KafkaSettings;
+use ferry_core::meta::{Column, DataType, TableId, TableMeta};
+use ferry_core::position::{PgLsn, SourcePosition};
+use ferry_core::registry::RegistryClient;
+use ferry_core::value::Datum;
+use ferry_core::wire;
+use ferry_tests::{brokers, unique, PrivateBroker, Registry};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+
+#[allow(clippy::unwrap_used)] // test fixture
+fn table() -> TableMeta {
+    TableMeta::new(
+        TableId::new("public", "orders"),
+        vec![
+            Column::new("id", DataType::Int64, "bigint").not_null(),
+            Column::new("note", DataType::Text, "text"),
+        ],
+        &["id"],
+    )
+    .unwrap()
+}
+
+fn event(op: Op, id: i64, note: Option<&str>, lsn: u64) -> ChangeEvent {
+    let row = vec![Datum::Int(id), note.map_or(Datum::Null, |n| Datum::Text(n.into()))];
+    ChangeEvent {
+        op,
+        before: matches!(op, Op::Update | Op::Delete).then(|| row.clone()),
+        after: (op != Op::Delete).then_some(row),
+        source: SourceInfo {
+            name: "p".into(),
+            ts_ms: 1,
+            snapshot: Snapshot::False,
+            db: "db".into(),
+            detail: SourceDetail::Postgres {
+                schema: "public".into(),
+                table: "orders".into(),
+                tx_id: Some(1),
+                lsn: Some(PgLsn(lsn)),
+            },
+        },
+        ts_ms: 2,
+        transaction: None,
+    }
+}
+
+fn settings(prefix: &str, kafka: KafkaSettings, offsets_topic: &str) -> PublisherSettings {
+    PublisherSettings {
+        kafka,
+        prefix: prefix.to_owned(),
+        connector: Connector::Postgres,
+        partitions: 3,
+        tombstones: true,
+        offsets_topic: offsets_topic.to_owned(),
+    }
+}
+
+fn position(lsn: u64) -> SourcePosition {
+    SourcePosition::Postgres { lsn: PgLsn(lsn) }
+}
+
+#[tokio::test]
+async fn events_reach_kafka_and_positions_follow_them() {
+    let registry = Registry::start().await;
+    let client = Arc::new(RegistryClient::new(&registry.url.parse().unwrap()).unwrap());
+    let prefix = unique("pub");
+    let offsets_topic = unique("_ferry_offsets_test");
+    let mut publisher = Publisher::start(
+        settings(&prefix, KafkaSettings::new(brokers()), &offsets_topic),
+        client.clone(),
+    )
+    .await
+    .unwrap();
+    publisher.register_table(table()).await.unwrap();
+    let sent = [
+        event(Op::Create, 1, Some("a"), 10),
+        event(Op::Update, 1, Some("b"), 20),
+        event(Op::Delete, 1, Some("b"), 30),
+        event(Op::Create, 2, None, 40),
+    ];
+    let t = table().id;
+    publisher.send(&t, &sent[0]).await.unwrap();
+    publisher.checkpoint(position(10)).await.unwrap();
+    for e in &sent[1..] {
+        publisher.send(&t, e).await.unwrap();
+    }
+    publisher.checkpoint(position(40)).await.unwrap();
+    let mut acked = publisher.acknowledged();
+    tokio::time::timeout(Duration::from_secs(30), acked.wait_for(|p| *p == Some(position(40))))
+        .await
+        .expect("acknowledged in time")
+        .unwrap();
+    publisher.finish().await.unwrap();
+
+    // The stored position is the acknowledged one.
+    let offsets = Offsets::open(&KafkaSettings::new(brokers()), &offsets_topic)
+        .await
+        .unwrap();
+    assert_eq!(
+        offsets.load::<SourcePosition>(&prefix).await.unwrap(),
+        Some(position(40))
+    );
+
+    // Every message decodes through the registry to what was sent, in order per key.
+    let topic = format!("{prefix}.public.orders");
+    let consumer: StreamConsumer = KafkaSettings::new(brokers()).consumer(&unique("g")).create().unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let mut by_key: std::collections::BTreeMap<Vec<u8>, Vec<Option<ChangeEvent>>> = Default::default();
+    for _ in 0..5 {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let key = m.key().expect("every message has a key").to_vec();
+        let value = match m.payload() {
+            None => None,
+            Some(bytes) => {
+                let (id, datum) = wire::decode(bytes).unwrap();
+                let schema = client.schema(id).await.unwrap();
+                Some(
+                    TableCodec::from_value_schema(&schema.json)
+                        .unwrap()
+                        .decode_value(datum)
+                        .unwrap(),
+                )
+            }
+        };
+        by_key.entry(key).or_default().push(value);
+    }
+    let streams: Vec<Vec<Option<ChangeEvent>>> = by_key.into_values().collect();
+    assert!(streams.contains(&vec![
+        Some(sent[0].clone()),
+        Some(sent[1].clone()),
+        Some(sent[2].clone()),
+        None
+    ]));
+    assert!(streams.contains(&vec![Some(sent[3].clone())]));
+}
+
+#[tokio::test]
+async fn an_event_kafka_cannot_take_is_refused_at_send() {
+    let registry = Registry::start().await;
+    let client = Arc::new(RegistryClient::new(&registry.url.parse().unwrap()).unwrap());
+    let prefix = unique("pubbig");
+    let mut kafka = KafkaSettings::new(brokers());
+    kafka.options.insert("message.max.bytes".into(), "2000".into());
+    let mut publisher = Publisher::start(settings(&prefix, kafka, &unique("_ferry_offsets_test")), client)
+        .await
+        .unwrap();
+    publisher.register_table(table()).await.unwrap();
+    let t = table().id;
+    publisher
+        .send(&t, &event(Op::Create, 1, Some("small"), 10))
+        .await
+        .unwrap();
+    publisher.checkpoint(position(10)).await.unwrap();
+    let mut acked = publisher.acknowledged();
+    tokio::time::timeout(Duration::from_secs(30), acked.wait_for(|p| *p == Some(position(10))))
+        .await
+        .unwrap()
+        .unwrap();
+    let err = publisher
+        .send(&t, &event(Op::Create, 2, Some(&"x".repeat(5000)), 20))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
+    assert_eq!(*publisher.acknowledged().borrow(), Some(position(10)));
+}
+
+#[tokio::test]
+async fn a_failed_delivery_stops_acknowledgement() {
+    let registry = Registry::start().await;
+    let client = Arc::new(RegistryClient::new(&registry.url.parse().unwrap()).unwrap());
+    let broker = PrivateBroker::start().await;
+    let mut kafka = KafkaSettings::new(&broker.address);
+    kafka.options.insert("message.timeout.ms".into(), "3000".into());
+    let prefix = unique("pubfail");
+    let mut publisher = Publisher::start(settings(&prefix, kafka, "_ferry_offsets"), client)
+        .await
+        .unwrap();
+    publisher.register_table(table()).await.unwrap();
+    let t = table().id;
+    publisher
+        .send(&t, &event(Op::Create, 1, Some("kept"), 10))
+        .await
+        .unwrap();
+    publisher.checkpoint(position(10)).await.unwrap();
+    let mut acked = publisher.acknowledged();
+    tokio::time::timeout(Duration::from_secs(30), acked.wait_for(|p| *p == Some(position(10))))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The broker hangs: the next event cannot be delivered.
+    broker.freeze();
+    publisher
+        .send(&t, &event(Op::Create, 2, Some("lost"), 20))
+        .await
+        .unwrap();
+    publisher.checkpoint(position(20)).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), publisher.failed())
+        .await
+        .unwrap();
+    assert!(err.to_string().contains("did not take an event"), "{err}");
+    assert!(err.is_retryable());
+    assert_eq!(*publisher.acknowledged().borrow(), Some(position(10)));
+    assert!(publisher.checkpoint(position(30)).await.is_err());
+
+    // What is stored is the last good position.
+    broker.thaw();
+    let offsets = Offsets::open(&KafkaSettings::new(&broker.address), "_ferry_offsets")
+        .await
+        .unwrap();
+    assert_eq!(
+        offsets.load::<SourcePosition>(&prefix).await.unwrap(),
+        Some(position(10))
+    );
+}
