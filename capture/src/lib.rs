@@ -2,6 +2,8 @@
 //! share: publishing events to Kafka ([`publish`]) and keeping the position
 //! each capture reached ([`offsets`]).
 
+pub mod filter;
 pub mod offsets;
+pub mod policy;
 pub mod postgres;
 pub mod publish;

@@ -238,3 +238,83 @@ impl Drop for PrivateBroker {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A PostgreSQL database of its own for one test, dropped (with its
+/// replication slots) when the test ends.
+#[derive(Debug)]
+pub struct PgDatabase {
+    pub name: String,
+}
+
+fn psql_admin(sql: &str) -> std::process::Output {
+    std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qAtX",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql")
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let name = unique("ferry_test");
+        let out = psql_admin(&format!("CREATE DATABASE {name}"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        PgDatabase { name }
+    }
+
+    /// `postgres://postgres@127.0.0.1:5432/<name>`, or as another user.
+    pub fn url_as(&self, user: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:5432/{}", self.name)
+    }
+
+    pub fn url(&self) -> String {
+        self.url_as("postgres")
+    }
+
+    /// A connection as the superuser.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect_pg(&self.url()).await
+    }
+
+    /// Runs SQL as the superuser, panicking on error.
+    pub async fn execute(&self, sql: &str) {
+        self.client()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// Connects with tokio-postgres, driving the connection in a task.
+pub async fn connect_pg(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = &self.name;
+        psql_admin(&format!(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '{name}' AND active_pid IS NOT NULL"
+        ));
+        psql_admin(&format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{name}'"
+        ));
+        psql_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
