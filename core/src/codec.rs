@@ -129,12 +129,10 @@ impl TableCodec {
             .map(|&i| {
                 let column = &self.meta.columns[i];
                 let datum = &row[i];
-                let value = to_avro(datum, column.data_type, nullable && column.nullable).map_err(|reason| {
-                    CodecError::Value {
-                        table: self.meta.id.clone(),
-                        column: column.name.clone(),
-                        reason,
-                    }
+                let value = to_avro(datum, column.data_type, nullable).map_err(|reason| CodecError::Value {
+                    table: self.meta.id.clone(),
+                    column: column.name.clone(),
+                    reason,
                 })?;
                 Ok((self.field_names[i].clone(), value))
             })
@@ -192,6 +190,10 @@ impl TableCodec {
             ("transaction".into(), transaction_to_avro(event.transaction.as_ref())),
             ("op".into(), Avro::String(event.op.code().into())),
             ("ts_ms".into(), Avro::Long(event.ts_ms)),
+            (
+                "unchanged".into(),
+                Avro::Array(event.unchanged.iter().map(|c| Avro::String(c.clone())).collect()),
+            ),
         ]);
         Self::write(&self.value_schema, envelope)
     }
@@ -267,6 +269,24 @@ impl TableCodec {
                 }))
             }
         };
+        let unchanged = match get("unchanged")? {
+            Avro::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    Avro::String(s) => Ok(s.clone()),
+                    _ => Err(CodecError::Malformed(MalformedBlock {
+                        block: "envelope",
+                        field: "unchanged".into(),
+                    })),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => {
+                return Err(CodecError::Malformed(MalformedBlock {
+                    block: "envelope",
+                    field: "unchanged".into(),
+                }))
+            }
+        };
         Ok(ChangeEvent {
             op,
             before: self.row_from_avro(get("before")?)?,
@@ -274,6 +294,7 @@ impl TableCodec {
             source: source_from_avro(self.connector, get("source")?)?,
             ts_ms,
             transaction: transaction_from_avro(get("transaction")?)?,
+            unchanged,
         })
     }
 }
@@ -351,6 +372,7 @@ mod tests {
                     total_order: 1,
                     data_collection_order: 1,
                 }),
+                unchanged: vec!["n".into()],
             },
             ChangeEvent {
                 op: Op::Delete,
@@ -359,6 +381,7 @@ mod tests {
                 source: source(),
                 ts_ms: 1,
                 transaction: None,
+                unchanged: vec![],
             },
             ChangeEvent {
                 op: Op::Truncate,
@@ -367,6 +390,7 @@ mod tests {
                 source: source(),
                 ts_ms: 1,
                 transaction: None,
+                unchanged: vec![],
             },
         ];
         let apply_side = TableCodec::from_value_schema(codec.value_schema_json()).unwrap();
@@ -395,22 +419,28 @@ mod tests {
     }
 
     #[test]
-    fn bad_rows_name_table_and_column() {
+    fn rows_may_lack_values_keys_may_not() {
         let codec = TableCodec::new("app", meta(), Connector::Postgres).unwrap();
-        let mut bad = row(1, None);
-        bad[3] = Datum::Null;
+        // A delete's old row with only the key (REPLICA IDENTITY DEFAULT).
+        let mut key_only = vec![Datum::Null; 6];
+        key_only[0] = Datum::Int(1);
         let event = ChangeEvent {
-            op: Op::Create,
-            before: None,
-            after: Some(bad),
+            op: Op::Delete,
+            before: Some(key_only.clone()),
+            after: None,
             source: source(),
             ts_ms: 0,
             transaction: None,
+            unchanged: vec![],
         };
-        let err = codec.encode_value(&event).unwrap_err().to_string();
+        let bytes = codec.encode_value(&event).unwrap();
+        assert_eq!(codec.decode_value(&bytes).unwrap(), event);
+        assert!(codec.encode_key(&key_only).unwrap().is_some());
+        // A key without its value is refused, naming table and column.
+        let err = codec.encode_key(&vec![Datum::Null; 6]).unwrap_err().to_string();
         assert_eq!(
             err,
-            "table public.Ünïcode table, column \"raw\": null in a NOT NULL column"
+            "table public.Ünïcode table, column \"id\": null in a NOT NULL column"
         );
         let short = ChangeEvent {
             after: Some(vec![Datum::Int(1)]),

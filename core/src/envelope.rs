@@ -167,6 +167,9 @@ pub struct ChangeEvent {
     /// When Ferry processed the event, ms since the epoch.
     pub ts_ms: i64,
     pub transaction: Option<TransactionBlock>,
+    /// Columns whose new value was not sent because it did not change
+    /// (PostgreSQL TOAST): null in `after`; targets keep what they have.
+    pub unchanged: Vec<String>,
 }
 
 /// A `source` field's Avro shape.

@@ -9,6 +9,11 @@
 //!                                            source, transaction, op, ts_ms
 //! ```
 //!
+//! Row fields are all nullable in Avro: a delete's old row may carry only the
+//! key, and a large value an update did not touch may not be sent at all
+//! (listed in the envelope's `unchanged`). A column's NOT NULL is kept in
+//! `ferry.not_null`, so a target still creates it NOT NULL.
+//!
 //! Every row field carries what a target needs to rebuild the column without
 //! asking the source: `ferry.column` (the original name; the Avro name is only
 //! sanitised), `ferry.type` (the [`DataType`]), `ferry.source_type` (e.g.
@@ -65,20 +70,29 @@ fn column_type(column: &Column) -> Json {
     }
 }
 
+/// A record field for a column. `nullable` is the Avro type's nullability: row
+/// fields are always nullable (an old row may carry only the key, an unchanged
+/// TOAST value is not sent), key fields never; the column's own NOT NULL
+/// travels as `ferry.not_null`.
 fn column_field(avro_name: &str, column: &Column, nullable: bool) -> Json {
-    let column = Column {
-        nullable,
-        ..column.clone()
-    };
     let mut field = Map::new();
     field.insert("name".into(), json!(avro_name));
-    field.insert("type".into(), column_type(&column));
+    field.insert(
+        "type".into(),
+        column_type(&Column {
+            nullable,
+            ..column.clone()
+        }),
+    );
     if nullable {
         field.insert("default".into(), Json::Null);
     }
     field.insert("ferry.column".into(), json!(column.name));
     field.insert("ferry.type".into(), json!(column.data_type.to_string()));
     field.insert("ferry.source_type".into(), json!(column.source_type));
+    if !column.nullable {
+        field.insert("ferry.not_null".into(), json!(true));
+    }
     if let Some(default) = &column.default {
         field.insert("ferry.default".into(), json!(default));
     }
@@ -97,7 +111,7 @@ pub fn row_schema(prefix: &str, meta: &TableMeta) -> Json {
         .columns
         .iter()
         .zip(&names)
-        .map(|(c, n)| column_field(n, c, c.nullable))
+        .map(|(c, n)| column_field(n, c, true))
         .collect();
     json!({
         "type": "record",
@@ -144,6 +158,8 @@ pub fn envelope_schema(prefix: &str, meta: &TableMeta, connector: Connector) -> 
             {"name": "transaction", "type": ["null", transaction_schema()], "default": null},
             {"name": "op", "type": "string"},
             {"name": "ts_ms", "type": "long"},
+            {"name": "unchanged", "type": {"type": "array", "items": "string"}, "default": [],
+             "doc": "Columns whose value did not change and was not sent (PostgreSQL TOAST): null in `after`, to be left as they are."},
         ],
     })
 }
@@ -186,7 +202,7 @@ pub fn table_meta(envelope: &Json) -> Result<(TableMeta, Connector), NotAnEnvelo
                 name: text(&f["ferry.column"], "field without ferry.column")?,
                 data_type,
                 source_type: text(&f["ferry.source_type"], "field without ferry.source_type")?,
-                nullable: f["type"].as_array().is_some_and(|b| b.first() == Some(&json!("null"))),
+                nullable: !f["ferry.not_null"].as_bool().unwrap_or(false),
                 default: f["ferry.default"].as_str().map(str::to_owned),
             })
         })
@@ -255,8 +271,9 @@ mod tests {
     fn nullable_columns_default_to_null_and_specials_flatten() {
         let row = row_schema("p", &orders());
         let fields = row["fields"].as_array().unwrap();
-        assert_eq!(fields[0]["type"], json!("long"));
-        assert!(fields[0].get("default").is_none());
+        assert_eq!(fields[0]["type"], json!(["null", "long"]));
+        assert_eq!(fields[0]["ferry.not_null"], json!(true));
+        assert!(fields[1].get("ferry.not_null").is_none());
         assert_eq!(fields[1]["type"][0], json!("null"));
         assert_eq!(fields[1]["type"][1]["logicalType"], json!("decimal"));
         assert_eq!(fields[1]["type"][2], json!("string"));

@@ -53,6 +53,7 @@ fn event(op: Op, id: i64, note: Option<&str>, lsn: u64) -> ChangeEvent {
         },
         ts_ms: 2,
         transaction: None,
+        unchanged: vec![],
     }
 }
 
