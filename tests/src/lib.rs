@@ -318,3 +318,109 @@ impl Drop for PgDatabase {
         psql_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     }
 }
+
+/// One message of a table topic, decoded through the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    /// `None` for a tombstone.
+    pub event: Option<ferry_core::envelope::ChangeEvent>,
+}
+
+/// Reads `n` messages of `topic` from the beginning (a new consumer group),
+/// decoding values with the schema each one names.
+pub async fn read_topic(topic: &str, n: usize, registry_url: &str) -> Vec<Received> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Message;
+    let registry = ferry_core::registry::RegistryClient::new(&registry_url.parse().expect("registry URL"))
+        .expect("registry client");
+    let consumer: StreamConsumer = ferry_core::kafka::KafkaSettings::new(brokers())
+        .consumer(&unique("reader"))
+        .create()
+        .expect("consumer");
+    // The topic is created by what the test started; a subscription to a topic
+    // that does not exist yet would only notice it at the next metadata refresh.
+    wait_for(&format!("topic {topic} to exist"), Duration::from_secs(60), || async {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
+        md.topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            .then_some(())
+    })
+    .await;
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}: {out:#?}", out.len()))
+            .unwrap_or_else(|e| panic!("consume {topic}: {e}"));
+        let event = match m.payload() {
+            None => None,
+            Some(bytes) => {
+                let (id, datum) = ferry_core::wire::decode(bytes).expect("wire format");
+                let schema = registry.schema(id).await.expect("schema by id");
+                let codec = ferry_core::codec::TableCodec::from_value_schema(&schema.json).expect("Ferry schema");
+                Some(codec.decode_value(datum).expect("decode"))
+            }
+        };
+        out.push(Received {
+            partition: m.partition(),
+            key: m.key().map(<[u8]>::to_vec),
+            event,
+        });
+    }
+    out
+}
+
+/// The registry `scripts/services up` runs.
+pub const SERVICES_REGISTRY: &str = "http://127.0.0.1:8081";
+
+/// A Ferry binary running as a child process, killed when dropped.
+#[derive(Debug)]
+pub struct Running {
+    child: std::process::Child,
+}
+
+impl Running {
+    pub fn start(name: &str, args: &[&str]) -> Running {
+        let child = std::process::Command::new(binary(name))
+            .args(args)
+            .env("FERRY_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Running { child }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().expect("wait");
+        std::mem::forget(self);
+        status
+    }
+
+    /// SIGKILL.
+    pub fn kill9(self) {
+        drop(self);
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().expect("wait");
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -182,3 +182,171 @@ async fn the_catalog_gives_columns_types_and_key() {
     };
     assert!(keyless.key.is_empty());
 }
+
+use ferry_core::envelope::{Op, Snapshot};
+use ferry_core::value::Datum;
+use ferry_tests::{read_topic, Running, SERVICES_REGISTRY};
+
+fn capture_args<'a>(db: &'a PgDatabase, prefix: &'a str, extra: &[&'a str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--source",
+        &db.url(),
+        "--prefix",
+        prefix,
+        "--brokers",
+        &ferry_tests::brokers(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn start_capture(db: &PgDatabase, prefix: &str, extra: &[&str]) -> Running {
+    let args = capture_args(db, prefix, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Running::start("ferry-capture-postgres", &args)
+}
+
+fn int(d: &Datum) -> i64 {
+    match d {
+        Datum::Int(i) => *i,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn snapshot_then_stream_then_resume_without_a_second_snapshot() {
+    let db = PgDatabase::create();
+    db.execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, note text, amount numeric(10,2), big text);
+         ALTER TABLE orders ALTER COLUMN big SET STORAGE EXTERNAL;
+         INSERT INTO orders SELECT i, 'row ' || i, i * 1.5, NULL FROM generate_series(1, 3) i;",
+    )
+    .await;
+    let prefix = unique("pgcap");
+    let topic = format!("{prefix}.public.orders");
+    let capture = start_capture(&db, &prefix, &[]);
+
+    let snapshot = read_topic(&topic, 3, SERVICES_REGISTRY).await;
+    let events: Vec<_> = snapshot
+        .iter()
+        .map(|r| r.event.clone().expect("no tombstones"))
+        .collect();
+    assert!(events.iter().all(|e| e.op == Op::Read && e.before.is_none()));
+    let mut ids: Vec<i64> = events.iter().map(|e| int(&e.after.as_ref().unwrap()[0])).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(
+        events.iter().filter(|e| e.source.snapshot == Snapshot::Last).count(),
+        1,
+        "exactly one event marks the snapshot's end"
+    );
+
+    // Changes while streaming: insert with a large value, an update that leaves
+    // it untouched, a key change, a delete, a truncate.
+    let big = "x".repeat(10_000);
+    db.execute(&format!(
+        "INSERT INTO orders VALUES (4, 'four', 6.00, '{big}');
+         UPDATE orders SET note = 'FOUR' WHERE id = 4;
+         UPDATE orders SET id = 5 WHERE id = 1;
+         DELETE FROM orders WHERE id = 2;
+         TRUNCATE orders;"
+    ))
+    .await;
+    // 3 snapshot reads + insert + update + key change (update) + delete + tombstone + truncate.
+    let all = read_topic(&topic, 9, SERVICES_REGISTRY).await;
+    let streamed: Vec<_> = all
+        .iter()
+        .filter(|r| r.event.as_ref().is_none_or(|e| e.op != Op::Read))
+        .collect();
+    let find = |op: Op| {
+        streamed
+            .iter()
+            .filter_map(|r| r.event.clone())
+            .filter(|e| e.op == op)
+            .collect::<Vec<_>>()
+    };
+    let inserts = find(Op::Create);
+    assert_eq!(inserts.len(), 1);
+    assert_eq!(inserts[0].after.as_ref().unwrap()[3], Datum::Text(big.clone()));
+    assert!(inserts[0].transaction.is_some() && inserts[0].source.ts_ms > 0);
+    let updates = find(Op::Update);
+    assert_eq!(updates.len(), 2);
+    let toast = updates
+        .iter()
+        .find(|e| int(&e.after.as_ref().unwrap()[0]) == 4)
+        .unwrap();
+    assert_eq!(toast.after.as_ref().unwrap()[1], Datum::Text("FOUR".into()));
+    assert_eq!(toast.after.as_ref().unwrap()[3], Datum::Null);
+    assert_eq!(
+        toast.unchanged,
+        vec!["big".to_owned()],
+        "the untouched value is marked, not invented"
+    );
+    let key_change = updates
+        .iter()
+        .find(|e| int(&e.after.as_ref().unwrap()[0]) == 5)
+        .unwrap();
+    assert_eq!(int(&key_change.before.as_ref().expect("old key")[0]), 1);
+    let deletes = find(Op::Delete);
+    assert_eq!(int(&deletes[0].before.as_ref().unwrap()[0]), 2);
+    assert_eq!(
+        streamed.iter().filter(|r| r.event.is_none()).count(),
+        1,
+        "one tombstone"
+    );
+    assert_eq!(find(Op::Truncate).len(), 1);
+
+    // A clean stop, changes while stopped, a restart: only the new changes come.
+    assert!(capture.terminate().success(), "clean stop");
+    db.execute("INSERT INTO orders VALUES (10, 'while stopped', 1, NULL)")
+        .await;
+    let capture = start_capture(&db, &prefix, &[]);
+    let after_restart = read_topic(&topic, 10, SERVICES_REGISTRY).await;
+    let last = after_restart.last().unwrap().event.clone().unwrap();
+    assert_eq!(last.op, Op::Create);
+    assert_eq!(int(&last.after.unwrap()[0]), 10);
+    assert_eq!(
+        after_restart
+            .iter()
+            .filter(|r| r.event.as_ref().is_some_and(|e| e.op == Op::Read))
+            .count(),
+        3,
+        "no second snapshot"
+    );
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn a_bad_source_is_one_line_and_a_failure_exit() {
+    let db = PgDatabase::create();
+    db.execute("CREATE TABLE keyless (a int)").await;
+    let prefix = unique("pgbad");
+    let out = std::process::Command::new(ferry_tests::binary("ferry-capture-postgres"))
+        .args(capture_args(
+            &db,
+            &prefix,
+            &["--tables", "public.keyless,public.missing"],
+        ))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("ferry-capture-postgres:"))
+        .expect("error line");
+    assert!(
+        line.contains("REPLICA IDENTITY FULL") && line.contains("public.missing does not exist"),
+        "{line}"
+    );
+    let out = std::process::Command::new(ferry_tests::binary("ferry-capture-postgres"))
+        .args(["--source", "postgres://nobody@127.0.0.1:1/x", "--prefix", &prefix])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot connect to PostgreSQL at postgres://nobody@127.0.0.1:1/x"));
+}

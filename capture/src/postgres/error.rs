@@ -1,4 +1,14 @@
-//! Errors of PostgreSQL capture.
+//! Errors of PostgreSQL capture, split the way an operator acts on them:
+//! retryable ones (the database, broker or registry went away: restart and
+//! resume) and definite ones (the configuration or the data is wrong: fix it).
+
+use ferry_core::meta::TableId;
+
+use crate::offsets::OffsetsError;
+use crate::postgres::catalog::CatalogError;
+use crate::postgres::types::TypeError;
+use crate::postgres::validate::Problem;
+use crate::publish::PublishError;
 
 /// A pgoutput message that does not follow the protocol. Definite: the same
 /// bytes would fail again, so capture stops and names the position.
@@ -12,4 +22,50 @@ pub enum DecodeError {
     NotUtf8 { what: &'static str },
     #[error("{extra} unexpected bytes after a pgoutput message")]
     TrailingBytes { extra: usize },
+}
+
+/// Why PostgreSQL capture stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Problem>),
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot connect to PostgreSQL at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("replication connection: {0}")]
+    Replication(#[from] pgwire_replication::PgWireError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("{0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Type(#[from] TypeError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Offsets(#[from] OffsetsError),
+    #[error(transparent)]
+    Registry(#[from] ferry_core::registry::RegistryError),
+    #[error("a change of table {table} does not match its Relation message")]
+    RelationMismatch { table: TableId },
+    #[error("a change names relation {0}, which no Relation message described")]
+    UnknownRelation(u32),
+}
+
+impl CaptureError {
+    /// Whether restarting may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CaptureError::Connect { .. } | CaptureError::Replication(_) | CaptureError::Offsets(_) => true,
+            CaptureError::Postgres(e) => e.as_db_error().is_none(),
+            CaptureError::Publish(e) => e.is_retryable(),
+            CaptureError::Registry(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
 }

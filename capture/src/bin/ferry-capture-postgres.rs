@@ -1,0 +1,163 @@
+//! `ferry-capture-postgres`: flags and config, then [`ferry_capture::postgres::run`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferry_capture::filter::TableFilter;
+use ferry_capture::offsets::DEFAULT_TOPIC;
+use ferry_capture::policy::SnapshotMode;
+use ferry_capture::postgres::{run, CaptureError, PgCaptureConfig};
+use ferry_core::config::{self, SecretUrl};
+use ferry_core::kafka::KafkaSettings;
+use ferry_core::process::{exit_code, shutdown_signal};
+use ferry_core::telemetry::{init_logging, LogFormat};
+use serde::{Deserialize, Serialize};
+
+/// Captures a PostgreSQL database's changes (snapshot, then logical decoding) into Kafka.
+#[derive(Debug, Parser, Serialize)]
+#[command(name = "ferry-capture-postgres", version)]
+struct Args {
+    /// TOML config file; its keys are the long flag names with `_` for `-`.
+    #[arg(long, env = "FERRY_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE
+    #[arg(long, env = "FERRY_SOURCE", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    /// Kafka brokers [default: 127.0.0.1:9092].
+    #[arg(long, env = "FERRY_BROKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brokers: Option<String>,
+    /// Schema registry URL [default: http://127.0.0.1:8081].
+    #[arg(long, env = "FERRY_REGISTRY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry: Option<String>,
+    /// Topic prefix: topics are <prefix>.<schema>.<table>.
+    #[arg(long, env = "FERRY_PREFIX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+    /// Tables to capture: 'public.orders,inventory.*' [default: all].
+    #[arg(long, env = "FERRY_TABLES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tables: Option<String>,
+    /// initial | never | always | initial_only | when_needed [default: initial].
+    #[arg(long, env = "FERRY_SNAPSHOT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<SnapshotMode>,
+    /// Replication slot [default: ferry_<prefix>].
+    #[arg(long, env = "FERRY_SLOT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slot: Option<String>,
+    /// Publication [default: ferry_<prefix>].
+    #[arg(long, env = "FERRY_PUBLICATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publication: Option<String>,
+    /// Partitions of the table topics Ferry creates [default: 3].
+    #[arg(long, env = "FERRY_PARTITIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partitions: Option<i32>,
+    /// Do not write a tombstone after each delete.
+    #[arg(long, env = "FERRY_NO_TOMBSTONES")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    no_tombstones: bool,
+    /// Offsets topic [default: _ferry_offsets].
+    #[arg(long, env = "FERRY_OFFSETS_TOPIC")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offsets_topic: Option<String>,
+    /// human or json [default: human].
+    #[arg(long, env = "FERRY_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    source: Option<SecretUrl>,
+    #[serde(default = "default_brokers")]
+    brokers: String,
+    #[serde(default = "default_registry")]
+    registry: SecretUrl,
+    prefix: Option<String>,
+    #[serde(default)]
+    tables: String,
+    #[serde(default)]
+    snapshot: SnapshotMode,
+    slot: Option<String>,
+    publication: Option<String>,
+    #[serde(default = "default_partitions")]
+    partitions: i32,
+    #[serde(default)]
+    no_tombstones: bool,
+    #[serde(default = "default_offsets_topic")]
+    offsets_topic: String,
+    #[serde(default)]
+    log_format: LogFormat,
+    /// librdkafka properties passed through (`[kafka]` table).
+    #[serde(default)]
+    kafka: BTreeMap<String, String>,
+}
+
+fn default_brokers() -> String {
+    "127.0.0.1:9092".into()
+}
+fn default_registry() -> SecretUrl {
+    SecretUrl::parse("http://127.0.0.1:8081").unwrap_or_else(|_| unreachable!("a valid literal URL"))
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn default_offsets_topic() -> String {
+    DEFAULT_TOPIC.into()
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+}
+
+async fn main_inner(args: Args) -> Result<(), MainError> {
+    let file: FileConfig = config::load(args.config.as_deref(), &args)?;
+    init_logging(file.log_format);
+    let source = file.source.ok_or(MainError::Missing(
+        "--source is required: postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+    ))?;
+    let prefix = file.prefix.ok_or(MainError::Missing(
+        "--prefix is required: topics are named <prefix>.<schema>.<table>",
+    ))?;
+    let tables = TableFilter::parse(&file.tables).map_err(|e| config::ConfigError::Invalid(e.to_string()))?;
+    let config = PgCaptureConfig {
+        source,
+        kafka: KafkaSettings {
+            brokers: file.brokers,
+            options: file.kafka,
+        },
+        registry: file.registry,
+        slot: file.slot.unwrap_or_else(|| PgCaptureConfig::default_name(&prefix)),
+        publication: file
+            .publication
+            .unwrap_or_else(|| PgCaptureConfig::default_name(&prefix)),
+        prefix,
+        tables,
+        snapshot: file.snapshot,
+        partitions: file.partitions,
+        tombstones: !file.no_tombstones,
+        offsets_topic: file.offsets_topic,
+    };
+    tracing::info!(source = %config.source, prefix = %config.prefix, "ferry-capture-postgres starting");
+    run(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    exit_code("ferry-capture-postgres", main_inner(Args::parse()).await)
+}

@@ -1,0 +1,158 @@
+//! Connections, the publication and the replication slot.
+//!
+//! Every session Ferry opens pins the settings that make PostgreSQL's text
+//! output exact and parseable (ISO dates in UTC, ISO 8601 intervals, hex
+//! bytea, shortest-exact floats): the snapshot's query connection and the
+//! walsender, whose session settings also govern pgoutput's text values.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use ferry_core::config::SecretUrl;
+use ferry_core::meta::TableId;
+use ferry_core::position::PgLsn;
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
+use tokio_postgres::Client;
+
+use crate::postgres::error::CaptureError;
+use crate::postgres::validate::{quote_ident, quoted};
+
+/// Session settings for exact text output.
+pub const SESSION_OPTIONS: &str =
+    "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 -c bytea_output=hex -c extra_float_digits=1";
+
+fn parsed(url: &SecretUrl) -> Result<tokio_postgres::Config, CaptureError> {
+    tokio_postgres::Config::from_str(url.expose().as_str())
+        .map_err(|e| CaptureError::Config(format!("--source {url} is not a PostgreSQL URL: {e}")))
+}
+
+/// A query connection with the pinned settings.
+pub async fn connect(url: &SecretUrl) -> Result<Client, CaptureError> {
+    let mut config = parsed(url)?;
+    config
+        .options(SESSION_OPTIONS)
+        .application_name("ferry-capture-postgres");
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| CaptureError::Connect {
+            url: url.to_string(),
+            reason: e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "query connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// A gated replication session (SQL and replication commands until `start`).
+pub async fn replication(
+    url: &SecretUrl,
+    slot: &str,
+    publication: &str,
+    start: Option<PgLsn>,
+) -> Result<ReplicationClient, CaptureError> {
+    let config = parsed(url)?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let password = config
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    let mut repl = ReplicationConfig::new(
+        host,
+        config.get_user().unwrap_or("postgres"),
+        password,
+        config.get_dbname().unwrap_or("postgres"),
+        slot,
+        publication,
+    )
+    .with_port(port)
+    .with_options(SESSION_OPTIONS)
+    .with_application_name("ferry-capture-postgres")
+    .with_status_interval(Duration::from_secs(1));
+    if let Some(lsn) = start {
+        repl = repl.with_start_lsn(Lsn(lsn.0)).with_ack_lsn(Lsn(lsn.0));
+    }
+    Ok(ReplicationClient::connect_gated(repl).await?)
+}
+
+/// Creates the publication, or adds the tables it lacks.
+pub async fn ensure_publication(client: &Client, name: &str, tables: &[TableId]) -> Result<(), CaptureError> {
+    let list = |ts: &[&TableId]| ts.iter().map(|t| quoted(t)).collect::<Vec<_>>().join(", ");
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+        .await?
+        .is_some();
+    let all: Vec<&TableId> = tables.iter().collect();
+    let sql = if !exists {
+        format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(name), list(&all))
+    } else {
+        let published: Vec<TableId> = client
+            .query(
+                "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+                &[&name],
+            )
+            .await?
+            .iter()
+            .map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        let missing: Vec<&TableId> = tables.iter().filter(|t| !published.contains(t)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        format!("ALTER PUBLICATION {} ADD TABLE {}", quote_ident(name), list(&missing))
+    };
+    client.batch_execute(&sql).await.map_err(|e| {
+        CaptureError::Config(format!(
+            "cannot set up publication {name} ({}): run `{sql}` as the tables' owner, or grant ownership",
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+        ))
+    })
+}
+
+/// Whether the slot exists.
+pub async fn slot_exists(client: &Client, slot: &str) -> Result<bool, CaptureError> {
+    Ok(client
+        .query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .await?
+        .is_some())
+}
+
+/// (Re)creates the slot on the replication session with an exported snapshot:
+/// returns the consistent point and the snapshot's name, valid until the
+/// session's next command.
+pub async fn create_slot(
+    repl: &mut ReplicationClient,
+    slot: &str,
+    exists: bool,
+) -> Result<(PgLsn, String), CaptureError> {
+    if exists {
+        repl.simple_query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(slot)))
+            .await?;
+    }
+    let rows = repl
+        .simple_query(&format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
+            quote_ident(slot)
+        ))
+        .await?;
+    let text = |i: usize| {
+        rows.first()
+            .and_then(|r| r.get(i).cloned().flatten())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .ok_or_else(|| CaptureError::Protocol("CREATE_REPLICATION_SLOT returned no row".into()))
+    };
+    let lsn: PgLsn = text(1)?
+        .parse()
+        .map_err(|e| CaptureError::Protocol(format!("consistent point: {e}")))?;
+    Ok((lsn, text(2)?))
+}
