@@ -424,3 +424,27 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+/// Messages in a topic: the sum of its partitions' high watermarks (0 if the
+/// topic does not exist yet).
+pub fn topic_count(topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ferry_core::kafka::KafkaSettings::new(brokers())
+        .consumer(&unique("count"))
+        .create()
+        .expect("consumer");
+    let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+        return 0;
+    };
+    md.topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map(|(_, high)| high)
+                .unwrap_or(0)
+        })
+        .sum()
+}

@@ -350,3 +350,152 @@ async fn a_bad_source_is_one_line_and_a_failure_exit() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("cannot connect to PostgreSQL at postgres://nobody@127.0.0.1:1/x"));
 }
+
+/// Waits until capture holds its slot: the snapshot is over and it streams.
+async fn wait_streaming(db: &PgDatabase, slot: &str) {
+    let client = db.client().await;
+    wait_for("capture to stream from its slot", Duration::from_secs(60), || async {
+        client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                &[&slot],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|_| ())
+    })
+    .await;
+}
+
+/// Every id in 1..=n arrived (duplicates allowed: at-least-once into Kafka).
+async fn assert_all_ids_arrive(topic: &str, n: i64) {
+    use std::collections::BTreeSet;
+    let want: BTreeSet<i64> = (1..=n).collect();
+    let seen = wait_for(&format!("ids 1..={n} on {topic}"), Duration::from_secs(120), || async {
+        let count = ferry_tests::topic_count(topic);
+        if count < n {
+            return None;
+        }
+        let messages = read_topic(topic, usize::try_from(count).ok()?, SERVICES_REGISTRY).await;
+        let ids: BTreeSet<i64> = messages
+            .iter()
+            .filter_map(|m| m.event.as_ref()?.after.as_ref().map(|row| int(&row[0])))
+            .collect();
+        (ids == want).then_some(ids)
+    })
+    .await;
+    assert_eq!(seen.len() as i64, n);
+}
+
+/// The slot never confirms more than the position stored in Kafka.
+async fn assert_slot_behind_stored_offset(db: &PgDatabase, slot: &str, prefix: &str) {
+    use ferry_capture::offsets::Offsets;
+    use ferry_core::kafka::KafkaSettings;
+    use ferry_core::position::{PgLsn, SourcePosition};
+    let client = db.client().await;
+    let confirmed: String = client
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let confirmed: PgLsn = confirmed.parse().unwrap();
+    let offsets = Offsets::open(&KafkaSettings::new(ferry_tests::brokers()), "_ferry_offsets")
+        .await
+        .unwrap();
+    let stored = match offsets.load::<SourcePosition>(prefix).await.unwrap() {
+        Some(SourcePosition::Postgres { lsn }) => lsn,
+        other => panic!("no stored position: {other:?}"),
+    };
+    assert!(
+        confirmed <= stored,
+        "slot confirmed {confirmed}, Kafka holds up to {stored}"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_during_the_snapshot_and_the_stream_loses_nothing() {
+    let db = PgDatabase::create();
+    db.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, 20000) i;",
+    )
+    .await;
+    let prefix = unique("pgkill");
+    let slot = ferry_capture::postgres::PgCaptureConfig::default_name(&prefix);
+    let topic = format!("{prefix}.public.t");
+
+    // Killed while the snapshot is being read.
+    let capture = start_capture(&db, &prefix, &[]);
+    wait_for("part of the snapshot in Kafka", Duration::from_secs(60), || async {
+        (ferry_tests::topic_count(&topic) > 0).then_some(())
+    })
+    .await;
+    capture.kill9();
+
+    // Restarted: the snapshot runs again, then streaming; killed mid-stream.
+    let capture = start_capture(&db, &prefix, &[]);
+    let client = db.client().await;
+    for batch in 0..40 {
+        let from = 20_001 + batch * 250;
+        client
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT i, 'streamed' FROM generate_series({from}, {}) i",
+                from + 249
+            ))
+            .await
+            .unwrap();
+        if batch == 20 {
+            wait_for("streamed changes in Kafka", Duration::from_secs(60), || async {
+                (ferry_tests::topic_count(&topic) > 20_000).then_some(())
+            })
+            .await;
+            capture.kill9();
+            break;
+        }
+    }
+    // Changes while it is down, then a restart that must pick them all up.
+    client
+        .batch_execute("INSERT INTO t SELECT i, 'while down' FROM generate_series(25251, 30000) i")
+        .await
+        .unwrap();
+    let capture = start_capture(&db, &prefix, &[]);
+    assert_all_ids_arrive(&topic, 30_000).await;
+    assert_slot_behind_stored_offset(&db, &slot, &prefix).await;
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn a_column_added_mid_stream_gets_a_new_schema_version() {
+    let db = PgDatabase::create();
+    db.execute("CREATE TABLE s (id int PRIMARY KEY, a text)").await;
+    let prefix = unique("pgddl");
+    let topic = format!("{prefix}.public.s");
+    let capture = start_capture(&db, &prefix, &[]);
+    wait_streaming(&db, &ferry_capture::postgres::PgCaptureConfig::default_name(&prefix)).await;
+    db.execute(
+        "INSERT INTO s VALUES (1, 'before');
+         ALTER TABLE s ADD COLUMN b numeric(6,2) NOT NULL DEFAULT 1.5;
+         INSERT INTO s VALUES (2, 'after', 2.25);
+         ALTER TABLE s DROP COLUMN a;
+         INSERT INTO s VALUES (3, 3.75);",
+    )
+    .await;
+    let got = read_topic(&topic, 3, SERVICES_REGISTRY).await;
+    let rows: Vec<Vec<Datum>> = got.iter().map(|r| r.event.clone().unwrap().after.unwrap()).collect();
+    assert_eq!(rows[0], vec![Datum::Int(1), Datum::Text("before".into())]);
+    assert_eq!(rows[1].len(), 3);
+    assert_eq!(rows[1][2], Datum::Decimal("2.25".parse().unwrap()));
+    assert_eq!(rows[2], vec![Datum::Int(3), Datum::Decimal("3.75".parse().unwrap())]);
+    let versions: serde_json::Value = reqwest::get(format!("{SERVICES_REGISTRY}/subjects/{topic}-value/versions"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions, serde_json::json!([1, 2, 3]));
+    assert!(capture.terminate().success());
+}
