@@ -341,15 +341,21 @@ pub async fn read_topic(topic: &str, n: usize, registry_url: &str) -> Vec<Receiv
         .expect("consumer");
     // The topic is created by what the test started; a subscription to a topic
     // that does not exist yet would only notice it at the next metadata refresh.
-    wait_for(&format!("topic {topic} to exist"), Duration::from_secs(60), || async {
+    let partitions: Vec<i32> = wait_for(&format!("topic {topic} to exist"), Duration::from_secs(60), || async {
         let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
-        md.topics()
-            .iter()
-            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-            .then_some(())
+        let t = md.topics().iter().find(|t| t.name() == topic && t.error().is_none())?;
+        let ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        (!ids.is_empty()).then_some(ids)
     })
     .await;
-    consumer.subscribe(&[topic]).expect("subscribe");
+    // Every partition from its start, without a consumer group to join.
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in partitions {
+        assignment
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
     let mut out = Vec::new();
     while out.len() < n {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())

@@ -33,7 +33,7 @@ pub enum CaptureError {
     Config(String),
     #[error("cannot connect to PostgreSQL at {url}: {reason}")]
     Connect { url: String, reason: String },
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", pg_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("replication connection: {0}")]
     Replication(#[from] pgwire_replication::PgWireError),
@@ -55,6 +55,21 @@ pub enum CaptureError {
     RelationMismatch { table: TableId },
     #[error("a change names relation {0}, which no Relation message described")]
     UnknownRelation(u32),
+}
+
+/// The server's own message (tokio-postgres prints only "db error"), with
+/// SQLSTATE and detail when there is one.
+pub fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                m.push_str(&format!(": {detail}"));
+            }
+            m
+        }
+        None => e.to_string(),
+    }
 }
 
 impl CaptureError {

@@ -126,18 +126,17 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
         registry,
     )
     .await?;
-    let mut metas = Vec::with_capacity(tables.len());
     for table in &tables {
-        let meta = catalog::table_meta(&client, table).await?;
-        publisher.register_table(meta.clone()).await?;
-        metas.push(rows::PgTable::new(meta));
+        publisher
+            .register_table(catalog::table_meta(&client, table).await?)
+            .await?;
     }
 
     let start = if plan.snapshot { None } else { stored_lsn };
     let mut repl = replication::replication(&config.source, &config.slot, &config.publication, start).await?;
     let from = if plan.snapshot {
         let (consistent, snapshot_name) = replication::create_slot(&mut repl, &config.slot, slot_exists).await?;
-        tracing::info!(%consistent, tables = metas.len(), "snapshot starting");
+        tracing::info!(%consistent, tables = tables.len(), "snapshot starting");
         let spec = snapshot::SnapshotSpec {
             source: &config.source,
             snapshot_name: &snapshot_name,
@@ -145,7 +144,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
             prefix: &config.prefix,
             database: &database,
         };
-        snapshot::run(&spec, &metas, &mut publisher).await?;
+        snapshot::run(&spec, &tables, &mut publisher).await?;
         consistent
     } else {
         if !slot_exists {

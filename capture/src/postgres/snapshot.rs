@@ -5,10 +5,15 @@
 //! ```text
 //!   replication session: CREATE_REPLICATION_SLOT ... (SNAPSHOT 'export') ─► consistent point L, snapshot S
 //!   query session:       BEGIN REPEATABLE READ; SET TRANSACTION SNAPSHOT S;
+//!                        LOCK the tables IN ACCESS SHARE MODE; re-read their columns
 //!                        per table: cursor, FETCH in batches ─► op "r" events
 //!                        COMMIT ─► checkpoint L (stored once every read is in Kafka)
 //!   replication session: START_REPLICATION ─► every change committed after L
 //! ```
+//!
+//! The ACCESS SHARE locks (the weakest; writes go on) make DDL on the tables
+//! wait until the snapshot commits, so the columns the snapshot selects cannot
+//! be dropped under it; they are read after the locks are held.
 //!
 //! Rows are fetched through a cursor in batches, so memory stays bounded
 //! whatever the table's size. A crash before the end stores nothing, so the
@@ -21,6 +26,7 @@ use ferry_core::meta::TableId;
 use ferry_core::position::{PgLsn, SourcePosition};
 use tokio_postgres::SimpleQueryMessage;
 
+use crate::postgres::catalog::table_meta;
 use crate::postgres::error::CaptureError;
 use crate::postgres::replication::connect;
 use crate::postgres::rows::PgTable;
@@ -48,7 +54,7 @@ fn now_ms() -> i64 {
 }
 
 /// Reads every table; returns the number of rows published.
-pub async fn run(spec: &SnapshotSpec<'_>, tables: &[PgTable], publisher: &mut Publisher) -> Result<u64, CaptureError> {
+pub async fn run(spec: &SnapshotSpec<'_>, ids: &[TableId], publisher: &mut Publisher) -> Result<u64, CaptureError> {
     let client = connect(spec.source).await?;
     client
         .batch_execute(&format!(
@@ -56,11 +62,25 @@ pub async fn run(spec: &SnapshotSpec<'_>, tables: &[PgTable], publisher: &mut Pu
             spec.snapshot_name.replace('\'', "''")
         ))
         .await?;
+    if !ids.is_empty() {
+        let list = ids.iter().map(quoted).collect::<Vec<_>>().join(", ");
+        client
+            .batch_execute(&format!("LOCK TABLE {list} IN ACCESS SHARE MODE"))
+            .await?;
+    }
+    let mut tables = Vec::with_capacity(ids.len());
+    for id in ids {
+        let meta = table_meta(&client, id).await?;
+        if publisher.table(id) != Some(&meta) {
+            publisher.register_table(meta.clone()).await?;
+        }
+        tables.push(PgTable::new(meta));
+    }
     let started = std::time::Instant::now();
     let mut rows = 0u64;
     // Held back one event, so the snapshot's last event can say `last`.
     let mut held: Option<(TableId, ChangeEvent)> = None;
-    for table in tables {
+    for table in &tables {
         let columns = table
             .meta
             .columns
