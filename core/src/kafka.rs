@@ -16,6 +16,14 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
 
+/// The development broker, every binary's default.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
+/// [`DEFAULT_BROKERS`], for `#[serde(default = "...")]`.
+pub fn default_brokers() -> String {
+    DEFAULT_BROKERS.to_owned()
+}
+
 /// How to reach the brokers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaSettings {

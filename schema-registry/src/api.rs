@@ -734,30 +734,105 @@ async fn compatibility_with_all(
     check_compatibility(&app, &subject, None, flags.verbose, bytes).await
 }
 
-#[derive(Debug, Deserialize)]
-struct ConfigRequest {
-    compatibility: String,
+/// A setting kept globally and per subject: the compatibility level
+/// (`/config`) or the mode (`/mode`). Both have the same six operations.
+#[derive(Debug, Clone, Copy)]
+enum Setting {
+    Compatibility,
+    Mode,
 }
 
-#[derive(Debug, Deserialize)]
-struct ModeRequest {
-    mode: String,
-}
+impl Setting {
+    /// The key in GET and DELETE answers.
+    fn answer_key(self) -> &'static str {
+        match self {
+            Setting::Compatibility => "compatibilityLevel",
+            Setting::Mode => "mode",
+        }
+    }
 
-/// Sets or removes a level (`subject` `None` = global); returns the previous one.
-async fn write_config(app: &App, subject: Option<String>, level: Option<Level>) -> Result<()> {
-    let _writes = app.store.lock_writes().await;
-    let record = (
-        RecordKey::Config {
-            subject,
-            write: app.store.write_id(),
-        },
-        Some(RecordValue::Config(ConfigValue {
-            epoch: app.store.writer_epoch()?,
-            level,
-        })),
-    );
-    write(app, &[record]).await
+    /// The key in PUT bodies and answers.
+    fn request_key(self) -> &'static str {
+        match self {
+            Setting::Compatibility => "compatibility",
+            Setting::Mode => "mode",
+        }
+    }
+
+    fn not_configured(self, subject: &str) -> ApiError {
+        match self {
+            Setting::Compatibility => ApiError::new(
+                40408,
+                format!("Subject '{subject}' does not have subject-level compatibility configured"),
+            ),
+            Setting::Mode => ApiError::new(
+                40409,
+                format!("Subject '{subject}' does not have subject-level mode configured"),
+            ),
+        }
+    }
+
+    fn global(self, state: &State) -> Json {
+        match self {
+            Setting::Compatibility => json!(state.global_level().unwrap_or_default()),
+            Setting::Mode => json!(state.global_mode().unwrap_or_default()),
+        }
+    }
+
+    fn for_subject(self, state: &State, subject: &str) -> Option<Json> {
+        match self {
+            Setting::Compatibility => state.subject_level(subject).map(|l| json!(l)),
+            Setting::Mode => state.subject_mode(subject).map(|m| json!(m)),
+        }
+    }
+
+    /// The record that sets (or removes) the setting; the value is checked here.
+    fn record(
+        self,
+        app: &App,
+        subject: Option<String>,
+        value: Option<&str>,
+    ) -> Result<(RecordKey, Option<RecordValue>)> {
+        let epoch = app.store.writer_epoch()?;
+        let write = app.store.write_id();
+        Ok(match self {
+            Setting::Compatibility => (
+                RecordKey::Config { subject, write },
+                Some(RecordValue::Config(ConfigValue {
+                    epoch,
+                    level: value.map(parse_level).transpose()?,
+                })),
+            ),
+            Setting::Mode => (
+                RecordKey::Mode { subject, write },
+                Some(RecordValue::Mode(ModeValue {
+                    epoch,
+                    mode: value.map(parse_mode).transpose()?,
+                })),
+            ),
+        })
+    }
+
+    async fn write(self, app: &App, subject: Option<String>, value: Option<&str>) -> Result<()> {
+        let _writes = app.store.lock_writes().await;
+        let record = self.record(app, subject, value)?;
+        write(app, &[record]).await
+    }
+
+    /// The value a PUT body names, checked and normalised.
+    fn requested(self, bytes: Result<Bytes, BytesRejection>) -> Result<String> {
+        let body: Json = body(bytes)?;
+        let text = body[self.request_key()].as_str().ok_or_else(|| {
+            ApiError::new(
+                422,
+                format!("Unprocessable entity: the body needs \"{}\"", self.request_key()),
+            )
+        })?;
+        Ok(match self {
+            Setting::Compatibility => parse_level(text)?.to_string(),
+            Setting::Mode => json!(parse_mode(text)?).as_str().unwrap_or_default().to_owned(),
+        })
+    }
 }
 
 fn parse_level(text: &str) -> Result<Level> {
@@ -769,135 +844,87 @@ fn parse_level(text: &str) -> Result<Level> {
     })
 }
 
-async fn get_config(Extract(app): Extract<Arc<App>>) -> Response {
-    let level = app.store.state().global_level().unwrap_or_default();
-    ok(json!({"compatibilityLevel": level}))
-}
-
-async fn put_config(Extract(app): Extract<Arc<App>>, bytes: Result<Bytes, BytesRejection>) -> Result<Response> {
-    let request: ConfigRequest = body(bytes)?;
-    let level = parse_level(&request.compatibility)?;
-    write_config(&app, None, Some(level)).await?;
-    Ok(ok(json!({"compatibility": level})))
-}
-
-async fn delete_config(Extract(app): Extract<Arc<App>>) -> Result<Response> {
-    let previous = app.store.state().global_level().unwrap_or_default();
-    write_config(&app, None, None).await?;
-    Ok(ok(json!({"compatibilityLevel": previous})))
-}
-
-async fn get_subject_config(
-    Extract(app): Extract<Arc<App>>,
-    Path(subject): Path<String>,
-    Query(flags): Query<Flags>,
-) -> Result<Response> {
-    let state = app.store.state();
-    let level = match state.subject_level(&subject) {
-        Some(level) => level,
-        None if flags.default_to_global => state.global_level().unwrap_or_default(),
-        None => {
-            return Err(ApiError::new(
-                40408,
-                format!("Subject '{subject}' does not have subject-level compatibility configured"),
-            ))
-        }
-    };
-    Ok(ok(json!({"compatibilityLevel": level})))
-}
-
-async fn put_subject_config(
-    Extract(app): Extract<Arc<App>>,
-    Path(subject): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response> {
-    let request: ConfigRequest = body(bytes)?;
-    let level = parse_level(&request.compatibility)?;
-    write_config(&app, Some(subject), Some(level)).await?;
-    Ok(ok(json!({"compatibility": level})))
-}
-
-async fn delete_subject_config(Extract(app): Extract<Arc<App>>, Path(subject): Path<String>) -> Result<Response> {
-    let previous = app.store.state().subject_level(&subject).ok_or_else(|| {
-        ApiError::new(
-            40408,
-            format!("Subject '{subject}' does not have subject-level compatibility configured"),
-        )
-    })?;
-    write_config(&app, Some(subject), None).await?;
-    Ok(ok(json!({"compatibilityLevel": previous})))
-}
-
 fn parse_mode(text: &str) -> Result<Mode> {
     serde_json::from_value(json!(text.to_ascii_uppercase()))
         .map_err(|_| ApiError::new(42204, "Invalid mode. Valid values are READWRITE, READONLY and IMPORT"))
 }
 
-async fn write_mode(app: &App, subject: Option<String>, mode: Option<Mode>) -> Result<()> {
-    let _writes = app.store.lock_writes().await;
-    let record = (
-        RecordKey::Mode {
-            subject,
-            write: app.store.write_id(),
-        },
-        Some(RecordValue::Mode(ModeValue {
-            epoch: app.store.writer_epoch()?,
-            mode,
-        })),
-    );
-    write(app, &[record]).await
+async fn get_global(app: &App, setting: Setting) -> Response {
+    ok(json!({ setting.answer_key(): setting.global(&app.store.state()) }))
 }
 
-async fn get_mode(Extract(app): Extract<Arc<App>>) -> Response {
-    ok(json!({"mode": app.store.state().global_mode().unwrap_or_default()}))
+async fn put_global(app: &App, setting: Setting, bytes: Result<Bytes, BytesRejection>) -> Result<Response> {
+    let value = setting.requested(bytes)?;
+    setting.write(app, None, Some(&value)).await?;
+    Ok(ok(json!({ setting.request_key(): value })))
 }
 
-async fn put_mode(Extract(app): Extract<Arc<App>>, bytes: Result<Bytes, BytesRejection>) -> Result<Response> {
-    let request: ModeRequest = body(bytes)?;
-    let mode = parse_mode(&request.mode)?;
-    write_mode(&app, None, Some(mode)).await?;
-    Ok(ok(json!({"mode": mode})))
+async fn delete_global(app: &App, setting: Setting) -> Result<Response> {
+    let previous = setting.global(&app.store.state());
+    setting.write(app, None, None).await?;
+    Ok(ok(json!({ setting.answer_key(): previous })))
 }
 
-async fn get_subject_mode(
-    Extract(app): Extract<Arc<App>>,
-    Path(subject): Path<String>,
-    Query(flags): Query<Flags>,
-) -> Result<Response> {
+async fn get_for_subject(app: &App, setting: Setting, subject: &str, flags: &Flags) -> Result<Response> {
     let state = app.store.state();
-    let mode = match state.subject_mode(&subject) {
-        Some(mode) => mode,
-        None if flags.default_to_global => state.global_mode().unwrap_or_default(),
-        None => {
-            return Err(ApiError::new(
-                40409,
-                format!("Subject '{subject}' does not have subject-level mode configured"),
-            ))
-        }
+    let value = match setting.for_subject(&state, subject) {
+        Some(v) => v,
+        None if flags.default_to_global => setting.global(&state),
+        None => return Err(setting.not_configured(subject)),
     };
-    Ok(ok(json!({"mode": mode})))
+    Ok(ok(json!({ setting.answer_key(): value })))
 }
 
-async fn put_subject_mode(
-    Extract(app): Extract<Arc<App>>,
-    Path(subject): Path<String>,
+async fn put_for_subject(
+    app: &App,
+    setting: Setting,
+    subject: String,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let request: ModeRequest = body(bytes)?;
-    let mode = parse_mode(&request.mode)?;
-    write_mode(&app, Some(subject), Some(mode)).await?;
-    Ok(ok(json!({"mode": mode})))
+    let value = setting.requested(bytes)?;
+    setting.write(app, Some(subject), Some(&value)).await?;
+    Ok(ok(json!({ setting.request_key(): value })))
 }
 
-async fn delete_subject_mode(Extract(app): Extract<Arc<App>>, Path(subject): Path<String>) -> Result<Response> {
-    let previous = app.store.state().subject_mode(&subject).ok_or_else(|| {
-        ApiError::new(
-            40409,
-            format!("Subject '{subject}' does not have subject-level mode configured"),
+async fn delete_for_subject(app: &App, setting: Setting, subject: String) -> Result<Response> {
+    let previous = setting
+        .for_subject(&app.store.state(), &subject)
+        .ok_or_else(|| setting.not_configured(&subject))?;
+    setting.write(app, Some(subject), None).await?;
+    Ok(ok(json!({ setting.answer_key(): previous })))
+}
+
+/// The six routes of a setting: `/{base}` and `/{base}/{subject}`.
+fn setting_routes(router: Router<Arc<App>>, base: &str, setting: Setting) -> Router<Arc<App>> {
+    router
+        .route(
+            &format!("/{base}"),
+            get(move |Extract(app): Extract<Arc<App>>| async move { get_global(&app, setting).await })
+                .put(move |Extract(app): Extract<Arc<App>>, bytes: Result<Bytes, BytesRejection>| async move {
+                    put_global(&app, setting, bytes).await
+                })
+                .delete(move |Extract(app): Extract<Arc<App>>| async move { delete_global(&app, setting).await }),
         )
-    })?;
-    write_mode(&app, Some(subject), None).await?;
-    Ok(ok(json!({"mode": previous})))
+        .route(
+            &format!("/{base}/{{subject}}"),
+            get(
+                move |Extract(app): Extract<Arc<App>>, Path(subject): Path<String>, Query(flags): Query<Flags>| async move {
+                    get_for_subject(&app, setting, &subject, &flags).await
+                },
+            )
+            .put(
+                move |Extract(app): Extract<Arc<App>>,
+                      Path(subject): Path<String>,
+                      bytes: Result<Bytes, BytesRejection>| async move {
+                    put_for_subject(&app, setting, subject, bytes).await
+                },
+            )
+            .delete(
+                move |Extract(app): Extract<Arc<App>>, Path(subject): Path<String>| async move {
+                    delete_for_subject(&app, setting, subject).await
+                },
+            ),
+        )
 }
 
 async fn not_found() -> ApiError {
@@ -936,7 +963,8 @@ async fn count(request: Request, next: Next) -> Response {
 
 /// The whole API.
 pub fn router(app: Arc<App>, max_body: usize) -> Router {
-    Router::new()
+    let router = setting_routes(Router::new(), "config", Setting::Compatibility);
+    setting_routes(router, "mode", Setting::Mode)
         .route("/", get(root))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -964,18 +992,6 @@ pub fn router(app: Arc<App>, max_body: usize) -> Router {
         .route(
             "/compatibility/subjects/{subject}/versions/{version}",
             post(compatibility_with_version),
-        )
-        .route("/config", get(get_config).put(put_config).delete(delete_config))
-        .route(
-            "/config/{subject}",
-            get(get_subject_config)
-                .put(put_subject_config)
-                .delete(delete_subject_config),
-        )
-        .route("/mode", get(get_mode).put(put_mode))
-        .route(
-            "/mode/{subject}",
-            get(get_subject_mode).put(put_subject_mode).delete(delete_subject_mode),
         )
         .fallback(not_found)
         .route_layer(middleware::from_fn(count))

@@ -71,7 +71,7 @@ struct Args {
 struct FileConfig {
     #[serde(default = "default_listen")]
     listen: String,
-    #[serde(default = "default_brokers")]
+    #[serde(default = "ferry_core::kafka::default_brokers")]
     brokers: String,
     #[serde(default = "default_topic")]
     topic: String,
@@ -93,9 +93,6 @@ struct FileConfig {
 
 fn default_listen() -> String {
     "127.0.0.1:8081".into()
-}
-fn default_brokers() -> String {
-    "127.0.0.1:9092".into()
 }
 fn default_topic() -> String {
     DEFAULT_TOPIC.into()

@@ -184,6 +184,24 @@ pub struct State {
     verdicts: HashMap<String, bool>,
 }
 
+/// Sets (or, with `None`, removes) a setting kept globally and per subject.
+fn set_scoped<T>(
+    global: &mut Option<T>,
+    per_subject: &mut HashMap<String, T>,
+    subject: &Option<String>,
+    value: Option<T>,
+) {
+    match (subject, value) {
+        (None, value) => *global = value,
+        (Some(s), Some(value)) => {
+            per_subject.insert(s.clone(), value);
+        }
+        (Some(s), None) => {
+            per_subject.remove(s);
+        }
+    }
+}
+
 impl State {
     pub fn new(instance: impl Into<String>) -> Self {
         Self {
@@ -224,34 +242,16 @@ impl State {
                 self.apply_schema(key, subject, *version, v)
             }
             (RecordKey::Config { subject, .. }, RecordValue::Config(c)) => {
-                if c.epoch < self.epoch {
-                    return false;
+                c.epoch >= self.epoch && {
+                    set_scoped(&mut self.global_level, &mut self.subject_levels, subject, c.level);
+                    true
                 }
-                match (subject, c.level) {
-                    (None, level) => self.global_level = level,
-                    (Some(s), Some(level)) => {
-                        self.subject_levels.insert(s.clone(), level);
-                    }
-                    (Some(s), None) => {
-                        self.subject_levels.remove(s);
-                    }
-                }
-                true
             }
             (RecordKey::Mode { subject, .. }, RecordValue::Mode(m)) => {
-                if m.epoch < self.epoch {
-                    return false;
+                m.epoch >= self.epoch && {
+                    set_scoped(&mut self.global_mode, &mut self.subject_modes, subject, m.mode);
+                    true
                 }
-                match (subject, m.mode) {
-                    (None, mode) => self.global_mode = mode,
-                    (Some(s), Some(mode)) => {
-                        self.subject_modes.insert(s.clone(), mode);
-                    }
-                    (Some(s), None) => {
-                        self.subject_modes.remove(s);
-                    }
-                }
-                true
             }
             _ => false,
         }

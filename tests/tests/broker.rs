@@ -5,6 +5,9 @@
 //! checked only where the broker claims them (`FERRY_BROKER_TRANSACTIONS=true`);
 //! Ferry itself is correct without them.
 
+// Helpers of a test file unwrap like its tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;

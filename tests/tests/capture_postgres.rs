@@ -1,5 +1,8 @@
 //! PostgreSQL capture against the real server: validation and the catalog.
 
+// Helpers of a test file unwrap like its tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

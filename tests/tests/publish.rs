@@ -3,6 +3,9 @@
 //! tombstones, and a position is acknowledged only once Kafka holds every event
 //! before it — never after a failed delivery.
 
+// Helpers of a test file unwrap like its tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +23,6 @@ use ferry_tests::{brokers, unique, PrivateBroker, Registry};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 
-#[allow(clippy::unwrap_used)] // test fixture
 fn table() -> TableMeta {
     TableMeta::new(
         TableId::new("public", "orders"),
@@ -72,19 +74,41 @@ fn position(lsn: u64) -> SourcePosition {
     SourcePosition::Postgres { lsn: PgLsn(lsn) }
 }
 
-#[tokio::test]
-async fn events_reach_kafka_and_positions_follow_them() {
+/// A registry of the test's own, and a publisher with `orders` registered.
+async fn start_publisher(
+    kafka: KafkaSettings,
+    prefix: &str,
+    offsets_topic: &str,
+) -> (Registry, Arc<RegistryClient>, Publisher) {
     let registry = Registry::start().await;
     let client = Arc::new(RegistryClient::new(&registry.url.parse().unwrap()).unwrap());
+    let mut publisher = Publisher::start(settings(prefix, kafka, offsets_topic), client.clone())
+        .await
+        .unwrap();
+    publisher.register_table(table()).await.unwrap();
+    (registry, client, publisher)
+}
+
+/// Sends one insert with its checkpoint and waits until it is acknowledged.
+async fn send_acknowledged(publisher: &mut Publisher, id: i64, lsn: u64) {
+    publisher
+        .send(&table().id, &event(Op::Create, id, Some("kept"), lsn))
+        .await
+        .unwrap();
+    publisher.checkpoint(position(lsn)).await.unwrap();
+    let mut acked = publisher.acknowledged();
+    tokio::time::timeout(Duration::from_secs(30), acked.wait_for(|p| *p == Some(position(lsn))))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn events_reach_kafka_and_positions_follow_them() {
     let prefix = unique("pub");
     let offsets_topic = unique("_ferry_offsets_test");
-    let mut publisher = Publisher::start(
-        settings(&prefix, KafkaSettings::new(brokers()), &offsets_topic),
-        client.clone(),
-    )
-    .await
-    .unwrap();
-    publisher.register_table(table()).await.unwrap();
+    let (_registry, client, mut publisher) =
+        start_publisher(KafkaSettings::new(brokers()), &prefix, &offsets_topic).await;
     let sent = [
         event(Op::Create, 1, Some("a"), 10),
         event(Op::Update, 1, Some("b"), 20),
@@ -152,26 +176,11 @@ async fn events_reach_kafka_and_positions_follow_them() {
 
 #[tokio::test]
 async fn an_event_kafka_cannot_take_is_refused_at_send() {
-    let registry = Registry::start().await;
-    let client = Arc::new(RegistryClient::new(&registry.url.parse().unwrap()).unwrap());
-    let prefix = unique("pubbig");
     let mut kafka = KafkaSettings::new(brokers());
     kafka.options.insert("message.max.bytes".into(), "2000".into());
-    let mut publisher = Publisher::start(settings(&prefix, kafka, &unique("_ferry_offsets_test")), client)
-        .await
-        .unwrap();
-    publisher.register_table(table()).await.unwrap();
+    let (_registry, _, mut publisher) = start_publisher(kafka, &unique("pubbig"), &unique("_ferry_offsets_test")).await;
+    send_acknowledged(&mut publisher, 1, 10).await;
     let t = table().id;
-    publisher
-        .send(&t, &event(Op::Create, 1, Some("small"), 10))
-        .await
-        .unwrap();
-    publisher.checkpoint(position(10)).await.unwrap();
-    let mut acked = publisher.acknowledged();
-    tokio::time::timeout(Duration::from_secs(30), acked.wait_for(|p| *p == Some(position(10))))
-        .await
-        .unwrap()
-        .unwrap();
     let err = publisher
         .send(&t, &event(Op::Create, 2, Some(&"x".repeat(5000)), 20))
         .await
@@ -182,27 +191,13 @@ async fn an_event_kafka_cannot_take_is_refused_at_send() {
 
 #[tokio::test]
 async fn a_failed_delivery_stops_acknowledgement() {
-    let registry = Registry::start().await;
-    let client = Arc::new(RegistryClient::new(&registry.url.parse().unwrap()).unwrap());
     let broker = PrivateBroker::start().await;
     let mut kafka = KafkaSettings::new(&broker.address);
     kafka.options.insert("message.timeout.ms".into(), "3000".into());
     let prefix = unique("pubfail");
-    let mut publisher = Publisher::start(settings(&prefix, kafka, "_ferry_offsets"), client)
-        .await
-        .unwrap();
-    publisher.register_table(table()).await.unwrap();
+    let (_registry, _, mut publisher) = start_publisher(kafka, &prefix, "_ferry_offsets").await;
+    send_acknowledged(&mut publisher, 1, 10).await;
     let t = table().id;
-    publisher
-        .send(&t, &event(Op::Create, 1, Some("kept"), 10))
-        .await
-        .unwrap();
-    publisher.checkpoint(position(10)).await.unwrap();
-    let mut acked = publisher.acknowledged();
-    tokio::time::timeout(Duration::from_secs(30), acked.wait_for(|p| *p == Some(position(10))))
-        .await
-        .unwrap()
-        .unwrap();
 
     // The broker hangs: the next event cannot be delivered.
     broker.freeze();

@@ -3,6 +3,9 @@
 //! kill -9, two instances on one topic, basic auth, a client library Ferry did
 //! not write, and bad input.
 
+// Helpers of a test file unwrap like its tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

@@ -77,7 +77,7 @@ struct Args {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     source: Option<SecretUrl>,
-    #[serde(default = "default_brokers")]
+    #[serde(default = "ferry_core::kafka::default_brokers")]
     brokers: String,
     #[serde(default = "default_registry")]
     registry: SecretUrl,
@@ -101,9 +101,6 @@ struct FileConfig {
     kafka: BTreeMap<String, String>,
 }
 
-fn default_brokers() -> String {
-    "127.0.0.1:9092".into()
-}
 fn default_registry() -> SecretUrl {
     SecretUrl::parse("http://127.0.0.1:8081").unwrap_or_else(|_| unreachable!("a valid literal URL"))
 }
