@@ -997,6 +997,11 @@ pub fn router(app: Arc<App>, max_body: usize) -> Router {
         .route_layer(middleware::from_fn(count))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), authenticate))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // One log line per request at INFO (method, path, status, latency).
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
         .with_state(app)
 }
