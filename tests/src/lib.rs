@@ -57,12 +57,15 @@ where
 /// runs first), next to this test's own executable.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join(name))
-        .unwrap_or_default();
+    // A test runs from target/<profile>/deps/, a binary (ferry-bench) from target/<profile>/.
+    let dir = exe.parent().map(|d| {
+        if d.ends_with("deps") {
+            d.parent().unwrap_or(d)
+        } else {
+            d
+        }
+    });
+    let path = dir.map(|d| d.join(name)).unwrap_or_default();
     assert!(
         path.exists(),
         "{} not built; run `cargo build --workspace --bins` (scripts/test does)",
@@ -289,11 +292,13 @@ impl PgDatabase {
 
     /// Runs SQL as the superuser, panicking on error.
     pub async fn execute(&self, sql: &str) {
-        self.client()
-            .await
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.client().await.batch_execute(sql).await.unwrap_or_else(|e| {
+            panic!(
+                "{sql}: {}",
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+            )
+        });
     }
 }
 
