@@ -357,10 +357,19 @@ async fn a_bad_source_is_one_line_and_a_failure_exit() {
         .contains("cannot connect to PostgreSQL at postgres://nobody@127.0.0.1:1/x"));
 }
 
-/// Waits until capture holds its slot: the snapshot is over and it streams.
-async fn wait_streaming(db: &PgDatabase, slot: &str) {
+/// Waits until capture streams: its snapshot's position is stored (so the
+/// slot's consistent point is behind us) and it holds its slot.
+async fn wait_streaming(db: &PgDatabase, prefix: &str) {
+    use ferry_capture::offsets::Offsets;
+    use ferry_core::kafka::KafkaSettings;
+    use ferry_core::position::SourcePosition;
+    let slot = ferry_capture::postgres::PgCaptureConfig::default_name(prefix);
+    let offsets = Offsets::open(&KafkaSettings::new(ferry_tests::brokers()), "_ferry_offsets")
+        .await
+        .expect("offsets topic");
     let client = db.client().await;
     wait_for("capture to stream from its slot", Duration::from_secs(60), || async {
+        offsets.load::<SourcePosition>(prefix).await.ok().flatten()?;
         client
             .query_opt(
                 "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
@@ -481,7 +490,7 @@ async fn a_column_added_mid_stream_gets_a_new_schema_version() {
     let prefix = unique("pgddl");
     let topic = format!("{prefix}.public.s");
     let capture = start_capture(&db, &prefix, &[]);
-    wait_streaming(&db, &ferry_capture::postgres::PgCaptureConfig::default_name(&prefix)).await;
+    wait_streaming(&db, &prefix).await;
     db.execute(
         "INSERT INTO s VALUES (1, 'before');
          ALTER TABLE s ADD COLUMN b numeric(6,2) NOT NULL DEFAULT 1.5;
