@@ -290,6 +290,23 @@ impl PgDatabase {
         connect_pg(&self.url()).await
     }
 
+    /// Waits until a process holds the replication slot `slot`.
+    pub async fn wait_slot_active(&self, slot: &str) {
+        let client = self.client().await;
+        wait_for(&format!("slot {slot} to be held"), Duration::from_secs(60), || async {
+            client
+                .query_opt(
+                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                    &[&slot],
+                )
+                .await
+                .ok()
+                .flatten()
+                .map(|_| ())
+        })
+        .await;
+    }
+
     /// Runs SQL as the superuser, panicking on error.
     pub async fn execute(&self, sql: &str) {
         self.client().await.batch_execute(sql).await.unwrap_or_else(|e| {

@@ -367,20 +367,13 @@ async fn wait_streaming(db: &PgDatabase, prefix: &str) {
     let offsets = Offsets::open(&KafkaSettings::new(ferry_tests::brokers()), "_ferry_offsets")
         .await
         .expect("offsets topic");
-    let client = db.client().await;
-    wait_for("capture to stream from its slot", Duration::from_secs(60), || async {
-        offsets.load::<SourcePosition>(prefix).await.ok().flatten()?;
-        client
-            .query_opt(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
-                &[&slot],
-            )
-            .await
-            .ok()
-            .flatten()
-            .map(|_| ())
-    })
+    wait_for(
+        "the snapshot's position to be stored",
+        Duration::from_secs(60),
+        || async { offsets.load::<SourcePosition>(prefix).await.ok().flatten() },
+    )
     .await;
+    db.wait_slot_active(&slot).await;
 }
 
 /// Every id in 1..=n arrived (duplicates allowed: at-least-once into Kafka).

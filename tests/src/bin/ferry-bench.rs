@@ -101,20 +101,7 @@ async fn capture_stream(rows: i64) {
             "bench",
         ],
     );
-    let slot = format!("ferry_{prefix}");
-    let client = db.client().await;
-    wait_for("capture to stream", Duration::from_secs(60), || async {
-        client
-            .query_opt(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
-                &[&slot],
-            )
-            .await
-            .ok()
-            .flatten()
-            .map(|_| ())
-    })
-    .await;
+    db.wait_slot_active(&format!("ferry_{prefix}")).await;
     insert(&db, rows + 1, rows).await;
     let started = Instant::now();
     wait_for("every change in Kafka", Duration::from_secs(1800), || async {
