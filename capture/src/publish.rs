@@ -34,6 +34,8 @@ use ferry_core::position::SourcePosition;
 use ferry_core::registry::{RegistryClient, RegistryError};
 use ferry_core::value::Datum;
 use ferry_core::wire;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, watch};
@@ -113,12 +115,16 @@ struct Checkpoint {
 pub struct Publisher {
     settings: PublisherSettings,
     producer: FutureProducer,
+    /// For creating table topics; one client for every table.
+    admin: AdminClient<DefaultClientContext>,
     registry: Arc<RegistryClient>,
     tables: HashMap<TableId, Arc<TableTopic>>,
     sent: Vec<(String, DeliveryFuture)>,
     checkpoints: mpsc::Sender<Checkpoint>,
     acknowledged: watch::Receiver<Option<SourcePosition>>,
-    acknowledger: JoinHandle<Result<(), PublishError>>,
+    /// Taken when awaited; why it stopped is then kept in `stopped`.
+    acknowledger: Option<JoinHandle<Result<(), PublishError>>>,
+    stopped: Option<String>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -138,6 +144,7 @@ impl Publisher {
         let (acked, acknowledged) = watch::channel(None);
         let acknowledger = tokio::spawn(acknowledge(pending, offsets, settings.prefix.clone(), acked));
         Ok(Self {
+            admin: settings.kafka.admin()?,
             settings,
             producer,
             registry,
@@ -145,7 +152,8 @@ impl Publisher {
             sent: Vec::new(),
             checkpoints,
             acknowledged,
-            acknowledger,
+            acknowledger: Some(acknowledger),
+            stopped: None,
         })
     }
 
@@ -156,7 +164,7 @@ impl Publisher {
         let id = meta.id.clone();
         let codec = TableCodec::new(&self.settings.prefix, meta, self.settings.connector)?;
         ensure_topics(
-            &self.settings.kafka.admin()?,
+            &self.admin,
             &[TopicSpec {
                 name: topic.clone(),
                 partitions: self.settings.partitions,
@@ -236,10 +244,16 @@ impl Publisher {
     /// once they are all in Kafka. Waits while too many checkpoints are pending.
     pub async fn checkpoint(&mut self, position: SourcePosition) -> Result<(), PublishError> {
         let deliveries = std::mem::take(&mut self.sent);
-        self.checkpoints
+        if self
+            .checkpoints
             .send(Checkpoint { position, deliveries })
             .await
-            .map_err(|_| PublishError::Stopped("it failed earlier".into()))
+            .is_err()
+        {
+            // The acknowledger stopped: report why, not merely that it did.
+            return Err(self.failed().await);
+        }
+        Ok(())
     }
 
     /// The last position whose events are all durable in Kafka and which is
@@ -249,20 +263,27 @@ impl Publisher {
     }
 
     /// Waits for every checkpoint so far to be acknowledged, then stops.
-    pub async fn finish(self) -> Result<(), PublishError> {
+    pub async fn finish(mut self) -> Result<(), PublishError> {
         drop(self.checkpoints);
-        self.acknowledger
-            .await
-            .map_err(|e| PublishError::Stopped(e.to_string()))?
+        match self.acknowledger.take() {
+            Some(task) => task.await.map_err(|e| PublishError::Stopped(e.to_string()))?,
+            None => Err(PublishError::Stopped(self.stopped.take().unwrap_or_default())),
+        }
     }
 
-    /// Resolves with the acknowledger's error if it stops early; never otherwise.
+    /// Resolves with the acknowledger's error once it stops early; never
+    /// otherwise. After the first call, the reason comes back as `Stopped`.
     pub async fn failed(&mut self) -> PublishError {
-        match (&mut self.acknowledger).await {
+        let Some(task) = self.acknowledger.take() else {
+            return PublishError::Stopped(self.stopped.clone().unwrap_or_default());
+        };
+        let error = match task.await {
             Ok(Err(e)) => e,
             Ok(Ok(())) => PublishError::Stopped("no more checkpoints".into()),
             Err(e) => PublishError::Stopped(e.to_string()),
-        }
+        };
+        self.stopped = Some(error.to_string());
+        error
     }
 }
 

@@ -80,7 +80,8 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct Registry {
     pub url: String,
     pub topic: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Held, not read: dropping it shuts the server down.
+    _stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), ferry_schema_registry::ServerError>>,
 }
 
@@ -102,7 +103,7 @@ impl Registry {
         let registry = Registry {
             url,
             topic,
-            stop: Some(stop),
+            _stop: stop,
             task,
         };
         registry.wait_healthy().await;
@@ -119,14 +120,6 @@ impl Registry {
             }
         })
         .await;
-    }
-
-    /// Stops the server and returns how `run` ended.
-    pub async fn stop(mut self) -> Result<(), ferry_schema_registry::ServerError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task).await.expect("registry task")
     }
 }
 
@@ -344,7 +337,6 @@ impl Drop for PgDatabase {
 /// One message of a table topic, decoded through the registry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
-    pub partition: i32,
     pub key: Option<Vec<u8>>,
     /// `None` for a tombstone.
     pub event: Option<ferry_core::envelope::ChangeEvent>,
@@ -394,7 +386,6 @@ pub async fn read_topic(topic: &str, n: usize, registry_url: &str) -> Vec<Receiv
             }
         };
         out.push(Received {
-            partition: m.partition(),
             key: m.key().map(<[u8]>::to_vec),
             event,
         });
@@ -436,13 +427,6 @@ impl Running {
     /// SIGKILL.
     pub fn kill9(self) {
         drop(self);
-    }
-
-    /// Waits for the process to exit by itself.
-    pub fn wait(mut self) -> std::process::ExitStatus {
-        let status = self.child.wait().expect("wait");
-        std::mem::forget(self);
-        status
     }
 }
 
