@@ -29,9 +29,10 @@ use ferry_core::codec::{CodecError, TableCodec};
 use ferry_core::envelope::{ChangeEvent, Connector, Op};
 use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
 use ferry_core::meta::{TableId, TableMeta};
-use ferry_core::names::{table_topic, NameError};
+use ferry_core::names::{prefix_topic, table_topic, NameError};
 use ferry_core::position::SourcePosition;
 use ferry_core::registry::{RegistryClient, RegistryError};
+use ferry_core::transaction::{TransactionCodec, TransactionRecord};
 use ferry_core::value::Datum;
 use ferry_core::wire;
 use rdkafka::admin::AdminClient;
@@ -94,6 +95,8 @@ pub struct PublisherSettings {
     pub partitions: i32,
     /// Write a tombstone after each delete.
     pub tombstones: bool,
+    /// Write BEGIN and END records to `<prefix>.transaction`.
+    pub transaction_topic: bool,
     pub offsets_topic: String,
 }
 
@@ -103,6 +106,15 @@ struct TableTopic {
     codec: TableCodec,
     topic: String,
     key_id: Option<u32>,
+    value_id: u32,
+}
+
+/// The `<prefix>.transaction` topic and its registered schema ids.
+#[derive(Debug)]
+struct TransactionTopic {
+    codec: TransactionCodec,
+    topic: String,
+    key_id: u32,
     value_id: u32,
 }
 
@@ -119,6 +131,7 @@ pub struct Publisher {
     admin: AdminClient<DefaultClientContext>,
     registry: Arc<RegistryClient>,
     tables: HashMap<TableId, Arc<TableTopic>>,
+    transactions: Option<TransactionTopic>,
     sent: Vec<(String, DeliveryFuture)>,
     checkpoints: mpsc::Sender<Checkpoint>,
     acknowledged: watch::Receiver<Option<SourcePosition>>,
@@ -143,12 +156,31 @@ impl Publisher {
         let (checkpoints, pending) = mpsc::channel(MAX_CHECKPOINTS);
         let (acked, acknowledged) = watch::channel(None);
         let acknowledger = tokio::spawn(acknowledge(pending, offsets, settings.prefix.clone(), acked));
+        let admin = settings.kafka.admin()?;
+        let transactions = if settings.transaction_topic {
+            let codec = TransactionCodec::new(&settings.prefix)?;
+            let topic = prefix_topic(&settings.prefix, "transaction")?;
+            create_topic(&admin, &topic, settings.partitions).await?;
+            Some(TransactionTopic {
+                key_id: registry
+                    .register(&format!("{topic}-key"), codec.key_schema_json())
+                    .await?,
+                value_id: registry
+                    .register(&format!("{topic}-value"), codec.value_schema_json())
+                    .await?,
+                codec,
+                topic,
+            })
+        } else {
+            None
+        };
         Ok(Self {
-            admin: settings.kafka.admin()?,
+            admin,
             settings,
             producer,
             registry,
             tables: HashMap::new(),
+            transactions,
             sent: Vec::new(),
             checkpoints,
             acknowledged,
@@ -163,15 +195,7 @@ impl Publisher {
         let topic = table_topic(&self.settings.prefix, &meta.id)?;
         let id = meta.id.clone();
         let codec = TableCodec::new(&self.settings.prefix, meta, self.settings.connector)?;
-        ensure_topics(
-            &self.admin,
-            &[TopicSpec {
-                name: topic.clone(),
-                partitions: self.settings.partitions,
-                compacted: false,
-            }],
-        )
-        .await?;
+        create_topic(&self.admin, &topic, self.settings.partitions).await?;
         let key_id = match codec.key_schema_json() {
             Some(schema) => Some(self.registry.register(&format!("{topic}-key"), schema).await?),
             None => None,
@@ -216,6 +240,17 @@ impl Publisher {
             self.enqueue(&t.topic, key.as_deref(), None).await?;
         }
         Ok(())
+    }
+
+    /// Queues a record of the transaction topic (nothing when it is turned off).
+    pub async fn send_transaction(&mut self, record: &TransactionRecord) -> Result<(), PublishError> {
+        let Some(t) = &self.transactions else {
+            return Ok(());
+        };
+        let key = wire::encode(t.key_id, &t.codec.encode_key(&record.id)?);
+        let value = wire::encode(t.value_id, &t.codec.encode_value(record)?);
+        let topic = t.topic.clone();
+        self.enqueue(&topic, Some(&key), Some(&value)).await
     }
 
     async fn enqueue(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), PublishError> {
@@ -285,6 +320,19 @@ impl Publisher {
         self.stopped = Some(error.to_string());
         error
     }
+}
+
+async fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    name: &str,
+    partitions: i32,
+) -> Result<(), PublishError> {
+    let spec = TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        compacted: false,
+    };
+    Ok(ensure_topics(admin, &[spec]).await?)
 }
 
 async fn acknowledge(

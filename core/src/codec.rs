@@ -7,6 +7,7 @@
 //! because both go through [`crate::value`].
 
 use apache_avro::types::Value as Avro;
+use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use serde_json::Value as Json;
 
@@ -54,39 +55,105 @@ pub enum CodecError {
     UnknownOp(String),
 }
 
+/// A parsed schema with its writer, resolved once: resolving a schema's names
+/// costs more than encoding a small record, so it must not happen per event.
+///
+/// Values are checked against the schema before they are written in debug
+/// builds (every test); release builds trust the value builders, which derive
+/// values from the same metadata the schemas come from.
+#[ouroboros::self_referencing]
+pub struct Encoder {
+    schema: Schema,
+    #[borrows(schema)]
+    #[covariant]
+    writer: GenericDatumWriter<'this>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder").field("schema", self.borrow_schema()).finish()
+    }
+}
+
+impl Encoder {
+    /// The encoder of `json`, or why it is not a valid Avro schema.
+    pub fn parse(json: &Json) -> Result<Self, apache_avro::Error> {
+        let schema = Schema::parse(json)?;
+        EncoderTryBuilder {
+            schema,
+            writer_builder: |schema: &Schema| {
+                GenericDatumWriter::builder(schema)
+                    .validate(cfg!(debug_assertions))
+                    .build()
+            },
+        }
+        .try_build()
+    }
+
+    pub fn schema(&self) -> &Schema {
+        self.borrow_schema()
+    }
+
+    /// `value` in Avro binary.
+    pub fn encode(&self, value: &Avro) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(128);
+        self.borrow_writer()
+            .write_value_ref(&mut out, value)
+            .map_err(|e| CodecError::Avro {
+                action: "encoding",
+                source: Box::new(e),
+            })?;
+        Ok(out)
+    }
+
+    /// The value encoded in `bytes`.
+    pub fn decode(&self, mut bytes: &[u8]) -> Result<Avro, CodecError> {
+        let avro = |e| CodecError::Avro {
+            action: "decoding",
+            source: Box::new(e),
+        };
+        apache_avro::reader::datum::GenericDatumReader::builder(self.schema())
+            .build()
+            .map_err(avro)?
+            .read_value(&mut bytes)
+            .map_err(avro)
+    }
+}
+
+fn parse(table: &TableId, json: &Json) -> Result<Encoder, CodecError> {
+    Encoder::parse(json).map_err(|e| CodecError::Schema {
+        table: table.clone(),
+        source: Box::new(e),
+    })
+}
+
 /// The schemas of one version of one table, parsed and ready to encode with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TableCodec {
     meta: TableMeta,
     connector: Connector,
     field_names: Vec<String>,
     key_json: Option<Json>,
-    key_schema: Option<Schema>,
+    key: Option<Encoder>,
     value_json: Json,
-    value_schema: Schema,
+    value: Encoder,
 }
 
 impl TableCodec {
     /// The codec of a source table, for the topic prefix `prefix`.
     pub fn new(prefix: &str, meta: TableMeta, connector: Connector) -> Result<Self, CodecError> {
-        let parse = |json: &Json| {
-            Schema::parse(json).map_err(|e| CodecError::Schema {
-                table: meta.id.clone(),
-                source: Box::new(e),
-            })
-        };
         let key_json = key_schema(prefix, &meta);
-        let key_schema = key_json.as_ref().map(parse).transpose()?;
+        let key = key_json.as_ref().map(|j| parse(&meta.id, j)).transpose()?;
         let value_json = envelope_schema(prefix, &meta, connector);
-        let value_schema = parse(&value_json)?;
+        let value = parse(&meta.id, &value_json)?;
         Ok(Self {
             field_names: unique_avro_names(meta.columns.iter().map(|c| c.name.as_str())),
             meta,
             connector,
             key_json,
-            key_schema,
+            key,
             value_json,
-            value_schema,
+            value,
         })
     }
 
@@ -94,18 +161,15 @@ impl TableCodec {
     /// Such a codec decodes; it has no key schema.
     pub fn from_value_schema(json: &Json) -> Result<Self, CodecError> {
         let (meta, connector) = table_meta(json)?;
-        let value_schema = Schema::parse(json).map_err(|e| CodecError::Schema {
-            table: meta.id.clone(),
-            source: Box::new(e),
-        })?;
+        let value = parse(&meta.id, json)?;
         Ok(Self {
             field_names: unique_avro_names(meta.columns.iter().map(|c| c.name.as_str())),
             meta,
             connector,
             key_json: None,
-            key_schema: None,
+            key: None,
             value_json: json.clone(),
-            value_schema,
+            value,
         })
     }
 
@@ -151,26 +215,13 @@ impl TableCodec {
         Ok(())
     }
 
-    fn write(schema: &Schema, value: Avro) -> Result<Vec<u8>, CodecError> {
-        let avro = |e| CodecError::Avro {
-            action: "encoding",
-            source: Box::new(e),
-        };
-        apache_avro::writer::datum::GenericDatumWriter::builder(schema)
-            .build()
-            .map_err(avro)?
-            .write_value_to_vec(value)
-            .map_err(avro)
-    }
-
     /// The Avro key of `row` (a full row in column order), or `None` for a keyless table.
     pub fn encode_key(&self, row: &[Datum]) -> Result<Option<Vec<u8>>, CodecError> {
-        let Some(schema) = &self.key_schema else {
+        let Some(key) = &self.key else {
             return Ok(None);
         };
         self.check_arity(row)?;
-        let record = self.row_to_avro(row, &self.meta.key, false)?;
-        Self::write(schema, record).map(Some)
+        key.encode(&self.row_to_avro(row, &self.meta.key, false)?).map(Some)
     }
 
     /// The Avro value (envelope) of `event`.
@@ -195,7 +246,7 @@ impl TableCodec {
                 Avro::Array(event.unchanged.iter().map(|c| Avro::String(c.clone())).collect()),
             ),
         ]);
-        Self::write(&self.value_schema, envelope)
+        self.value.encode(&envelope)
     }
 
     fn row_from_avro(&self, value: &Avro) -> Result<Option<Vec<Datum>>, CodecError> {
@@ -232,17 +283,8 @@ impl TableCodec {
     }
 
     /// The event encoded in `bytes` (an Avro datum without the wire-format header).
-    pub fn decode_value(&self, mut bytes: &[u8]) -> Result<ChangeEvent, CodecError> {
-        let avro = |e| CodecError::Avro {
-            action: "decoding",
-            source: Box::new(e),
-        };
-        let value = apache_avro::reader::datum::GenericDatumReader::builder(&self.value_schema)
-            .build()
-            .map_err(avro)?
-            .read_value(&mut bytes)
-            .map_err(avro)?;
-        let Avro::Record(fields) = value else {
+    pub fn decode_value(&self, bytes: &[u8]) -> Result<ChangeEvent, CodecError> {
+        let Avro::Record(fields) = self.value.decode(bytes)? else {
             return Err(CodecError::Malformed(MalformedBlock {
                 block: "envelope",
                 field: "(not a record)".into(),

@@ -24,5 +24,6 @@ pub mod process;
 pub mod registry;
 pub mod schema;
 pub mod telemetry;
+pub mod transaction;
 pub mod value;
 pub mod wire;

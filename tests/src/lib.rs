@@ -342,13 +342,11 @@ pub struct Received {
     pub event: Option<ferry_core::envelope::ChangeEvent>,
 }
 
-/// Reads `n` messages of `topic` from the beginning (a new consumer group),
-/// decoding values with the schema each one names.
-pub async fn read_topic(topic: &str, n: usize, registry_url: &str) -> Vec<Received> {
+/// Reads `n` messages of `topic` from the beginning (no consumer group), as
+/// (key, value) bytes in each partition's order.
+pub async fn read_raw(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Message;
-    let registry = ferry_core::registry::RegistryClient::new(&registry_url.parse().expect("registry URL"))
-        .expect("registry client");
     let consumer: StreamConsumer = ferry_core::kafka::KafkaSettings::new(brokers())
         .consumer(&unique("reader"))
         .create()
@@ -374,21 +372,30 @@ pub async fn read_topic(topic: &str, n: usize, registry_url: &str) -> Vec<Receiv
     while out.len() < n {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
             .await
-            .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}: {out:#?}", out.len()))
+            .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}", out.len()))
             .unwrap_or_else(|e| panic!("consume {topic}: {e}"));
-        let event = match m.payload() {
+        out.push((m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+    }
+    out
+}
+
+/// Reads `n` messages of `topic` from the beginning (no consumer group),
+/// decoding values with the schema each one names.
+pub async fn read_topic(topic: &str, n: usize, registry_url: &str) -> Vec<Received> {
+    let registry = ferry_core::registry::RegistryClient::new(&registry_url.parse().expect("registry URL"))
+        .expect("registry client");
+    let mut out = Vec::new();
+    for (key, value) in read_raw(topic, n).await {
+        let event = match value {
             None => None,
             Some(bytes) => {
-                let (id, datum) = ferry_core::wire::decode(bytes).expect("wire format");
+                let (id, datum) = ferry_core::wire::decode(&bytes).expect("wire format");
                 let schema = registry.schema(id).await.expect("schema by id");
                 let codec = ferry_core::codec::TableCodec::from_value_schema(&schema.json).expect("Ferry schema");
                 Some(codec.decode_value(datum).expect("decode"))
             }
         };
-        out.push(Received {
-            key: m.key().map(<[u8]>::to_vec),
-            event,
-        });
+        out.push(Received { key, event });
     }
     out
 }

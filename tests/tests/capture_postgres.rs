@@ -531,3 +531,67 @@ async fn ddl_during_the_snapshot_waits_for_it() {
     assert_all_ids_arrive(&topic, 50_001).await;
     assert!(capture.terminate().success(), "capture survived the DDL");
 }
+
+#[tokio::test]
+async fn each_transaction_gets_begin_and_end_records_that_count_its_events() {
+    use ferry_core::transaction::{TransactionCodec, TxStatus};
+    let db = PgDatabase::create();
+    db.execute("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY);")
+        .await;
+    let prefix = unique("pgtx");
+    let capture = start_capture(&db, &prefix, &["--tables", "public.a,public.b"]);
+    wait_streaming(&db, &prefix).await;
+    db.execute("BEGIN; INSERT INTO a VALUES (1), (2); INSERT INTO b VALUES (1); COMMIT;")
+        .await;
+    // Only an uncaptured table: no records at all.
+    db.execute("INSERT INTO c VALUES (1)").await;
+    db.execute("UPDATE b SET id = 2").await;
+
+    let codec = TransactionCodec::new(&prefix).unwrap();
+    let records: Vec<_> = ferry_tests::read_raw(&format!("{prefix}.transaction"), 4)
+        .await
+        .into_iter()
+        .map(|(_, value)| {
+            let (_, datum) = ferry_core::wire::decode(value.as_deref().unwrap()).unwrap();
+            codec.decode_value(datum).unwrap()
+        })
+        .collect();
+    let ends: Vec<_> = records.iter().filter(|r| r.status == TxStatus::End).collect();
+    assert_eq!(ends.len(), 2, "{records:#?}");
+    for end in &ends {
+        assert_eq!(
+            records
+                .iter()
+                .filter(|r| r.id == end.id && r.status == TxStatus::Begin)
+                .count(),
+            1,
+            "one BEGIN per END: {records:#?}"
+        );
+    }
+    let big = ends
+        .iter()
+        .find(|r| r.event_count == Some(3))
+        .expect("the 3-event transaction");
+    assert_eq!(
+        big.data_collections,
+        [("public.a".to_owned(), 2), ("public.b".to_owned(), 1)]
+    );
+    let small = ends.iter().find(|r| r.event_count == Some(1)).expect("the update");
+    assert_eq!(small.data_collections, [("public.b".to_owned(), 1)]);
+
+    // The events name their transaction and their place in it.
+    let mut events: Vec<_> = read_topic(&format!("{prefix}.public.a"), 2, SERVICES_REGISTRY)
+        .await
+        .into_iter()
+        .chain(read_topic(&format!("{prefix}.public.b"), 2, SERVICES_REGISTRY).await)
+        .filter_map(|r| r.event?.transaction)
+        .filter(|t| t.id == big.id)
+        .collect();
+    events.sort_by_key(|t| t.total_order);
+    let orders: Vec<(i64, i64)> = events
+        .iter()
+        .map(|t| (t.total_order, t.data_collection_order))
+        .collect();
+    assert_eq!(orders, [(1, 1), (2, 2), (3, 1)]);
+    assert!(capture.terminate().success());
+}

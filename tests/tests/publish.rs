@@ -66,6 +66,7 @@ fn settings(prefix: &str, kafka: KafkaSettings, offsets_topic: &str) -> Publishe
         connector: Connector::Postgres,
         partitions: 3,
         tombstones: true,
+        transaction_topic: true,
         offsets_topic: offsets_topic.to_owned(),
     }
 }

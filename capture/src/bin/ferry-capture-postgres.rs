@@ -63,6 +63,10 @@ struct Args {
     #[arg(long, env = "FERRY_NO_TOMBSTONES")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     no_tombstones: bool,
+    /// Do not write BEGIN/END records to <prefix>.transaction.
+    #[arg(long, env = "FERRY_NO_TRANSACTION_TOPIC")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    no_transaction_topic: bool,
     /// Offsets topic [default: _ferry_offsets].
     #[arg(long, env = "FERRY_OFFSETS_TOPIC")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,6 +96,8 @@ struct FileConfig {
     partitions: i32,
     #[serde(default)]
     no_tombstones: bool,
+    #[serde(default)]
+    no_transaction_topic: bool,
     #[serde(default = "default_offsets_topic")]
     offsets_topic: String,
     #[serde(default)]
@@ -147,6 +153,7 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
         snapshot: file.snapshot,
         partitions: file.partitions,
         tombstones: !file.no_tombstones,
+        transaction_topic: !file.no_transaction_topic,
         offsets_topic: file.offsets_topic,
     };
     tracing::info!(source = %config.source, prefix = %config.prefix, "ferry-capture-postgres starting");

@@ -67,6 +67,7 @@ pub struct PgCaptureConfig {
     pub publication: String,
     pub partitions: i32,
     pub tombstones: bool,
+    pub transaction_topic: bool,
     pub offsets_topic: String,
 }
 
@@ -121,6 +122,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
             connector: Connector::Postgres,
             partitions: config.partitions,
             tombstones: config.tombstones,
+            transaction_topic: config.transaction_topic,
             offsets_topic: config.offsets_topic.clone(),
         },
         registry,

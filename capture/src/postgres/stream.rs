@@ -22,6 +22,7 @@ use std::sync::Arc;
 use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo, TransactionBlock};
 use ferry_core::meta::TableId;
 use ferry_core::position::{PgLsn, SourcePosition};
+use ferry_core::transaction::{TransactionRecord, TxStatus};
 use ferry_core::value::Datum;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use tokio_postgres::Client;
@@ -37,11 +38,31 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// The transaction being read.
 #[derive(Debug)]
 struct Tx {
+    /// `xid:final_lsn`: an xid alone repeats after wraparound.
+    id: String,
     xid: u32,
-    final_lsn: PgLsn,
     ts_ms: i64,
     total: i64,
     per_table: HashMap<TableId, i64>,
+}
+
+impl Tx {
+    fn record(&self, status: TxStatus) -> TransactionRecord {
+        let mut collections: Vec<(String, i64)> = self
+            .per_table
+            .iter()
+            .map(|(t, n)| (format!("{}.{}", t.schema, t.table), *n))
+            .collect();
+        collections.sort();
+        let end = status == TxStatus::End;
+        TransactionRecord {
+            status,
+            id: self.id.clone(),
+            event_count: end.then_some(self.total),
+            data_collections: if end { collections } else { vec![] },
+            ts_ms: self.ts_ms,
+        }
+    }
 }
 
 /// Turns the replication stream into published events.
@@ -111,15 +132,17 @@ impl<'a> Streamer<'a> {
                 commit_time_micros,
             } => {
                 self.tx = Some(Tx {
+                    id: format!("{xid}:{}", PgLsn(final_lsn.0)),
                     xid,
-                    final_lsn: PgLsn(final_lsn.0),
                     ts_ms: (commit_time_micros + PG_EPOCH_MICROS) / 1000,
                     total: 0,
                     per_table: HashMap::new(),
                 });
             }
             ReplicationEvent::Commit { end_lsn, .. } => {
-                self.tx = None;
+                if let Some(tx) = self.tx.take().filter(|tx| tx.total > 0) {
+                    publisher.send_transaction(&tx.record(TxStatus::End)).await?;
+                }
                 self.checkpoint(PgLsn(end_lsn.0), publisher).await?;
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
@@ -213,11 +236,14 @@ impl<'a> Streamer<'a> {
         let id = &table.meta.id;
         let (ts_ms, tx_id, transaction) = match &mut self.tx {
             Some(tx) => {
+                if tx.total == 0 {
+                    publisher.send_transaction(&tx.record(TxStatus::Begin)).await?;
+                }
                 tx.total += 1;
                 let n = tx.per_table.entry(id.clone()).or_default();
                 *n += 1;
                 let block = TransactionBlock {
-                    id: format!("{}:{}", tx.xid, tx.final_lsn),
+                    id: tx.id.clone(),
                     total_order: tx.total,
                     data_collection_order: *n,
                 };
