@@ -1,9 +1,12 @@
 //! Capture offsets: where each capture stands, kept in Kafka.
 //!
-//! One compacted topic (`_ferry_offsets` by default, one partition) holds one
-//! record per capture, keyed by its topic prefix, whose value is the JSON the
-//! source wrote last (its [`ferry_core::position::SourcePosition`] and, during a
-//! snapshot, per-table progress). Keeping offsets next to the events means the
+//! One compacted topic (`_ferry_offsets` by default, one partition) holds two
+//! records per capture: under its topic prefix, the position streaming resumes
+//! from (a [`ferry_core::position::SourcePosition`] as JSON); under
+//! `<prefix>/snapshot`, which tables' snapshots are complete in Kafka and at
+//! which position each was read ([`SnapshotState`]). The two are written apart
+//! because the first changes with every transaction and the second only when a
+//! table's snapshot completes. Keeping offsets next to the events means the
 //! position and the events it covers live and die with the same cluster.
 //!
 //! A position is written only after every event up to it was acknowledged by
@@ -13,18 +16,55 @@
 use std::time::Duration;
 
 use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
+use ferry_core::meta::TableId;
+use ferry_core::position::SourcePosition;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Default offsets topic.
 pub const DEFAULT_TOPIC: &str = "_ferry_offsets";
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The key of a capture's [`SnapshotState`]. Prefixes hold no `/` (they name
+/// topics), so it cannot be another capture's prefix.
+pub fn snapshot_key(prefix: &str) -> String {
+    format!("{prefix}/snapshot")
+}
+
+/// Tables whose snapshot is complete in Kafka. A table's stream events from
+/// before its snapshot's position are already in the snapshot, so the stream
+/// skips them; a table of the include list that is not here is snapshotted
+/// (an interrupted snapshot resumes, a table added later is read).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotState {
+    pub done: Vec<TableSnapshot>,
+}
+
+/// One table's completed snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSnapshot {
+    pub table: TableId,
+    /// The position the snapshot was read at.
+    pub at: SourcePosition,
+}
+
+impl SnapshotState {
+    pub fn get(&self, table: &TableId) -> Option<&SourcePosition> {
+        self.done.iter().find(|t| &t.table == table).map(|t| &t.at)
+    }
+
+    /// Records `table` as read at `at` (replacing an earlier snapshot of it).
+    pub fn complete(&mut self, table: TableId, at: SourcePosition) {
+        self.done.retain(|t| t.table != table);
+        self.done.push(TableSnapshot { table, at });
+    }
+}
 
 /// Reading or writing offsets failed.
 #[derive(Debug, thiserror::Error)]

@@ -3,13 +3,15 @@
 //!
 //! | mode | no stored position | stored position |
 //! |---|---|---|
-//! | `initial` (default) | snapshot, then stream | stream |
+//! | `initial` (default) | snapshot, then stream | snapshot the tables not yet read, then stream |
 //! | `never` | stream from now | stream |
-//! | `always` | snapshot, then stream | snapshot again, then stream |
-//! | `initial_only` | snapshot, then stop | stop (nothing to do) |
-//! | `when_needed` | snapshot, then stream | stream; snapshot again if the source no longer has the position |
+//! | `always` | snapshot, then stream | snapshot everything again, then stream |
+//! | `initial_only` | snapshot, then stop | snapshot the tables not yet read, then stop |
+//! | `when_needed` | snapshot, then stream | as `initial`; everything again if the source no longer has the position |
 //!
-//! A snapshot that was interrupted counts as no stored position: it resumes.
+//! "The tables not yet read" are those of the include list without a complete
+//! snapshot in the offsets topic: what an interrupted snapshot had left, and
+//! tables added to the include list since. With none, it is plain streaming.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,10 +37,21 @@ impl std::str::FromStr for SnapshotMode {
     }
 }
 
+/// Which tables to snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every table, from a new starting point (earlier snapshots are void).
+    All,
+    /// The tables without a complete snapshot.
+    Missing,
+    /// None.
+    Nothing,
+}
+
 /// What a capture does at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
-    pub snapshot: bool,
+    pub snapshot: Scope,
     pub stream: bool,
 }
 
@@ -46,29 +59,16 @@ impl SnapshotMode {
     /// `stored`: a completed snapshot or streaming position exists.
     /// `position_available`: the source still has the log from that position.
     pub fn plan(self, stored: bool, position_available: bool) -> Plan {
-        let fresh = !stored;
-        match self {
-            SnapshotMode::Initial => Plan {
-                snapshot: fresh,
-                stream: true,
-            },
-            SnapshotMode::Never => Plan {
-                snapshot: false,
-                stream: true,
-            },
-            SnapshotMode::Always => Plan {
-                snapshot: true,
-                stream: true,
-            },
-            SnapshotMode::InitialOnly => Plan {
-                snapshot: fresh,
-                stream: false,
-            },
-            SnapshotMode::WhenNeeded => Plan {
-                snapshot: fresh || !position_available,
-                stream: true,
-            },
-        }
+        let initial = if stored { Scope::Missing } else { Scope::All };
+        let (snapshot, stream) = match self {
+            SnapshotMode::Initial => (initial, true),
+            SnapshotMode::Never => (Scope::Nothing, true),
+            SnapshotMode::Always => (Scope::All, true),
+            SnapshotMode::InitialOnly => (initial, false),
+            SnapshotMode::WhenNeeded if !position_available => (Scope::All, true),
+            SnapshotMode::WhenNeeded => (initial, true),
+        };
+        Plan { snapshot, stream }
     }
 }
 
@@ -78,16 +78,19 @@ mod tests {
 
     #[test]
     fn the_table_in_the_docs() {
+        use Scope::{All, Missing, Nothing};
         use SnapshotMode::*;
         let p = |snapshot, stream| Plan { snapshot, stream };
-        assert_eq!(Initial.plan(false, true), p(true, true));
-        assert_eq!(Initial.plan(true, true), p(false, true));
-        assert_eq!(Never.plan(false, true), p(false, true));
-        assert_eq!(Always.plan(true, true), p(true, true));
-        assert_eq!(InitialOnly.plan(false, true), p(true, false));
-        assert_eq!(InitialOnly.plan(true, true), p(false, false));
-        assert_eq!(WhenNeeded.plan(true, true), p(false, true));
-        assert_eq!(WhenNeeded.plan(true, false), p(true, true));
+        assert_eq!(Initial.plan(false, true), p(All, true));
+        assert_eq!(Initial.plan(true, true), p(Missing, true));
+        assert_eq!(Never.plan(false, true), p(Nothing, true));
+        assert_eq!(Never.plan(true, true), p(Nothing, true));
+        assert_eq!(Always.plan(true, true), p(All, true));
+        assert_eq!(InitialOnly.plan(false, true), p(All, false));
+        assert_eq!(InitialOnly.plan(true, true), p(Missing, false));
+        assert_eq!(WhenNeeded.plan(true, true), p(Missing, true));
+        assert_eq!(WhenNeeded.plan(true, false), p(All, true));
+        assert_eq!(WhenNeeded.plan(false, false), p(All, true));
         assert_eq!("when_needed".parse::<SnapshotMode>(), Ok(WhenNeeded));
         assert!("sometimes".parse::<SnapshotMode>().is_err());
     }

@@ -11,6 +11,12 @@
 //!                 3. publish it on `acknowledged()`: the source may now free its log
 //! ```
 //!
+//! [`Publisher::store_after_sent`] stores any other record (a snapshot's
+//! per-table progress) the same way: once every event sent before it is in
+//! Kafka. Checkpoints that are ready together are stored together: only the
+//! newest position of a batch is written, so a source committing many small
+//! transactions costs one offsets write per broker round trip, not one each.
+//!
 //! A failed delivery stops the acknowledger for good: no later position is ever
 //! acknowledged, so the source keeps its log from the last good position and a
 //! restart sends everything after it again (at-least-once into Kafka; apply's
@@ -118,8 +124,16 @@ struct TransactionTopic {
     value_id: u32,
 }
 
+/// What to store once the deliveries before it are done.
+enum Record {
+    /// The source's position, under the prefix; acknowledged to the source.
+    Position(SourcePosition),
+    /// Another record of the offsets topic.
+    Other { key: String, value: serde_json::Value },
+}
+
 struct Checkpoint {
-    position: SourcePosition,
+    record: Record,
     deliveries: Vec<(String, DeliveryFuture)>,
 }
 
@@ -278,13 +292,22 @@ impl Publisher {
     /// Marks `position` as covering every event sent so far: it is acknowledged
     /// once they are all in Kafka. Waits while too many checkpoints are pending.
     pub async fn checkpoint(&mut self, position: SourcePosition) -> Result<(), PublishError> {
+        self.queue(Record::Position(position)).await
+    }
+
+    /// Stores `value` under `key` in the offsets topic once every event sent
+    /// so far is in Kafka. The source's acknowledged position does not move.
+    pub async fn store_after_sent(&mut self, key: String, value: &impl serde::Serialize) -> Result<(), PublishError> {
+        let value = serde_json::to_value(value).map_err(|e| OffsetsError::Corrupt {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        self.queue(Record::Other { key, value }).await
+    }
+
+    async fn queue(&mut self, record: Record) -> Result<(), PublishError> {
         let deliveries = std::mem::take(&mut self.sent);
-        if self
-            .checkpoints
-            .send(Checkpoint { position, deliveries })
-            .await
-            .is_err()
-        {
+        if self.checkpoints.send(Checkpoint { record, deliveries }).await.is_err() {
             // The acknowledger stopped: report why, not merely that it did.
             return Err(self.failed().await);
         }
@@ -341,26 +364,44 @@ async fn acknowledge(
     key: String,
     acked: watch::Sender<Option<SourcePosition>>,
 ) -> Result<(), PublishError> {
-    while let Some(Checkpoint { position, deliveries }) = pending.recv().await {
-        for (topic, delivery) in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    return Err(PublishError::Delivery {
-                        topic,
-                        reason: e.to_string(),
-                    })
-                }
-                Err(_) => {
-                    return Err(PublishError::Delivery {
-                        topic,
-                        reason: "the producer was dropped".into(),
-                    })
+    while let Some(first) = pending.recv().await {
+        // Everything already queued joins this batch (bounded by the channel).
+        let mut batch = vec![first];
+        while let Ok(next) = pending.try_recv() {
+            batch.push(next);
+        }
+        let mut position = None;
+        let mut others = Vec::new();
+        for Checkpoint { record, deliveries } in batch {
+            for (topic, delivery) in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => {
+                        return Err(PublishError::Delivery {
+                            topic,
+                            reason: e.to_string(),
+                        })
+                    }
+                    Err(_) => {
+                        return Err(PublishError::Delivery {
+                            topic,
+                            reason: "the producer was dropped".into(),
+                        })
+                    }
                 }
             }
+            match record {
+                Record::Position(p) => position = Some(p),
+                Record::Other { key, value } => others.push((key, value)),
+            }
         }
-        offsets.store(&key, &position).await?;
-        acked.send_replace(Some(position));
+        for (key, value) in others {
+            offsets.store(&key, &value).await?;
+        }
+        if let Some(position) = position {
+            offsets.store(&key, &position).await?;
+            acked.send_replace(Some(position));
+        }
     }
     Ok(())
 }

@@ -595,3 +595,158 @@ async fn each_transaction_gets_begin_and_end_records_that_count_its_events() {
     assert_eq!(orders, [(1, 1), (2, 2), (3, 1)]);
     assert!(capture.terminate().success());
 }
+
+/// Every (op, first column) on `topic` once at least `n` messages are there.
+async fn ops_and_ids(topic: &str, n: i64) -> Vec<(Op, i64)> {
+    wait_for(
+        &format!("{n} messages on {topic}"),
+        Duration::from_secs(120),
+        || async { (ferry_tests::topic_count(topic) >= n).then_some(()) },
+    )
+    .await;
+    let count = usize::try_from(ferry_tests::topic_count(topic)).unwrap();
+    read_topic(topic, count, SERVICES_REGISTRY)
+        .await
+        .into_iter()
+        .filter_map(|r| {
+            let e = r.event?;
+            let row = e.after.as_ref().or(e.before.as_ref())?;
+            Some((e.op, int(&row[0])))
+        })
+        .collect()
+}
+
+async fn snapshot_state(prefix: &str) -> ferry_capture::offsets::SnapshotState {
+    use ferry_capture::offsets::{snapshot_key, Offsets};
+    let offsets = Offsets::open(
+        &ferry_core::kafka::KafkaSettings::new(ferry_tests::brokers()),
+        "_ferry_offsets",
+    )
+    .await
+    .unwrap();
+    offsets.load(&snapshot_key(prefix)).await.unwrap().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn kill_9_in_a_parallel_snapshot_reads_only_the_unfinished_table_again() {
+    let db = PgDatabase::create();
+    db.execute(
+        "CREATE TABLE a_small (id int PRIMARY KEY, v text);
+         CREATE TABLE b_big (id int PRIMARY KEY, v text);
+         INSERT INTO a_small SELECT i, 'small' FROM generate_series(1, 100) i;
+         INSERT INTO b_big SELECT i, md5(i::text) FROM generate_series(1, 100000) i;",
+    )
+    .await;
+    let prefix = unique("pgresume");
+    let (small, big) = (format!("{prefix}.public.a_small"), format!("{prefix}.public.b_big"));
+    let (id_small, id_big) = (TableId::new("public", "a_small"), TableId::new("public", "b_big"));
+    let parallel = ["--snapshot-workers", "2", "--snapshot-chunk-pages", "16"];
+    let capture = start_capture(&db, &prefix, &parallel);
+    wait_for(
+        "a_small's snapshot stored, b_big's under way",
+        Duration::from_secs(60),
+        || async {
+            let state = snapshot_state(&prefix).await;
+            (state.get(&id_small).is_some() && ferry_tests::topic_count(&big) > 0).then_some(())
+        },
+    )
+    .await;
+    capture.kill9();
+    assert!(
+        snapshot_state(&prefix).await.get(&id_big).is_none(),
+        "b_big must still be unfinished for this test to mean anything"
+    );
+
+    // While down: a change to the finished table (streamed later), rows for the
+    // unfinished one (in its new snapshot, so the stream must skip them).
+    db.execute(
+        "UPDATE a_small SET v = 'changed' WHERE id <= 10;
+         INSERT INTO b_big SELECT i, 'while down' FROM generate_series(100001, 100100) i;",
+    )
+    .await;
+    let capture = start_capture(&db, &prefix, &parallel);
+    wait_for("b_big's snapshot stored", Duration::from_secs(120), || async {
+        snapshot_state(&prefix).await.get(&id_big).map(|_| ())
+    })
+    .await;
+    db.wait_slot_active(&ferry_capture::postgres::PgCaptureConfig::default_name(&prefix))
+        .await;
+    db.execute("INSERT INTO b_big SELECT i, 'streamed' FROM generate_series(100101, 100200) i")
+        .await;
+
+    let small_events = ops_and_ids(&small, 110).await;
+    let reads = small_events.iter().filter(|(op, _)| *op == Op::Read).count();
+    assert_eq!(reads, 100, "a_small is not read a second time");
+    assert_eq!(small_events.iter().filter(|(op, _)| *op == Op::Update).count(), 10);
+
+    let big_events = ops_and_ids(&big, 100_200).await;
+    let mut seen = std::collections::BTreeMap::<i64, usize>::new();
+    for (_, id) in &big_events {
+        *seen.entry(*id).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 100_200, "every row of b_big arrived");
+    // Rows of the first, interrupted read may come twice; what came after it exactly once.
+    for id in 100_001..=100_200 {
+        assert_eq!(
+            seen[&id], 1,
+            "row {id}: no gap and no double at the new snapshot's point"
+        );
+    }
+    assert_slot_behind_stored_offset(
+        &db,
+        &ferry_capture::postgres::PgCaptureConfig::default_name(&prefix),
+        &prefix,
+    )
+    .await;
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn a_table_added_to_the_include_list_is_snapshotted_while_writes_go_on() {
+    let db = PgDatabase::create();
+    db.execute(
+        "CREATE TABLE a (id int PRIMARY KEY);
+         CREATE TABLE b (id int PRIMARY KEY);
+         INSERT INTO a VALUES (1), (2);
+         INSERT INTO b SELECT generate_series(1, 50);",
+    )
+    .await;
+    let prefix = unique("pgadd");
+    let capture = start_capture(&db, &prefix, &["--tables", "public.a"]);
+    wait_for("a's snapshot stored", Duration::from_secs(60), || async {
+        snapshot_state(&prefix)
+            .await
+            .get(&TableId::new("public", "a"))
+            .map(|_| ())
+    })
+    .await;
+    assert!(capture.terminate().success());
+
+    // b joins the include list; single-row commits race its snapshot.
+    let capture = start_capture(&db, &prefix, &["--tables", "public.a,public.b"]);
+    let client = db.client().await;
+    for id in 51..=150 {
+        client
+            .batch_execute(&format!("INSERT INTO b VALUES ({id})"))
+            .await
+            .unwrap();
+    }
+    wait_for("b's snapshot stored", Duration::from_secs(60), || async {
+        snapshot_state(&prefix)
+            .await
+            .get(&TableId::new("public", "b"))
+            .map(|_| ())
+    })
+    .await;
+    db.execute("INSERT INTO b SELECT generate_series(151, 200)").await;
+
+    let events = ops_and_ids(&format!("{prefix}.public.b"), 200).await;
+    let mut ids: Vec<i64> = events.iter().map(|(_, id)| *id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=200).collect::<Vec<_>>(), "each row of b exactly once");
+    assert!(events.iter().any(|(op, _)| *op == Op::Read));
+    assert!(events.iter().any(|(op, _)| *op == Op::Create));
+    let a = ops_and_ids(&format!("{prefix}.public.a"), 2).await;
+    assert_eq!(a.len(), 2, "a is not read again");
+    assert!(capture.terminate().success());
+}

@@ -47,6 +47,14 @@ struct Args {
     #[arg(long, env = "FERRY_SNAPSHOT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshot: Option<SnapshotMode>,
+    /// Connections reading the snapshot at once; large tables are read in chunks [default: 2].
+    #[arg(long, env = "FERRY_SNAPSHOT_WORKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_workers: Option<usize>,
+    /// Heap pages per snapshot chunk (8 KiB each) [default: 4096].
+    #[arg(long, env = "FERRY_SNAPSHOT_CHUNK_PAGES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_chunk_pages: Option<i64>,
     /// Replication slot [default: ferry_<prefix>].
     #[arg(long, env = "FERRY_SLOT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,6 +98,10 @@ struct FileConfig {
     tables: String,
     #[serde(default)]
     snapshot: SnapshotMode,
+    #[serde(default = "default_snapshot_workers")]
+    snapshot_workers: usize,
+    #[serde(default = "default_snapshot_chunk_pages")]
+    snapshot_chunk_pages: i64,
     slot: Option<String>,
     publication: Option<String>,
     #[serde(default = "default_partitions")]
@@ -110,6 +122,12 @@ struct FileConfig {
 fn default_registry() -> SecretUrl {
     SecretUrl::parse("http://127.0.0.1:8081").unwrap_or_else(|_| unreachable!("a valid literal URL"))
 }
+fn default_snapshot_workers() -> usize {
+    2
+}
+fn default_snapshot_chunk_pages() -> i64 {
+    ferry_capture::postgres::snapshot::CHUNK_PAGES
+}
 fn default_partitions() -> i32 {
     3
 }
@@ -123,6 +141,8 @@ enum MainError {
     Config(#[from] config::ConfigError),
     #[error("{0}")]
     Missing(&'static str),
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Capture(#[from] CaptureError),
 }
@@ -136,6 +156,11 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
     let prefix = file.prefix.ok_or(MainError::Missing(
         "--prefix is required: topics are named <prefix>.<schema>.<table>",
     ))?;
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        return Err(MainError::Invalid(format!(
+            "--prefix {prefix:?} must be letters, digits, '.', '_' or '-': it names Kafka topics"
+        )));
+    }
     let tables = TableFilter::parse(&file.tables).map_err(|e| config::ConfigError::Invalid(e.to_string()))?;
     let config = PgCaptureConfig {
         source,
@@ -151,6 +176,8 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
         prefix,
         tables,
         snapshot: file.snapshot,
+        snapshot_workers: file.snapshot_workers.max(1),
+        snapshot_chunk_pages: file.snapshot_chunk_pages.max(1),
         partitions: file.partitions,
         tombstones: !file.no_tombstones,
         transaction_topic: !file.no_transaction_topic,

@@ -2,15 +2,18 @@
 //! pgoutput, published to Kafka.
 //!
 //! ```text
-//!  run ─► validate (one line per problem) ─► publication ─► stored offset?
+//!  run ─► validate (one line per problem) ─► publication ─► stored position and snapshot state
 //!           │                                                   │
-//!           │       plan (policy.rs): snapshot? stream?  ◄──────┘
+//!           │       plan (policy.rs): which tables to snapshot, stream or not
 //!           ▼
-//!   snapshot.rs: slot (re)created with an exported snapshot, tables read in it,
-//!                checkpoint at the consistent point
+//!   new slot (first start, `always`, `when_needed` after a lost slot):
+//!       slot created with an exported snapshot at L; L stored; every table read in it
+//!   slot kept (restart): tables without a complete snapshot (interrupted, or
+//!       added to the include list) read in a temporary slot's snapshot at S
 //!           ▼
-//!   stream.rs:   START_REPLICATION from the stored position; changes published;
-//!                the slot's flush LSN follows what Kafka acknowledged
+//!   stream.rs: START_REPLICATION from the stored position; changes published
+//!              (a table read at S skips what committed before S); the slot's
+//!              flush LSN follows what Kafka acknowledged
 //! ```
 //!
 //! The slot is only told a position once every event up to it, and the
@@ -18,16 +21,11 @@
 //! resumes from the stored position, so nothing committed is lost. Without
 //! broker transactions delivery into Kafka is at-least-once: a crash between
 //! publishing a transaction and storing its position sends that transaction
-//! again on restart (apply's stored offsets keep targets exactly-once).
-//!
-//! Built so far (issue 4): validation, catalog, type mapping, pgoutput
-//! decoding, snapshot in one worker, streaming, schema versions from Relation
-//! messages, unchanged TOAST values marked in `unchanged`. Not yet: parallel
-//! snapshot chunks and resuming an interrupted snapshot, the
-//! `<prefix>.transaction` topic, heartbeats on a database whose changes are
-//! all elsewhere, metrics and progress, transactional producing.
+//! again on restart, and a crash in a table's snapshot reads that table again
+//! (apply's stored offsets keep targets exactly-once).
 
 pub mod catalog;
+pub mod copy;
 pub mod error;
 pub mod pgoutput;
 pub mod replication;
@@ -37,19 +35,21 @@ pub mod stream;
 pub mod types;
 pub mod validate;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use ferry_core::config::SecretUrl;
 use ferry_core::envelope::Connector;
 use ferry_core::kafka::KafkaSettings;
-use ferry_core::position::SourcePosition;
+use ferry_core::meta::TableId;
+use ferry_core::position::{PgLsn, SourcePosition};
 use ferry_core::registry::RegistryClient;
 use pgwire_replication::Lsn;
 
 use crate::filter::TableFilter;
-use crate::offsets::Offsets;
-use crate::policy::SnapshotMode;
+use crate::offsets::{snapshot_key, Offsets, SnapshotState};
+use crate::policy::{Scope, SnapshotMode};
 use crate::publish::{Publisher, PublisherSettings};
 
 pub use error::CaptureError;
@@ -63,6 +63,10 @@ pub struct PgCaptureConfig {
     pub prefix: String,
     pub tables: TableFilter,
     pub snapshot: SnapshotMode,
+    /// Connections reading the snapshot at once.
+    pub snapshot_workers: usize,
+    /// Heap pages per snapshot chunk.
+    pub snapshot_chunk_pages: i64,
     pub slot: String,
     pub publication: String,
     pub partitions: i32,
@@ -100,8 +104,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
     replication::ensure_publication(&client, &config.publication, &tables).await?;
 
     let offsets = Offsets::open(&config.kafka, &config.offsets_topic).await?;
-    let stored: Option<SourcePosition> = offsets.load(&config.prefix).await?;
-    let stored_lsn = match stored {
+    let stored_lsn = match offsets.load(&config.prefix).await? {
         Some(SourcePosition::Postgres { lsn }) => Some(lsn),
         Some(other) => {
             return Err(CaptureError::Config(format!(
@@ -111,8 +114,18 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
         }
         None => None,
     };
+    let state_key = snapshot_key(&config.prefix);
+    let mut state: SnapshotState = offsets.load(&state_key).await?.unwrap_or_default();
     let slot_exists = replication::slot_exists(&client, &config.slot).await?;
     let plan = config.snapshot.plan(stored_lsn.is_some(), slot_exists);
+    if stored_lsn.is_some() && !slot_exists && plan.snapshot != Scope::All {
+        return Err(CaptureError::Config(format!(
+            "replication slot {} is gone, and with it the changes since the stored position {}; \
+             start with --snapshot when_needed (or always) to read the tables again",
+            config.slot,
+            stored_lsn.unwrap_or_default()
+        )));
+    }
 
     let registry = Arc::new(RegistryClient::new(&config.registry)?);
     let mut publisher = Publisher::start(
@@ -134,36 +147,75 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
             .await?;
     }
 
-    let start = if plan.snapshot { None } else { stored_lsn };
-    let mut repl = replication::replication(&config.source, &config.slot, &config.publication, start).await?;
-    let from = if plan.snapshot {
+    let new_slot = plan.snapshot == Scope::All || !slot_exists;
+    let mut repl = replication::replication(
+        &config.source,
+        &config.slot,
+        &config.publication,
+        if new_slot { None } else { stored_lsn },
+    )
+    .await?;
+    let spec = |snapshot_name, at| snapshot::SnapshotSpec {
+        source: &config.source,
+        snapshot_name,
+        at,
+        prefix: &config.prefix,
+        database: &database,
+        workers: config.snapshot_workers,
+        chunk_pages: config.snapshot_chunk_pages,
+        state_key: &state_key,
+    };
+    let from = if new_slot {
         let (consistent, snapshot_name) = replication::create_slot(&mut repl, &config.slot, slot_exists).await?;
-        tracing::info!(%consistent, tables = tables.len(), "snapshot starting");
-        let spec = snapshot::SnapshotSpec {
-            source: &config.source,
-            snapshot_name: &snapshot_name,
-            consistent,
-            prefix: &config.prefix,
-            database: &database,
-        };
-        snapshot::run(&spec, &tables, &mut publisher).await?;
+        // The stream starts here whatever happens to the snapshot.
+        publisher
+            .checkpoint(SourcePosition::Postgres { lsn: consistent })
+            .await?;
+        state = SnapshotState::default();
+        if plan.snapshot != Scope::Nothing {
+            tracing::info!(%consistent, tables = tables.len(), "snapshot starting");
+            snapshot::run(&spec(&snapshot_name, consistent), &tables, &mut publisher, &mut state).await?;
+        } else {
+            // `never`: no snapshot; every table counts as read from here.
+            for table in &tables {
+                state.complete(table.clone(), SourcePosition::Postgres { lsn: consistent });
+            }
+            publisher.store_after_sent(state_key.clone(), &state).await?;
+        }
         consistent
     } else {
-        if !slot_exists {
-            // `never`: no snapshot, the stream starts now.
-            replication::create_slot(&mut repl, &config.slot, false).await?;
+        let missing: Vec<TableId> = tables.iter().filter(|t| state.get(t).is_none()).cloned().collect();
+        if plan.snapshot == Scope::Missing && !missing.is_empty() {
+            let (mut session, at, snapshot_name) =
+                replication::temporary_snapshot(&config.source, &config.slot, &config.publication).await?;
+            tracing::info!(%at, tables = missing.len(), "snapshot of the tables not yet read starting");
+            snapshot::run(&spec(&snapshot_name, at), &missing, &mut publisher, &mut state).await?;
+            // Ending the session drops its temporary slot.
+            session.abort();
         }
         stored_lsn.unwrap_or_default()
     };
 
     let acked = publisher.acknowledged();
-    if plan.stream {
-        repl.start().await?;
-        tracing::info!(from = %from, slot = %config.slot, "streaming");
-        repl = stream::Streamer::new(&client, &config.prefix, &database, from)
-            .run(repl, &mut publisher, shutdown)
-            .await?;
+    if !plan.stream {
+        // `initial_only`: the slot stays at its consistent point for a later start.
+        publisher.finish().await?;
+        repl.abort();
+        return Ok(());
     }
+    repl.start().await?;
+    tracing::info!(from = %from, slot = %config.slot, "streaming");
+    let snapshotted_at: HashMap<TableId, PgLsn> = state
+        .done
+        .iter()
+        .filter_map(|t| match t.at {
+            SourcePosition::Postgres { lsn } => Some((t.table.clone(), lsn)),
+            _ => None,
+        })
+        .collect();
+    repl = stream::Streamer::new(&client, &config.prefix, &database, from, snapshotted_at)
+        .run(repl, &mut publisher, shutdown)
+        .await?;
     // A clean stop: wait until everything sent is in Kafka, then tell the slot.
     publisher.finish().await?;
     let last = acked.borrow().clone();

@@ -139,9 +139,28 @@ pub async fn create_slot(
         repl.simple_query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(slot)))
             .await?;
     }
+    exporting_slot(repl, slot, "").await
+}
+
+/// A new exported snapshot for tables read after the slot was made (an
+/// interrupted snapshot, tables added to the include list): a temporary slot
+/// on its own session, gone when the session ends. Returns the session (keep
+/// it idle while the snapshot is in use), the consistent point and the name.
+pub async fn temporary_snapshot(
+    url: &SecretUrl,
+    slot: &str,
+    publication: &str,
+) -> Result<(ReplicationClient, PgLsn, String), CaptureError> {
+    let temporary = format!("{slot}_snapshot_{}", std::process::id());
+    let mut repl = replication(url, &temporary, publication, None).await?;
+    let (at, name) = exporting_slot(&mut repl, &temporary, " TEMPORARY").await?;
+    Ok((repl, at, name))
+}
+
+async fn exporting_slot(repl: &mut ReplicationClient, slot: &str, kind: &str) -> Result<(PgLsn, String), CaptureError> {
     let rows = repl
         .simple_query(&format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
+            "CREATE_REPLICATION_SLOT {}{kind} LOGICAL pgoutput (SNAPSHOT 'export')",
             quote_ident(slot)
         ))
         .await?;

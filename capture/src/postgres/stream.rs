@@ -9,6 +9,12 @@
 //!  slot flush LSN ◄── update_applied_lsn ◄── acknowledged (events + offset durable) ┘
 //! ```
 //!
+//! A table snapshotted after the slot's consistent point (an interrupted
+//! snapshot resumed, a table added to the include list) was read at a later
+//! point S of its own; its changes in transactions that committed before S are
+//! in that snapshot already, so they are skipped (a commit at or after S is
+//! not in it). That is the hand-over with no gap and no double, per table.
+//!
 //! A Relation message comes before the first change that uses a table's
 //! (new) shape, so a new schema version is registered before any event that
 //! needs it. On an idle database the server's keepalives carry its WAL end;
@@ -41,6 +47,8 @@ struct Tx {
     /// `xid:final_lsn`: an xid alone repeats after wraparound.
     id: String,
     xid: u32,
+    /// The commit record's LSN.
+    final_lsn: PgLsn,
     ts_ms: i64,
     total: i64,
     per_table: HashMap<TableId, i64>,
@@ -75,6 +83,8 @@ pub struct Streamer<'a> {
     names: TypeNames,
     tx: Option<Tx>,
     checkpointed: PgLsn,
+    /// Tables whose snapshot was read after `from`, with its point.
+    snapshotted_at: HashMap<TableId, PgLsn>,
 }
 
 fn now_ms() -> i64 {
@@ -85,7 +95,15 @@ fn now_ms() -> i64 {
 }
 
 impl<'a> Streamer<'a> {
-    pub fn new(client: &'a Client, prefix: &'a str, database: &'a str, from: PgLsn) -> Self {
+    /// `snapshotted_at`: where each table's snapshot was read; changes
+    /// committed before it are skipped.
+    pub fn new(
+        client: &'a Client,
+        prefix: &'a str,
+        database: &'a str,
+        from: PgLsn,
+        snapshotted_at: HashMap<TableId, PgLsn>,
+    ) -> Self {
         Self {
             client,
             prefix,
@@ -94,6 +112,7 @@ impl<'a> Streamer<'a> {
             names: TypeNames::default(),
             tx: None,
             checkpointed: from,
+            snapshotted_at: snapshotted_at.into_iter().filter(|(_, at)| *at > from).collect(),
         }
     }
 
@@ -134,6 +153,7 @@ impl<'a> Streamer<'a> {
                 self.tx = Some(Tx {
                     id: format!("{xid}:{}", PgLsn(final_lsn.0)),
                     xid,
+                    final_lsn: PgLsn(final_lsn.0),
                     ts_ms: (commit_time_micros + PG_EPOCH_MICROS) / 1000,
                     total: 0,
                     per_table: HashMap::new(),
@@ -234,6 +254,11 @@ impl<'a> Streamer<'a> {
         publisher: &mut Publisher,
     ) -> Result<(), CaptureError> {
         let id = &table.meta.id;
+        if let (Some(tx), Some(at)) = (&self.tx, self.snapshotted_at.get(id)) {
+            if tx.final_lsn < *at {
+                return Ok(());
+            }
+        }
         let (ts_ms, tx_id, transaction) = match &mut self.tx {
             Some(tx) => {
                 if tx.total == 0 {
