@@ -32,8 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::codec::{CodecError, TableCodec};
-use ferry_core::envelope::{ChangeEvent, Connector, Op};
+use ferry_core::envelope::{ChangeEvent, Connector, Op, Snapshot};
 use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
+use ferry_core::message::{LogicalMessage, MessageCodec};
 use ferry_core::meta::{TableId, TableMeta};
 use ferry_core::names::{prefix_topic, table_topic, NameError};
 use ferry_core::position::SourcePosition;
@@ -113,15 +114,39 @@ struct TableTopic {
     topic: String,
     key_id: Option<u32>,
     value_id: u32,
+    /// `ferry_capture_events_total` and `ferry_capture_bytes_total` of the table.
+    events: metrics::Counter,
+    bytes: metrics::Counter,
 }
 
-/// The `<prefix>.transaction` topic and its registered schema ids.
+/// A topic of fixed-schema records (`<prefix>.transaction`, `<prefix>.message`)
+/// and its registered schema ids.
 #[derive(Debug)]
-struct TransactionTopic {
-    codec: TransactionCodec,
+struct RecordTopic<C> {
+    codec: C,
     topic: String,
     key_id: u32,
     value_id: u32,
+}
+
+impl<C> RecordTopic<C> {
+    /// Creates the topic `<prefix>.<suffix>` and registers its schemas.
+    async fn create(
+        publisher: &Publisher,
+        suffix: &str,
+        codec: C,
+        schemas: impl Fn(&C) -> (&serde_json::Value, &serde_json::Value),
+    ) -> Result<Self, PublishError> {
+        let topic = prefix_topic(&publisher.settings.prefix, suffix)?;
+        create_topic(&publisher.admin, &topic, publisher.settings.partitions).await?;
+        let (key, value) = schemas(&codec);
+        Ok(Self {
+            key_id: publisher.registry.register(&format!("{topic}-key"), key).await?,
+            value_id: publisher.registry.register(&format!("{topic}-value"), value).await?,
+            codec,
+            topic,
+        })
+    }
 }
 
 /// What to store once the deliveries before it are done.
@@ -145,7 +170,11 @@ pub struct Publisher {
     admin: AdminClient<DefaultClientContext>,
     registry: Arc<RegistryClient>,
     tables: HashMap<TableId, Arc<TableTopic>>,
-    transactions: Option<TransactionTopic>,
+    transactions: Option<RecordTopic<TransactionCodec>>,
+    /// Created with the first logical message.
+    messages: Option<RecordTopic<MessageCodec>>,
+    /// `ferry_capture_lag_ms`: source commit to Ferry, of the last streamed event.
+    lag_ms: metrics::Gauge,
     sent: Vec<(String, DeliveryFuture)>,
     checkpoints: mpsc::Sender<Checkpoint>,
     acknowledged: watch::Receiver<Option<SourcePosition>>,
@@ -170,37 +199,31 @@ impl Publisher {
         let (checkpoints, pending) = mpsc::channel(MAX_CHECKPOINTS);
         let (acked, acknowledged) = watch::channel(None);
         let acknowledger = tokio::spawn(acknowledge(pending, offsets, settings.prefix.clone(), acked));
-        let admin = settings.kafka.admin()?;
-        let transactions = if settings.transaction_topic {
-            let codec = TransactionCodec::new(&settings.prefix)?;
-            let topic = prefix_topic(&settings.prefix, "transaction")?;
-            create_topic(&admin, &topic, settings.partitions).await?;
-            Some(TransactionTopic {
-                key_id: registry
-                    .register(&format!("{topic}-key"), codec.key_schema_json())
-                    .await?,
-                value_id: registry
-                    .register(&format!("{topic}-value"), codec.value_schema_json())
-                    .await?,
-                codec,
-                topic,
-            })
-        } else {
-            None
-        };
-        Ok(Self {
-            admin,
+        let mut publisher = Self {
+            admin: settings.kafka.admin()?,
             settings,
             producer,
             registry,
             tables: HashMap::new(),
-            transactions,
+            transactions: None,
+            messages: None,
+            lag_ms: metrics::gauge!("ferry_capture_lag_ms"),
             sent: Vec::new(),
             checkpoints,
             acknowledged,
             acknowledger: Some(acknowledger),
             stopped: None,
-        })
+        };
+        if publisher.settings.transaction_topic {
+            let codec = TransactionCodec::new(&publisher.settings.prefix)?;
+            publisher.transactions = Some(
+                RecordTopic::create(&publisher, "transaction", codec, |c| {
+                    (c.key_schema_json(), c.value_schema_json())
+                })
+                .await?,
+            );
+        }
+        Ok(publisher)
     }
 
     /// Registers (a new version of) a table's schemas and creates its topic.
@@ -218,6 +241,7 @@ impl Publisher {
             .registry
             .register(&format!("{topic}-value"), codec.value_schema_json())
             .await?;
+        let label = id.to_string();
         self.tables.insert(
             id,
             Arc::new(TableTopic {
@@ -225,6 +249,8 @@ impl Publisher {
                 topic,
                 key_id,
                 value_id,
+                events: metrics::counter!("ferry_capture_events_total", "table" => label.clone()),
+                bytes: metrics::counter!("ferry_capture_bytes_total", "table" => label),
             }),
         );
         Ok(())
@@ -249,6 +275,12 @@ impl Publisher {
             _ => None,
         };
         let value = wire::encode(t.value_id, &t.codec.encode_value(event)?);
+        t.events.increment(1);
+        t.bytes
+            .increment((value.len() + key.as_ref().map_or(0, Vec::len)) as u64);
+        if event.source.snapshot == Snapshot::False {
+            self.lag_ms.set((event.ts_ms - event.source.ts_ms) as f64);
+        }
         self.enqueue(&t.topic, key.as_deref(), Some(&value)).await?;
         if event.op == Op::Delete && self.settings.tombstones && key.is_some() {
             self.enqueue(&t.topic, key.as_deref(), None).await?;
@@ -265,6 +297,22 @@ impl Publisher {
         let value = wire::encode(t.value_id, &t.codec.encode_value(record)?);
         let topic = t.topic.clone();
         self.enqueue(&topic, Some(&key), Some(&value)).await
+    }
+
+    /// Queues a logical decoding message on `<prefix>.message`.
+    pub async fn send_message(&mut self, message: &LogicalMessage) -> Result<(), PublishError> {
+        let t = match self.messages.take() {
+            Some(t) => t,
+            None => {
+                let codec = MessageCodec::new(&self.settings.prefix, self.settings.connector)?;
+                RecordTopic::create(self, "message", codec, |c| (c.key_schema_json(), c.value_schema_json())).await?
+            }
+        };
+        let key = wire::encode(t.key_id, &t.codec.encode_key(&message.prefix)?);
+        let value = wire::encode(t.value_id, &t.codec.encode_value(message)?);
+        let sent = self.enqueue(&t.topic, Some(&key), Some(&value)).await;
+        self.messages = Some(t);
+        sent
     }
 
     async fn enqueue(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), PublishError> {

@@ -20,12 +20,12 @@ pub mod store;
 pub mod tls;
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use base64::Engine;
 use ferry_core::config::Secret;
 use ferry_core::kafka::KafkaSettings;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use ferry_core::metrics::prometheus;
 use tokio::net::TcpListener;
 
 use crate::api::App;
@@ -96,18 +96,4 @@ pub async fn run(
         None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await?,
     }
     Ok(())
-}
-
-/// The process-wide Prometheus recorder (several servers in one test process share it).
-fn prometheus() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder is installed; ours then stays empty.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
 }

@@ -750,3 +750,115 @@ async fn a_table_added_to_the_include_list_is_snapshotted_while_writes_go_on() {
     assert_eq!(a.len(), 2, "a is not read again");
     assert!(capture.terminate().success());
 }
+
+#[tokio::test]
+async fn logical_messages_reach_the_message_topic_only_when_committed() {
+    use ferry_core::message::MessageCodec;
+    let db = PgDatabase::create();
+    db.execute("CREATE TABLE orders (id int PRIMARY KEY)").await;
+    let prefix = unique("pgmsg");
+    let capture = start_capture(&db, &prefix, &[]);
+    wait_streaming(&db, &prefix).await;
+    db.execute(
+        "BEGIN; INSERT INTO orders VALUES (1);
+         SELECT pg_logical_emit_message(true, 'outbox.orders', '\\x00ff7b'::bytea); COMMIT;
+         BEGIN; SELECT pg_logical_emit_message(true, 'outbox.orders', 'rolled back'); ROLLBACK;
+         SELECT pg_logical_emit_message(false, 'audit', 'at once');",
+    )
+    .await;
+    let topic = format!("{prefix}.message");
+    wait_for("two messages", Duration::from_secs(60), || async {
+        (ferry_tests::topic_count(&topic) >= 2).then_some(())
+    })
+    .await;
+    let codec = MessageCodec::new(&prefix, ferry_core::envelope::Connector::Postgres).unwrap();
+    let mut messages: Vec<_> = ferry_tests::read_raw(&topic, 2)
+        .await
+        .into_iter()
+        .map(|(_, v)| {
+            codec
+                .decode_value(ferry_core::wire::decode(&v.unwrap()).unwrap().1)
+                .unwrap()
+        })
+        .collect();
+    messages.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    assert_eq!(messages[0].prefix, "audit");
+    assert_eq!(messages[0].content, b"at once");
+    assert_eq!(messages[1].prefix, "outbox.orders");
+    assert_eq!(messages[1].content, [0x00, 0xff, 0x7b]);
+    match &messages[1].source.detail {
+        ferry_core::envelope::SourceDetail::Postgres { tx_id, .. } => assert!(tx_id.is_some()),
+        other => panic!("{other:?}"),
+    }
+    // The orders row arrives; the rolled-back message never does.
+    read_topic(&format!("{prefix}.public.orders"), 1, SERVICES_REGISTRY).await;
+    assert_eq!(ferry_tests::topic_count(&topic), 2);
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn the_slot_advances_while_only_another_database_changes_and_metrics_say_so() {
+    let db = PgDatabase::create();
+    let busy = PgDatabase::create();
+    db.execute("CREATE TABLE quiet (id int PRIMARY KEY)").await;
+    busy.execute("CREATE TABLE noise (id int)").await;
+    let prefix = unique("pgidle");
+    let slot = ferry_capture::postgres::PgCaptureConfig::default_name(&prefix);
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    let capture = start_capture(&db, &prefix, &["--heartbeat-interval", "1", "--metrics", &metrics]);
+    wait_streaming(&db, &prefix).await;
+    let client = db.client().await;
+    let confirmed = || async {
+        let lsn: String = client
+            .query_one(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        lsn.parse::<ferry_core::position::PgLsn>().unwrap()
+    };
+    let before = confirmed().await;
+    busy.execute("INSERT INTO noise SELECT generate_series(1, 50000)").await;
+    let end_of_noise: ferry_core::position::PgLsn = {
+        let lsn: String = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        lsn.parse().unwrap()
+    };
+    assert!(end_of_noise > before);
+    wait_for(
+        "the slot to pass the other database's writes",
+        Duration::from_secs(60),
+        || async { (confirmed().await >= end_of_noise).then_some(()) },
+    )
+    .await;
+    assert_slot_behind_stored_offset(&db, &slot, &prefix).await;
+
+    let http = reqwest::Client::new();
+    let health = http.get(format!("http://{metrics}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(health.text().await.unwrap().contains("streaming"));
+    let text = wait_for(
+        "heartbeats and slot lag in /metrics",
+        Duration::from_secs(30),
+        || async {
+            let text = http
+                .get(format!("http://{metrics}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (text.contains("ferry_capture_heartbeats_total") && text.contains("ferry_capture_slot_lag_bytes"))
+                .then_some(text)
+        },
+    )
+    .await;
+    assert!(text.contains("ferry_capture_oldest_unacknowledged_seconds"), "{text}");
+    assert!(capture.terminate().success());
+}

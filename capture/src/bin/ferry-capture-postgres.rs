@@ -75,6 +75,14 @@ struct Args {
     #[arg(long, env = "FERRY_NO_TRANSACTION_TOPIC")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     no_transaction_topic: bool,
+    /// Seconds between heartbeat messages written into the WAL; 0 turns them off [default: 10].
+    #[arg(long, env = "FERRY_HEARTBEAT_INTERVAL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heartbeat_interval: Option<u64>,
+    /// Serve /metrics and /health on HOST:PORT.
+    #[arg(long, env = "FERRY_METRICS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<std::net::SocketAddr>,
     /// Offsets topic [default: _ferry_offsets].
     #[arg(long, env = "FERRY_OFFSETS_TOPIC")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,6 +118,9 @@ struct FileConfig {
     no_tombstones: bool,
     #[serde(default)]
     no_transaction_topic: bool,
+    #[serde(default = "default_heartbeat_interval")]
+    heartbeat_interval: u64,
+    metrics: Option<std::net::SocketAddr>,
     #[serde(default = "default_offsets_topic")]
     offsets_topic: String,
     #[serde(default)]
@@ -127,6 +138,9 @@ fn default_snapshot_workers() -> usize {
 }
 fn default_snapshot_chunk_pages() -> i64 {
     ferry_capture::postgres::snapshot::CHUNK_PAGES
+}
+fn default_heartbeat_interval() -> u64 {
+    10
 }
 fn default_partitions() -> i32 {
     3
@@ -182,6 +196,8 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
         tombstones: !file.no_tombstones,
         transaction_topic: !file.no_transaction_topic,
         offsets_topic: file.offsets_topic,
+        heartbeat: (file.heartbeat_interval > 0).then(|| std::time::Duration::from_secs(file.heartbeat_interval)),
+        metrics: file.metrics,
     };
     tracing::info!(source = %config.source, prefix = %config.prefix, "ferry-capture-postgres starting");
     run(config, shutdown_signal()).await?;

@@ -37,15 +37,20 @@ pub mod validate;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_core::config::SecretUrl;
 use ferry_core::envelope::Connector;
 use ferry_core::kafka::KafkaSettings;
 use ferry_core::meta::TableId;
+use ferry_core::metrics::Phase;
 use ferry_core::position::{PgLsn, SourcePosition};
 use ferry_core::registry::RegistryClient;
 use pgwire_replication::Lsn;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::filter::TableFilter;
 use crate::offsets::{snapshot_key, Offsets, SnapshotState};
@@ -73,6 +78,10 @@ pub struct PgCaptureConfig {
     pub tombstones: bool,
     pub transaction_topic: bool,
     pub offsets_topic: String,
+    /// How often to write a heartbeat into the WAL; `None`: never.
+    pub heartbeat: Option<Duration>,
+    /// Where to serve `/metrics` and `/health`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl PgCaptureConfig {
@@ -95,6 +104,20 @@ impl PgCaptureConfig {
 /// Captures until `shutdown` resolves (or, with `initial_only`, until the
 /// snapshot is in Kafka).
 pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
+    let (phase, phases) = watch::channel(Phase::Starting);
+    if let Some(addr) = config.metrics {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| CaptureError::Config(format!("cannot serve --metrics on {addr}: {e}")))?;
+        let mut stopped = phases.clone();
+        tokio::spawn(async move {
+            // Served until the capture ends (the watch's sender is dropped).
+            let until_done = async move { while stopped.changed().await.is_ok() {} };
+            if let Err(e) = ferry_core::metrics::serve(listener, phases, until_done).await {
+                tracing::warn!(error = %e, "the metrics server stopped");
+            }
+        });
+    }
     let client = replication::connect(&config.source).await?;
     let (tables, problems) = validate::validate(&client, &config.tables, &config.slot).await?;
     if !problems.is_empty() {
@@ -173,6 +196,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
             .await?;
         state = SnapshotState::default();
         if plan.snapshot != Scope::Nothing {
+            phase.send_replace(Phase::Snapshot);
             tracing::info!(%consistent, tables = tables.len(), "snapshot starting");
             snapshot::run(&spec(&snapshot_name, consistent), &tables, &mut publisher, &mut state).await?;
         } else {
@@ -188,6 +212,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
         if plan.snapshot == Scope::Missing && !missing.is_empty() {
             let (mut session, at, snapshot_name) =
                 replication::temporary_snapshot(&config.source, &config.slot, &config.publication).await?;
+            phase.send_replace(Phase::Snapshot);
             tracing::info!(%at, tables = missing.len(), "snapshot of the tables not yet read starting");
             snapshot::run(&spec(&snapshot_name, at), &missing, &mut publisher, &mut state).await?;
             // Ending the session drops its temporary slot.
@@ -213,10 +238,20 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
             _ => None,
         })
         .collect();
-    repl = stream::Streamer::new(&client, &config.prefix, &database, from, snapshotted_at)
-        .run(repl, &mut publisher, shutdown)
-        .await?;
+    phase.send_replace(Phase::Streaming);
+    repl = stream::Streamer::new(
+        &client,
+        &config.prefix,
+        &database,
+        &config.slot,
+        config.heartbeat,
+        from,
+        snapshotted_at,
+    )
+    .run(repl, &mut publisher, shutdown)
+    .await?;
     // A clean stop: wait until everything sent is in Kafka, then tell the slot.
+    phase.send_replace(Phase::Stopping);
     publisher.finish().await?;
     let last = acked.borrow().clone();
     if let Some(SourcePosition::Postgres { lsn }) = last {

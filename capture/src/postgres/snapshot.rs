@@ -98,6 +98,8 @@ struct Progress {
     rows: u64,
     estimate: u64,
     started: Instant,
+    /// `ferry_capture_snapshot_rows{table}`.
+    rows_gauge: metrics::Gauge,
 }
 
 type FromWorker = Result<(usize, Option<Vec<Vec<Datum>>>), CaptureError>;
@@ -168,7 +170,12 @@ pub async fn run(
             chunks.push_back(Chunk { table: i, pages: None });
         }
         let columns = meta.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>();
+        let label = id.to_string();
+        metrics::gauge!("ferry_capture_snapshot_rows_estimate", "table" => label.clone()).set(estimate as f64);
+        let rows_gauge = metrics::gauge!("ferry_capture_snapshot_rows", "table" => label);
+        rows_gauge.set(0.0);
         tables.push(Progress {
+            rows_gauge,
             select: format!("SELECT {} FROM {}", columns.join(", "), quoted(id)),
             table: Arc::new(PgTable::new(meta)),
             chunks_left: chunks.len() - before,
@@ -199,6 +206,8 @@ pub async fn run(
     }
     drop(tx);
 
+    let remaining = metrics::gauge!("ferry_capture_snapshot_tables_remaining");
+    remaining.set(tables.len() as f64);
     let started = Instant::now();
     let mut rows = 0u64;
     // One event is held back so the snapshot's last event can say `last`; a
@@ -219,6 +228,7 @@ pub async fn run(
             Some(Err(e)) => return Err(e),
             Some(Ok((t, Some(batch)))) => {
                 tables[t].rows += batch.len() as u64;
+                tables[t].rows_gauge.set(tables[t].rows as f64);
                 rows += batch.len() as u64;
                 for row in batch {
                     let event = read_event(spec, &tables[t].table.meta.id, row);
@@ -299,6 +309,7 @@ async fn complete(
     let id = &table.table.meta.id;
     state.complete(id.clone(), SourcePosition::Postgres { lsn: spec.at });
     publisher.store_after_sent(spec.state_key.to_owned(), state).await?;
+    metrics::gauge!("ferry_capture_snapshot_tables_remaining").decrement(1.0);
     let secs = table.started.elapsed().as_secs_f64().max(1e-9);
     tracing::info!(table = %id, rows = table.rows, rate = (table.rows as f64 / secs) as u64, "snapshot of table done");
     Ok(())

@@ -15,17 +15,28 @@
 //! in that snapshot already, so they are skipped (a commit at or after S is
 //! not in it). That is the hand-over with no gap and no double, per table.
 //!
+//! Logical decoding messages (`pg_logical_emit_message`) go to
+//! `<prefix>.message`, transactional ones at their transaction's commit, in
+//! order with its rows (the outbox pattern). With `--heartbeat-interval`,
+//! capture writes a non-transactional message with the prefix
+//! [`HEARTBEAT_PREFIX`] itself: reading it back proves the stream is alive
+//! and moves the slot even when nothing captured changes. Every few seconds
+//! it also reports the slot's lag in bytes and the age of the oldest change
+//! not yet acknowledged by Kafka.
+//!
 //! A Relation message comes before the first change that uses a table's
 //! (new) shape, so a new schema version is registered before any event that
 //! needs it. On an idle database the server's keepalives carry its WAL end;
 //! with no transaction open, everything before it was received, so it is
 //! checkpointed too and the slot keeps moving (no WAL piles up).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo, TransactionBlock};
+use ferry_core::message::LogicalMessage;
 use ferry_core::meta::TableId;
 use ferry_core::position::{PgLsn, SourcePosition};
 use ferry_core::transaction::{TransactionRecord, TxStatus};
@@ -37,6 +48,12 @@ use crate::postgres::error::CaptureError;
 use crate::postgres::pgoutput::{decode, Message};
 use crate::postgres::rows::{relation_table, PgTable, TypeNames};
 use crate::publish::Publisher;
+
+/// The prefix of the messages capture writes as heartbeats; not published.
+pub const HEARTBEAT_PREFIX: &str = "ferry.heartbeat";
+
+/// How often the slot's lag and the oldest unacknowledged change are reported.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -79,6 +96,11 @@ pub struct Streamer<'a> {
     pub client: &'a Client,
     pub prefix: &'a str,
     pub database: &'a str,
+    pub slot: &'a str,
+    /// How often to write a heartbeat message; `None`: never.
+    pub heartbeat: Option<Duration>,
+    /// Checkpoints not yet acknowledged, oldest first, with when they were made.
+    unacknowledged: VecDeque<(PgLsn, Instant)>,
     relations: HashMap<u32, Arc<PgTable>>,
     names: TypeNames,
     tx: Option<Tx>,
@@ -101,6 +123,8 @@ impl<'a> Streamer<'a> {
         client: &'a Client,
         prefix: &'a str,
         database: &'a str,
+        slot: &'a str,
+        heartbeat: Option<Duration>,
         from: PgLsn,
         snapshotted_at: HashMap<TableId, PgLsn>,
     ) -> Self {
@@ -108,6 +132,9 @@ impl<'a> Streamer<'a> {
             client,
             prefix,
             database,
+            slot,
+            heartbeat,
+            unacknowledged: VecDeque::new(),
             relations: HashMap::new(),
             names: TypeNames::default(),
             tx: None,
@@ -126,14 +153,22 @@ impl<'a> Streamer<'a> {
     ) -> Result<ReplicationClient, CaptureError> {
         let mut acked = publisher.acknowledged();
         tokio::pin!(shutdown);
+        let mut report = tokio::time::interval(REPORT_EVERY);
+        let mut heartbeat = tokio::time::interval(self.heartbeat.unwrap_or(Duration::MAX / 4));
+        heartbeat.reset();
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 Ok(()) = acked.changed() => {
                     if let Some(SourcePosition::Postgres { lsn }) = acked.borrow_and_update().clone() {
                         repl.update_applied_lsn(Lsn(lsn.0));
+                        while self.unacknowledged.front().is_some_and(|(l, _)| *l <= lsn) {
+                            self.unacknowledged.pop_front();
+                        }
                     }
                 }
+                _ = report.tick() => self.report().await,
+                _ = heartbeat.tick(), if self.heartbeat.is_some() => self.beat().await,
                 event = repl.recv() => match event? {
                     None | Some(ReplicationEvent::StoppedAt { .. }) => break,
                     Some(event) => self.handle(event, publisher).await?,
@@ -173,15 +208,89 @@ impl<'a> Streamer<'a> {
             ReplicationEvent::XLogData { wal_start, data, .. } => {
                 self.change(decode(&data)?, PgLsn(wal_start.0), publisher).await?;
             }
-            // Logical messages (pg_logical_emit_message) are not published yet.
-            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+            ReplicationEvent::Message {
+                prefix, content, lsn, ..
+            } => {
+                let lsn = PgLsn(lsn.0);
+                if prefix == HEARTBEAT_PREFIX {
+                    metrics::counter!("ferry_capture_heartbeats_total").increment(1);
+                    if self.tx.is_none() {
+                        self.checkpoint(lsn, publisher).await?;
+                    }
+                    return Ok(());
+                }
+                let (ts_ms, tx_id) = self
+                    .tx
+                    .as_ref()
+                    .map_or((now_ms(), None), |tx| (tx.ts_ms, Some(i64::from(tx.xid))));
+                let message = LogicalMessage {
+                    prefix,
+                    content: content.to_vec(),
+                    source: self.source(ts_ms, String::new(), String::new(), tx_id, lsn),
+                    ts_ms: now_ms(),
+                };
+                publisher.send_message(&message).await?;
+            }
+            ReplicationEvent::StoppedAt { .. } => {}
         }
         Ok(())
+    }
+
+    fn source(&self, ts_ms: i64, schema: String, table: String, tx_id: Option<i64>, lsn: PgLsn) -> SourceInfo {
+        SourceInfo {
+            name: self.prefix.to_owned(),
+            ts_ms,
+            snapshot: Snapshot::False,
+            db: self.database.to_owned(),
+            detail: SourceDetail::Postgres {
+                schema,
+                table,
+                tx_id,
+                lsn: Some(lsn),
+            },
+        }
+    }
+
+    /// Sets the slot's lag in bytes and the age of the oldest unacknowledged change.
+    async fn report(&self) {
+        let age = self
+            .unacknowledged
+            .front()
+            .map_or(0.0, |(_, at)| at.elapsed().as_secs_f64());
+        metrics::gauge!("ferry_capture_oldest_unacknowledged_seconds").set(age);
+        let lag = self
+            .client
+            .query_opt(
+                "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::float8 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.slot],
+            )
+            .await;
+        match lag {
+            Ok(Some(row)) => {
+                metrics::gauge!("ferry_capture_slot_lag_bytes").set(row.get::<_, Option<f64>>(0).unwrap_or(0.0))
+            }
+            Ok(None) => tracing::warn!(slot = self.slot, "the replication slot is gone"),
+            Err(e) => tracing::warn!(error = %e, "cannot read the slot's lag"),
+        }
+    }
+
+    /// Writes a heartbeat message into the WAL; a refusal turns heartbeats off.
+    async fn beat(&mut self) {
+        let sql = format!("SELECT pg_logical_emit_message(false, '{HEARTBEAT_PREFIX}', '')");
+        if let Err(e) = self.client.batch_execute(&sql).await {
+            tracing::warn!(
+                error = %crate::postgres::error::pg_message(&e),
+                "heartbeats are off: the capture user cannot run pg_logical_emit_message \
+                 (GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO the user)"
+            );
+            self.heartbeat = None;
+        }
     }
 
     async fn checkpoint(&mut self, lsn: PgLsn, publisher: &mut Publisher) -> Result<(), CaptureError> {
         if lsn > self.checkpointed {
             self.checkpointed = lsn;
+            self.unacknowledged.push_back((lsn, Instant::now()));
             publisher.checkpoint(SourcePosition::Postgres { lsn }).await?;
         }
         Ok(())
@@ -280,18 +389,7 @@ impl<'a> Streamer<'a> {
             op,
             before,
             after,
-            source: SourceInfo {
-                name: self.prefix.to_owned(),
-                ts_ms,
-                snapshot: Snapshot::False,
-                db: self.database.to_owned(),
-                detail: SourceDetail::Postgres {
-                    schema: id.schema.clone(),
-                    table: id.table.clone(),
-                    tx_id,
-                    lsn: Some(lsn),
-                },
-            },
+            source: self.source(ts_ms, id.schema.clone(), id.table.clone(), tx_id, lsn),
             ts_ms: now_ms(),
             transaction,
             unchanged,
