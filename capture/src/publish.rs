@@ -3,10 +3,10 @@
 //!
 //! ```text
 //!  source ──► Publisher::send(event) ──► idempotent producer (acks=all) ──► <prefix>.<schema>.<table>
-//!                 │ one delivery future per message
+//!                 │ counted in the current epoch (delivery.rs)
 //!                 ▼
-//!             Publisher::checkpoint(position) ──► acknowledger task, in order:
-//!                 1. await every delivery sent before the checkpoint
+//!             Publisher::checkpoint(position) closes the epoch ──► acknowledger task, in order:
+//!                 1. wait until every message of the epoch (and earlier ones) is delivered
 //!                 2. store the position in the offsets topic (acks=all)
 //!                 3. publish it on `acknowledged()`: the source may now free its log
 //! ```
@@ -45,10 +45,11 @@ use ferry_core::wire;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::delivery::{Deliveries, Tracking};
 use crate::offsets::{Offsets, OffsetsError};
 
 /// Checkpoints that may wait for their deliveries at once.
@@ -159,13 +160,17 @@ enum Record {
 
 struct Checkpoint {
     record: Record,
-    deliveries: Vec<(String, DeliveryFuture)>,
+    /// The epoch of the messages it covers (and every earlier one).
+    epoch: u64,
 }
 
 /// Sends events; see the module docs.
 pub struct Publisher {
     settings: PublisherSettings,
-    producer: FutureProducer,
+    producer: ThreadedProducer<Tracking>,
+    deliveries: Arc<Deliveries>,
+    /// Messages sent now belong to this epoch; a checkpoint closes it.
+    epoch: u64,
     /// For creating table topics; one client for every table.
     admin: AdminClient<DefaultClientContext>,
     registry: Arc<RegistryClient>,
@@ -175,7 +180,6 @@ pub struct Publisher {
     messages: Option<RecordTopic<MessageCodec>>,
     /// `ferry_capture_lag_ms`: source commit to Ferry, of the last streamed event.
     lag_ms: metrics::Gauge,
-    sent: Vec<(String, DeliveryFuture)>,
     checkpoints: mpsc::Sender<Checkpoint>,
     acknowledged: watch::Receiver<Option<SourcePosition>>,
     /// Taken when awaited; why it stopped is then kept in `stopped`.
@@ -195,20 +199,29 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     pub async fn start(settings: PublisherSettings, registry: Arc<RegistryClient>) -> Result<Self, PublishError> {
         let offsets = Offsets::open(&settings.kafka, &settings.offsets_topic).await?;
-        let producer: FutureProducer = settings.kafka.producer().create()?;
+        let tracking = Tracking::default();
+        let deliveries = Arc::clone(&tracking.0);
+        let producer: ThreadedProducer<Tracking> = settings.kafka.producer().create_with_context(tracking)?;
         let (checkpoints, pending) = mpsc::channel(MAX_CHECKPOINTS);
         let (acked, acknowledged) = watch::channel(None);
-        let acknowledger = tokio::spawn(acknowledge(pending, offsets, settings.prefix.clone(), acked));
+        let acknowledger = tokio::spawn(acknowledge(
+            pending,
+            Arc::clone(&deliveries),
+            offsets,
+            settings.prefix.clone(),
+            acked,
+        ));
         let mut publisher = Self {
             admin: settings.kafka.admin()?,
             settings,
             producer,
+            deliveries,
+            epoch: 0,
             registry,
             tables: HashMap::new(),
             transactions: None,
             messages: None,
             lag_ms: metrics::gauge!("ferry_capture_lag_ms"),
-            sent: Vec::new(),
             checkpoints,
             acknowledged,
             acknowledger: Some(acknowledger),
@@ -316,23 +329,25 @@ impl Publisher {
     }
 
     async fn enqueue(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), PublishError> {
+        let epoch = self.epoch;
         loop {
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+            let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, epoch as usize);
             if let Some(k) = key {
                 record = record.key(k);
             }
             if let Some(v) = value {
                 record = record.payload(v);
             }
-            match self.producer.send_result(record) {
-                Ok(delivery) => {
-                    self.sent.push((topic.to_owned(), delivery));
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+            self.deliveries.sending(epoch);
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((e, _)) => {
+                    self.deliveries.refused(epoch);
+                    if e != KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) {
+                        return Err(e.into());
+                    }
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
-                Err((e, _)) => return Err(e.into()),
             }
         }
     }
@@ -354,8 +369,9 @@ impl Publisher {
     }
 
     async fn queue(&mut self, record: Record) -> Result<(), PublishError> {
-        let deliveries = std::mem::take(&mut self.sent);
-        if self.checkpoints.send(Checkpoint { record, deliveries }).await.is_err() {
+        let epoch = self.epoch;
+        self.epoch += 1;
+        if self.checkpoints.send(Checkpoint { record, epoch }).await.is_err() {
             // The acknowledger stopped: report why, not merely that it did.
             return Err(self.failed().await);
         }
@@ -408,6 +424,7 @@ async fn create_topic(
 
 async fn acknowledge(
     mut pending: mpsc::Receiver<Checkpoint>,
+    deliveries: Arc<Deliveries>,
     offsets: Offsets,
     key: String,
     acked: watch::Sender<Option<SourcePosition>>,
@@ -420,24 +437,14 @@ async fn acknowledge(
         }
         let mut position = None;
         let mut others = Vec::new();
-        for Checkpoint { record, deliveries } in batch {
-            for (topic, delivery) in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => {
-                        return Err(PublishError::Delivery {
-                            topic,
-                            reason: e.to_string(),
-                        })
-                    }
-                    Err(_) => {
-                        return Err(PublishError::Delivery {
-                            topic,
-                            reason: "the producer was dropped".into(),
-                        })
-                    }
-                }
-            }
+        for Checkpoint { record, epoch } in batch {
+            deliveries
+                .wait(epoch)
+                .await
+                .map_err(|f| PublishError::Delivery {
+                    topic: f.topic,
+                    reason: f.reason,
+                })?;
             match record {
                 Record::Position(p) => position = Some(p),
                 Record::Other { key, value } => others.push((key, value)),
