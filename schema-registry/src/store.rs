@@ -7,6 +7,14 @@
 //! it, and read the verdict the fold gave it. The state therefore only ever
 //! holds what is durable in Kafka, and an instance that was fenced (another one
 //! claimed the writer role later) learns it from its own rejected write.
+//!
+//! When the topic has been quiet for [`IDLE_AFTER`], the reader pauses fetching
+//! for up to [`IDLE_PAUSE`], or until this instance writes: a broker that
+//! answers an empty fetch at once instead of holding it for
+//! `fetch.wait.max.ms` (the development broker does) would otherwise be asked
+//! thousands of times a second, costing a core on each side. Another
+//! instance's write is seen at most [`IDLE_PAUSE`] later; this instance's own
+//! writes wait for nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -18,12 +26,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{watch, Mutex, MutexGuard};
+use tokio::sync::{watch, Mutex, MutexGuard, Notify};
 use tokio::task::JoinHandle;
 
 use crate::state::{RecordKey, RecordValue, State, WriterValue};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// Quiet time after which the reader pauses.
+pub const IDLE_AFTER: Duration = Duration::from_millis(100);
+/// Longest pause of an idle reader.
+pub const IDLE_PAUSE: Duration = Duration::from_millis(250);
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +66,8 @@ pub struct Store {
     /// This instance's writer epoch; `None` for a read-only instance.
     epoch: Option<u64>,
     writes: Mutex<()>,
+    /// Wakes a paused reader when this instance writes.
+    wake: Arc<Notify>,
     reader: JoinHandle<()>,
 }
 
@@ -133,7 +147,8 @@ impl Store {
 
         let state = Arc::new(RwLock::new(State::new(instance.clone())));
         let (applied_tx, applied) = watch::channel(0i64);
-        let reader = tokio::spawn(read_forever(consumer, Arc::clone(&state), applied_tx));
+        let wake = Arc::new(Notify::new());
+        let reader = tokio::spawn(read_forever(consumer, Arc::clone(&state), applied_tx, Arc::clone(&wake)));
         let producer: FutureProducer = kafka.producer().create()?;
         let mut store = Store {
             state,
@@ -144,6 +159,7 @@ impl Store {
             seq: AtomicU64::new(0),
             epoch: None,
             writes: Mutex::new(()),
+            wake,
             reader,
         };
         store.wait_applied(high - 1).await?;
@@ -204,6 +220,7 @@ impl Store {
             record = record.payload(v);
         }
         let delivery = self.producer.send(record, TIMEOUT).await.map_err(|(e, _)| e)?;
+        self.wake.notify_one();
         Ok(delivery.offset)
     }
 
@@ -240,9 +257,18 @@ impl Store {
     }
 }
 
-async fn read_forever(consumer: StreamConsumer, state: Arc<RwLock<State>>, applied: watch::Sender<i64>) {
+async fn read_forever(
+    consumer: StreamConsumer,
+    state: Arc<RwLock<State>>,
+    applied: watch::Sender<i64>,
+    wake: Arc<Notify>,
+) {
     loop {
-        match consumer.recv().await {
+        let Ok(received) = tokio::time::timeout(IDLE_AFTER, consumer.recv()).await else {
+            pause_while_idle(&consumer, &wake).await;
+            continue;
+        };
+        match received {
             Ok(m) => {
                 let offset = m.offset();
                 match m.key().map(|k| decode(k, m.payload())) {
@@ -257,5 +283,19 @@ async fn read_forever(consumer: StreamConsumer, state: Arc<RwLock<State>>, appli
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Stops fetching until this instance writes or [`IDLE_PAUSE`] passed.
+async fn pause_while_idle(consumer: &StreamConsumer, wake: &Notify) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    if consumer.pause(&assignment).is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(IDLE_PAUSE, wake.notified()).await;
+    if let Err(e) = consumer.resume(&assignment) {
+        tracing::warn!(error = %e, "resuming the storage topic's reader failed");
     }
 }
