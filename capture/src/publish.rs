@@ -438,13 +438,10 @@ async fn acknowledge(
         let mut position = None;
         let mut others = Vec::new();
         for Checkpoint { record, epoch } in batch {
-            deliveries
-                .wait(epoch)
-                .await
-                .map_err(|f| PublishError::Delivery {
-                    topic: f.topic,
-                    reason: f.reason,
-                })?;
+            deliveries.wait(epoch).await.map_err(|f| PublishError::Delivery {
+                topic: f.topic,
+                reason: f.reason,
+            })?;
             match record {
                 Record::Position(p) => position = Some(p),
                 Record::Other { key, value } => others.push((key, value)),

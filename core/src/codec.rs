@@ -53,14 +53,19 @@ pub enum CodecError {
     Malformed(#[from] MalformedBlock),
     #[error("unknown op {0:?}")]
     UnknownOp(String),
+    #[error("Ferry does not write Avro values of this kind: {0}")]
+    Unsupported(String),
 }
 
-/// A parsed schema with its writer, resolved once: resolving a schema's names
-/// costs more than encoding a small record, so it must not happen per event.
+/// A parsed schema and the means to write values of it.
 ///
-/// Values are checked against the schema before they are written in debug
-/// builds (every test); release builds trust the value builders, which derive
-/// values from the same metadata the schemas come from.
+/// Ferry's values are built field by field in schema order from the same
+/// metadata the schema comes from, so they are written by [`write_datum`], a
+/// direct encoder that needs no schema: apache-avro's writer builds a hash map
+/// and qualified names for every record it writes, which cost more than the
+/// rest of an event's encoding. In debug builds (every test) each value is
+/// also validated and written by apache-avro's writer, resolved once here, and
+/// the two encodings must be byte for byte the same.
 #[ouroboros::self_referencing]
 pub struct Encoder {
     schema: Schema,
@@ -96,13 +101,18 @@ impl Encoder {
 
     /// `value` in Avro binary.
     pub fn encode(&self, value: &Avro) -> Result<Vec<u8>, CodecError> {
-        let mut out = Vec::with_capacity(128);
-        self.borrow_writer()
-            .write_value_ref(&mut out, value)
-            .map_err(|e| CodecError::Avro {
-                action: "encoding",
-                source: Box::new(e),
-            })?;
+        let mut out = Vec::with_capacity(256);
+        write_datum(value, &mut out)?;
+        if cfg!(debug_assertions) {
+            let mut reference = Vec::new();
+            self.borrow_writer()
+                .write_value_ref(&mut reference, value)
+                .map_err(|e| CodecError::Avro {
+                    action: "encoding",
+                    source: Box::new(e),
+                })?;
+            assert_eq!(out, reference, "write_datum disagrees with apache-avro on {value:?}");
+        }
         Ok(out)
     }
 
@@ -118,6 +128,74 @@ impl Encoder {
             .read_value(&mut bytes)
             .map_err(avro)
     }
+}
+
+fn zigzag(n: i64, out: &mut Vec<u8>) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn bytes(b: &[u8], out: &mut Vec<u8>) {
+    zigzag(b.len() as i64, out);
+    out.extend_from_slice(b);
+}
+
+/// Writes `value` in Avro's binary encoding, for the shapes Ferry's schemas
+/// use: records with their fields in schema order, unions with their branch,
+/// arrays, bytes-backed decimals and string-backed uuids.
+pub fn write_datum(value: &Avro, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    match value {
+        Avro::Null => {}
+        Avro::Boolean(b) => out.push(u8::from(*b)),
+        Avro::Int(i) | Avro::Date(i) | Avro::TimeMillis(i) => zigzag(i64::from(*i), out),
+        Avro::Long(l)
+        | Avro::TimeMicros(l)
+        | Avro::TimestampMillis(l)
+        | Avro::TimestampMicros(l)
+        | Avro::TimestampNanos(l)
+        | Avro::LocalTimestampMillis(l)
+        | Avro::LocalTimestampMicros(l)
+        | Avro::LocalTimestampNanos(l) => zigzag(*l, out),
+        Avro::Float(f) => out.extend_from_slice(&f.to_le_bytes()),
+        Avro::Double(d) => out.extend_from_slice(&d.to_le_bytes()),
+        Avro::Bytes(b) => bytes(b, out),
+        Avro::String(s) => bytes(s.as_bytes(), out),
+        Avro::Uuid(u) => bytes(u.hyphenated().to_string().as_bytes(), out),
+        Avro::Decimal(d) => bytes(
+            &Vec::<u8>::try_from(d).map_err(|e| CodecError::Avro {
+                action: "encoding a decimal",
+                source: Box::new(e),
+            })?,
+            out,
+        ),
+        Avro::Union(branch, inner) => {
+            zigzag(i64::from(*branch), out);
+            write_datum(inner, out)?;
+        }
+        Avro::Record(fields) => {
+            for (_, field) in fields {
+                write_datum(field, out)?;
+            }
+        }
+        Avro::Enum(index, _) => zigzag(i64::from(*index), out),
+        Avro::Array(items) => {
+            if !items.is_empty() {
+                zigzag(items.len() as i64, out);
+                for item in items {
+                    write_datum(item, out)?;
+                }
+            }
+            out.push(0);
+        }
+        other => {
+            return Err(CodecError::Unsupported(format!("{other:?}")));
+        }
+    }
+    Ok(())
 }
 
 fn parse(table: &TableId, json: &Json) -> Result<Encoder, CodecError> {
@@ -193,15 +271,19 @@ impl TableCodec {
             .map(|&i| {
                 let column = &self.meta.columns[i];
                 let datum = &row[i];
-                let value = to_avro(datum, column.data_type, nullable).map_err(|reason| CodecError::Value {
-                    table: self.meta.id.clone(),
-                    column: column.name.clone(),
-                    reason,
-                })?;
+                let value = to_avro(datum, column.data_type, nullable).map_err(|reason| self.value_error(i, reason))?;
                 Ok((self.field_names[i].clone(), value))
             })
             .collect::<Result<_, CodecError>>()?;
         Ok(Avro::Record(fields))
+    }
+
+    fn value_error(&self, column: usize, reason: ValueError) -> CodecError {
+        CodecError::Value {
+            table: self.meta.id.clone(),
+            column: self.meta.columns[column].name.clone(),
+            reason,
+        }
     }
 
     fn check_arity(&self, row: &[Datum]) -> Result<(), CodecError> {
@@ -225,7 +307,49 @@ impl TableCodec {
     }
 
     /// The Avro value (envelope) of `event`.
+    ///
+    /// Written field by field without building the envelope as an Avro value
+    /// (this runs for every event); debug builds also build it and check that
+    /// both give the same bytes.
     pub fn encode_value(&self, event: &ChangeEvent) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(256);
+        for row in [&event.before, &event.after] {
+            match row {
+                None => out.push(0),
+                Some(r) => {
+                    self.check_arity(r)?;
+                    out.push(2); // union branch 1, zig-zag encoded
+                    for (i, (datum, column)) in r.iter().zip(&self.meta.columns).enumerate() {
+                        let value =
+                            to_avro(datum, column.data_type, true).map_err(|reason| self.value_error(i, reason))?;
+                        write_datum(&value, &mut out)?;
+                    }
+                }
+            }
+        }
+        write_datum(&source_to_avro(&event.source), &mut out)?;
+        write_datum(&transaction_to_avro(event.transaction.as_ref()), &mut out)?;
+        bytes(event.op.code().as_bytes(), &mut out);
+        zigzag(event.ts_ms, &mut out);
+        if !event.unchanged.is_empty() {
+            zigzag(event.unchanged.len() as i64, &mut out);
+            for column in &event.unchanged {
+                bytes(column.as_bytes(), &mut out);
+            }
+        }
+        out.push(0);
+        if cfg!(debug_assertions) {
+            assert_eq!(
+                out,
+                self.value.encode(&self.envelope(event)?)?,
+                "direct envelope encoding differs"
+            );
+        }
+        Ok(out)
+    }
+
+    /// The envelope as an Avro value (the reference for [`TableCodec::encode_value`]).
+    fn envelope(&self, event: &ChangeEvent) -> Result<Avro, CodecError> {
         let all: Vec<usize> = (0..self.meta.columns.len()).collect();
         let row = |r: &Option<Vec<Datum>>| match r {
             None => Ok::<_, CodecError>(Avro::Union(0, Box::new(Avro::Null))),
@@ -234,7 +358,7 @@ impl TableCodec {
                 Ok(Avro::Union(1, Box::new(self.row_to_avro(r, &all, true)?)))
             }
         };
-        let envelope = Avro::Record(vec![
+        Ok(Avro::Record(vec![
             ("before".into(), row(&event.before)?),
             ("after".into(), row(&event.after)?),
             ("source".into(), source_to_avro(&event.source)),
@@ -245,8 +369,7 @@ impl TableCodec {
                 "unchanged".into(),
                 Avro::Array(event.unchanged.iter().map(|c| Avro::String(c.clone())).collect()),
             ),
-        ]);
-        self.value.encode(&envelope)
+        ]))
     }
 
     fn row_from_avro(&self, value: &Avro) -> Result<Option<Vec<Datum>>, CodecError> {

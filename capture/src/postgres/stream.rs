@@ -68,7 +68,8 @@ struct Tx {
     final_lsn: PgLsn,
     ts_ms: i64,
     total: i64,
-    per_table: HashMap<TableId, i64>,
+    /// Events per table; a transaction touches few tables, so a list.
+    per_table: Vec<(TableId, i64)>,
 }
 
 impl Tx {
@@ -191,7 +192,7 @@ impl<'a> Streamer<'a> {
                     final_lsn: PgLsn(final_lsn.0),
                     ts_ms: (commit_time_micros + PG_EPOCH_MICROS) / 1000,
                     total: 0,
-                    per_table: HashMap::new(),
+                    per_table: Vec::new(),
                 });
             }
             ReplicationEvent::Commit { end_lsn, .. } => {
@@ -374,12 +375,15 @@ impl<'a> Streamer<'a> {
                     publisher.send_transaction(&tx.record(TxStatus::Begin)).await?;
                 }
                 tx.total += 1;
-                let n = tx.per_table.entry(id.clone()).or_default();
-                *n += 1;
+                let at = tx.per_table.iter().position(|(t, _)| t == id).unwrap_or_else(|| {
+                    tx.per_table.push((id.clone(), 0));
+                    tx.per_table.len() - 1
+                });
+                tx.per_table[at].1 += 1;
                 let block = TransactionBlock {
                     id: tx.id.clone(),
                     total_order: tx.total,
-                    data_collection_order: *n,
+                    data_collection_order: tx.per_table[at].1,
                 };
                 (tx.ts_ms, Some(i64::from(tx.xid)), Some(block))
             }
