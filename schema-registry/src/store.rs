@@ -148,7 +148,12 @@ impl Store {
         let state = Arc::new(RwLock::new(State::new(instance.clone())));
         let (applied_tx, applied) = watch::channel(0i64);
         let wake = Arc::new(Notify::new());
-        let reader = tokio::spawn(read_forever(consumer, Arc::clone(&state), applied_tx, Arc::clone(&wake)));
+        let reader = tokio::spawn(read_forever(
+            consumer,
+            Arc::clone(&state),
+            applied_tx,
+            Arc::clone(&wake),
+        ));
         let producer: FutureProducer = kafka.producer().create()?;
         let mut store = Store {
             state,
