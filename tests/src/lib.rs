@@ -345,9 +345,14 @@ pub struct Received {
 /// Reads `n` messages of `topic` from the beginning (no consumer group), as
 /// (key, value) bytes in each partition's order.
 pub async fn read_raw(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    read_raw_at(&brokers(), topic, n).await
+}
+
+/// [`read_raw`] from the brokers at `brokers`.
+pub async fn read_raw_at(brokers: &str, topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Message;
-    let consumer: StreamConsumer = ferry_core::kafka::KafkaSettings::new(brokers())
+    let consumer: StreamConsumer = ferry_core::kafka::KafkaSettings::new(brokers)
         .consumer(&unique("reader"))
         .create()
         .expect("consumer");
@@ -382,10 +387,15 @@ pub async fn read_raw(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Option<Vec
 /// Reads `n` messages of `topic` from the beginning (no consumer group),
 /// decoding values with the schema each one names.
 pub async fn read_topic(topic: &str, n: usize, registry_url: &str) -> Vec<Received> {
+    read_topic_at(&brokers(), topic, n, registry_url).await
+}
+
+/// [`read_topic`] from the brokers at `brokers`.
+pub async fn read_topic_at(brokers: &str, topic: &str, n: usize, registry_url: &str) -> Vec<Received> {
     let registry = ferry_core::registry::RegistryClient::new(&registry_url.parse().expect("registry URL"))
         .expect("registry client");
     let mut out = Vec::new();
-    for (key, value) in read_raw(topic, n).await {
+    for (key, value) in read_raw_at(brokers, topic, n).await {
         let event = match value {
             None => None,
             Some(bytes) => {
@@ -447,8 +457,13 @@ impl Drop for Running {
 /// Messages in a topic: the sum of its partitions' high watermarks (0 if the
 /// topic does not exist yet).
 pub fn topic_count(topic: &str) -> i64 {
+    topic_count_at(&brokers(), topic)
+}
+
+/// [`topic_count`] on the brokers at `brokers`.
+pub fn topic_count_at(brokers: &str, topic: &str) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = ferry_core::kafka::KafkaSettings::new(brokers())
+    let consumer: BaseConsumer = ferry_core::kafka::KafkaSettings::new(brokers)
         .consumer(&unique("count"))
         .create()
         .expect("consumer");

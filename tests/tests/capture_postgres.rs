@@ -190,18 +190,15 @@ use ferry_core::envelope::{Op, Snapshot};
 use ferry_core::value::Datum;
 use ferry_tests::{read_topic, Running, SERVICES_REGISTRY};
 
+/// The flags to capture `db` under `prefix`, on the test broker unless `extra` names one.
 fn capture_args<'a>(db: &'a PgDatabase, prefix: &'a str, extra: &[&'a str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--source",
-        &db.url(),
-        "--prefix",
-        prefix,
-        "--brokers",
-        &ferry_tests::brokers(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> = ["--source", &db.url(), "--prefix", prefix]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if !extra.contains(&"--brokers") {
+        args.extend(["--brokers".to_owned(), ferry_tests::brokers()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -377,15 +374,16 @@ async fn wait_streaming(db: &PgDatabase, prefix: &str) {
 }
 
 /// Every id in 1..=n arrived (duplicates allowed: at-least-once into Kafka).
-async fn assert_all_ids_arrive(topic: &str, n: i64) {
+async fn assert_all_ids_arrive(brokers: &str, topic: &str, n: i64) {
     use std::collections::BTreeSet;
     let want: BTreeSet<i64> = (1..=n).collect();
     let seen = wait_for(&format!("ids 1..={n} on {topic}"), Duration::from_secs(120), || async {
-        let count = ferry_tests::topic_count(topic);
+        let count = ferry_tests::topic_count_at(brokers, topic);
         if count < n {
             return None;
         }
-        let messages = read_topic(topic, usize::try_from(count).ok()?, SERVICES_REGISTRY).await;
+        let messages =
+            ferry_tests::read_topic_at(brokers, topic, usize::try_from(count).ok()?, SERVICES_REGISTRY).await;
         let ids: BTreeSet<i64> = messages
             .iter()
             .filter_map(|m| m.event.as_ref()?.after.as_ref().map(|row| int(&row[0])))
@@ -397,7 +395,7 @@ async fn assert_all_ids_arrive(topic: &str, n: i64) {
 }
 
 /// The slot never confirms more than the position stored in Kafka.
-async fn assert_slot_behind_stored_offset(db: &PgDatabase, slot: &str, prefix: &str) {
+async fn assert_slot_behind_stored_offset(brokers: &str, db: &PgDatabase, slot: &str, prefix: &str) {
     use ferry_capture::offsets::Offsets;
     use ferry_core::kafka::KafkaSettings;
     use ferry_core::position::{PgLsn, SourcePosition};
@@ -411,7 +409,7 @@ async fn assert_slot_behind_stored_offset(db: &PgDatabase, slot: &str, prefix: &
         .expect("slot")
         .get(0);
     let confirmed: PgLsn = confirmed.parse().expect("LSN");
-    let offsets = Offsets::open(&KafkaSettings::new(ferry_tests::brokers()), "_ferry_offsets")
+    let offsets = Offsets::open(&KafkaSettings::new(brokers), "_ferry_offsets")
         .await
         .expect("offsets topic");
     let stored = match offsets.load::<SourcePosition>(prefix).await.expect("stored offset") {
@@ -471,8 +469,8 @@ async fn kill_9_during_the_snapshot_and_the_stream_loses_nothing() {
         .await
         .unwrap();
     let capture = start_capture(&db, &prefix, &[]);
-    assert_all_ids_arrive(&topic, 30_000).await;
-    assert_slot_behind_stored_offset(&db, &slot, &prefix).await;
+    assert_all_ids_arrive(&ferry_tests::brokers(), &topic, 30_000).await;
+    assert_slot_behind_stored_offset(&ferry_tests::brokers(), &db, &slot, &prefix).await;
     assert!(capture.terminate().success());
 }
 
@@ -528,7 +526,7 @@ async fn ddl_during_the_snapshot_waits_for_it() {
     // Waits for the snapshot's lock, then drops a column the snapshot reads.
     db.execute("ALTER TABLE d DROP COLUMN v; INSERT INTO d VALUES (50001, 'after');")
         .await;
-    assert_all_ids_arrive(&topic, 50_001).await;
+    assert_all_ids_arrive(&ferry_tests::brokers(), &topic, 50_001).await;
     assert!(capture.terminate().success(), "capture survived the DDL");
 }
 
@@ -693,6 +691,7 @@ async fn kill_9_in_a_parallel_snapshot_reads_only_the_unfinished_table_again() {
         );
     }
     assert_slot_behind_stored_offset(
+        &ferry_tests::brokers(),
         &db,
         &ferry_capture::postgres::PgCaptureConfig::default_name(&prefix),
         &prefix,
@@ -836,7 +835,7 @@ async fn the_slot_advances_while_only_another_database_changes_and_metrics_say_s
         || async { (confirmed().await >= end_of_noise).then_some(()) },
     )
     .await;
-    assert_slot_behind_stored_offset(&db, &slot, &prefix).await;
+    assert_slot_behind_stored_offset(&ferry_tests::brokers(), &db, &slot, &prefix).await;
 
     let http = reqwest::Client::new();
     let health = http.get(format!("http://{metrics}/health")).send().await.unwrap();
@@ -860,5 +859,90 @@ async fn the_slot_advances_while_only_another_database_changes_and_metrics_say_s
     )
     .await;
     assert!(text.contains("ferry_capture_oldest_unacknowledged_seconds"), "{text}");
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn kill_9_between_produce_and_acknowledge_loses_nothing() {
+    use ferry_capture::offsets::{snapshot_key, Offsets, SnapshotState};
+    let broker = ferry_tests::PrivateBroker::start().await;
+    let db = PgDatabase::create();
+    db.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'snap' FROM generate_series(1, 1000) i;",
+    )
+    .await;
+    let prefix = unique("pgack");
+    let slot = ferry_capture::postgres::PgCaptureConfig::default_name(&prefix);
+    let topic = format!("{prefix}.public.t");
+    let args = ["--brokers", broker.address.as_str()];
+    let capture = start_capture(&db, &prefix, &args);
+    let offsets = Offsets::open(
+        &ferry_core::kafka::KafkaSettings::new(&broker.address),
+        "_ferry_offsets",
+    )
+    .await
+    .unwrap();
+    wait_for("the snapshot stored", Duration::from_secs(60), || async {
+        let state: SnapshotState = offsets.load(&snapshot_key(&prefix)).await.ok()??;
+        state.get(&TableId::new("public", "t")).map(|_| ())
+    })
+    .await;
+    db.wait_slot_active(&slot).await;
+
+    // The broker stops answering: changes are produced but never acknowledged.
+    broker.freeze();
+    let client = db.client().await;
+    for batch in 0..5 {
+        let from = 1001 + batch * 100;
+        client
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT i, 'frozen' FROM generate_series({from}, {}) i",
+                from + 99
+            ))
+            .await
+            .unwrap();
+    }
+    let end: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let end: ferry_core::position::PgLsn = end.parse().unwrap();
+    let lsn = |column: &'static str| {
+        let client = &client;
+        let slot = slot.clone();
+        async move {
+            let sql = format!(
+                "SELECT {column}::text FROM pg_stat_replication r JOIN pg_replication_slots s \
+                 ON s.active_pid = r.pid WHERE s.slot_name = $1"
+            );
+            let text: Option<String> = client.query_opt(&sql, &[&slot]).await.unwrap()?.get(0);
+            text?.parse::<ferry_core::position::PgLsn>().ok()
+        }
+    };
+    wait_for(
+        "capture to have received every change",
+        Duration::from_secs(60),
+        || async { (lsn("r.sent_lsn").await? >= end).then_some(()) },
+    )
+    .await;
+    let confirmed: String = client
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        confirmed.parse::<ferry_core::position::PgLsn>().unwrap() < end,
+        "nothing Kafka did not acknowledge is confirmed to the slot"
+    );
+    capture.kill9();
+    broker.thaw();
+
+    let capture = start_capture(&db, &prefix, &args);
+    assert_all_ids_arrive(&broker.address, &topic, 1500).await;
+    assert_slot_behind_stored_offset(&broker.address, &db, &slot, &prefix).await;
     assert!(capture.terminate().success());
 }
