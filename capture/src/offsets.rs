@@ -113,7 +113,13 @@ impl Offsets {
 
     /// The last value stored under `key`, if any.
     pub async fn load<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, OffsetsError> {
-        let consumer: BaseConsumer = self.kafka.consumer("_ferry_offsets_reader").create()?;
+        // The end is where the consumer says so: with transactions the last
+        // offsets are commit markers, which a reader never receives.
+        let consumer: BaseConsumer = self
+            .kafka
+            .consumer("_ferry_offsets_reader")
+            .set("enable.partition.eof", "true")
+            .create()?;
         let (low, high) = consumer.fetch_watermarks(&self.topic, 0, TIMEOUT)?;
         if high <= low {
             return Ok(None);
@@ -123,7 +129,6 @@ impl Offsets {
         consumer.assign(&assignment)?;
         let mut last: Option<Vec<u8>> = None;
         let deadline = std::time::Instant::now() + TIMEOUT;
-        // The last record sits at high - 1: compaction never removes the newest one.
         loop {
             let Some(message) = consumer.poll(Duration::from_millis(100)) else {
                 if std::time::Instant::now() > deadline {
@@ -133,12 +138,13 @@ impl Offsets {
                 }
                 continue;
             };
-            let message = message?;
+            let message = match message {
+                Ok(m) => m,
+                Err(KafkaError::PartitionEOF(_)) => break,
+                Err(e) => return Err(e.into()),
+            };
             if message.key() == Some(key.as_bytes()) {
                 last = message.payload().map(<[u8]>::to_vec);
-            }
-            if message.offset() >= high - 1 {
-                break;
             }
         }
         last.map(|bytes| {

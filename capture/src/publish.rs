@@ -24,6 +24,24 @@
 //! producer's queue is finite, [`Publisher::send`] waits while it is full, and
 //! at most [`MAX_CHECKPOINTS`] checkpoints wait for their deliveries.
 //!
+//! With `exactly_once` (brokers with transactions), events and positions go
+//! into Kafka transactions instead:
+//!
+//! ```text
+//!  send ─► (first message) begin_transaction ─► events ...
+//!  checkpoint(position) ─► kept; when due (COMMIT_EVENTS events, or COMMIT_AFTER, and the
+//!                          source is between transactions): position record into the offsets
+//!                          topic, commit_transaction ─► acknowledged()
+//! ```
+//!
+//! A crash aborts the open transaction (the next start's `init_transactions`
+//! fences it), so a `read_committed` consumer sees every source change exactly
+//! once, and the stored position is exactly the end of what it sees. A
+//! Kafka transaction ends only where a source transaction ends, so one source
+//! transaction is never split across two; a snapshot commits every
+//! [`COMMIT_EVENTS`] rows (a crash in a table reads that table again, as
+//! without transactions).
+//!
 //! Keys are the primary key (Avro, Confluent wire format), values the envelope;
 //! a delete is followed by a tombstone for its key unless turned off.
 
@@ -45,7 +63,7 @@ use ferry_core::wire;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -54,6 +72,19 @@ use crate::offsets::{Offsets, OffsetsError};
 
 /// Checkpoints that may wait for their deliveries at once.
 pub const MAX_CHECKPOINTS: usize = 1024;
+/// With transactions: events after which a Kafka transaction is committed at
+/// the next checkpoint.
+pub const COMMIT_EVENTS: u64 = 50_000;
+/// With transactions: age after which a Kafka transaction is committed at the
+/// next checkpoint (or the next [`Publisher::tick`] after it).
+pub const COMMIT_AFTER: Duration = Duration::from_millis(100);
+/// With transactions: how long the brokers keep a transaction open (unless
+/// `[kafka] transaction.timeout.ms` says otherwise), and how long to wait for
+/// the brokers to start or commit one. A capture killed with a transaction
+/// open holds back `read_committed` readers of its topics (the offsets topic
+/// included) until it restarts (Apache Kafka then aborts the transaction at
+/// once) or the timeout passes.
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Publishing failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +107,8 @@ pub enum PublishError {
     UnknownTable(TableId),
     #[error("the acknowledger stopped: {0}")]
     Stopped(String),
+    #[error("the brokers refused Kafka transactions ({0}); start without --exactly-once on a broker without them")]
+    NoTransactions(String),
 }
 
 impl PublishError {
@@ -86,6 +119,7 @@ impl PublishError {
             PublishError::Registry(e) => e.is_retryable(),
             PublishError::Kafka(_) | PublishError::Delivery { .. } | PublishError::Offsets(_) => true,
             PublishError::Stopped(_) => true,
+            PublishError::NoTransactions(_) => false,
             PublishError::Codec(_) | PublishError::Name(_) | PublishError::Topic(_) | PublishError::UnknownTable(_) => {
                 false
             }
@@ -105,6 +139,8 @@ pub struct PublisherSettings {
     pub tombstones: bool,
     /// Write BEGIN and END records to `<prefix>.transaction`.
     pub transaction_topic: bool,
+    /// Events and positions in Kafka transactions (the brokers must have them).
+    pub exactly_once: bool,
     pub offsets_topic: String,
 }
 
@@ -164,10 +200,25 @@ struct Checkpoint {
     epoch: u64,
 }
 
+/// A Kafka transaction being filled, and the records it will commit.
+#[derive(Debug)]
+struct KafkaTransaction {
+    acked: watch::Sender<Option<SourcePosition>>,
+    offsets_topic: String,
+    open: Option<std::time::Instant>,
+    events: u64,
+    /// Events since the last checkpoint: a commit waits for the next one.
+    since_checkpoint: u64,
+    position: Option<SourcePosition>,
+    others: Vec<(String, serde_json::Value)>,
+}
+
 /// Sends events; see the module docs.
 pub struct Publisher {
     settings: PublisherSettings,
-    producer: ThreadedProducer<Tracking>,
+    producer: Arc<ThreadedProducer<Tracking>>,
+    /// The open Kafka transaction, with `exactly_once`.
+    transaction: Option<KafkaTransaction>,
     deliveries: Arc<Deliveries>,
     /// Messages sent now belong to this epoch; a checkpoint closes it.
     epoch: u64,
@@ -201,9 +252,38 @@ impl Publisher {
         let offsets = Offsets::open(&settings.kafka, &settings.offsets_topic).await?;
         let tracking = Tracking::default();
         let deliveries = Arc::clone(&tracking.0);
-        let producer: ThreadedProducer<Tracking> = settings.kafka.producer().create_with_context(tracking)?;
-        let (checkpoints, pending) = mpsc::channel(MAX_CHECKPOINTS);
         let (acked, acknowledged) = watch::channel(None);
+        let (producer, transaction, acked) = if settings.exactly_once {
+            let mut config = settings
+                .kafka
+                .transactional_producer(&format!("ferry-capture-{}", settings.prefix));
+            if !settings.kafka.options.contains_key("transaction.timeout.ms") {
+                config.set("transaction.timeout.ms", TRANSACTION_TIMEOUT.as_millis().to_string());
+            }
+            let producer: Arc<ThreadedProducer<Tracking>> = Arc::new(config.create_with_context(tracking)?);
+            let p = Arc::clone(&producer);
+            tokio::task::spawn_blocking(move || p.init_transactions(TRANSACTION_TIMEOUT))
+                .await
+                .map_err(|e| PublishError::Stopped(e.to_string()))?
+                .map_err(|e| PublishError::NoTransactions(e.to_string()))?;
+            let transaction = KafkaTransaction {
+                acked,
+                offsets_topic: settings.offsets_topic.clone(),
+                open: None,
+                events: 0,
+                since_checkpoint: 0,
+                position: None,
+                others: Vec::new(),
+            };
+            (producer, Some(transaction), watch::channel(None).0)
+        } else {
+            (
+                Arc::new(settings.kafka.producer().create_with_context(tracking)?),
+                None,
+                acked,
+            )
+        };
+        let (checkpoints, pending) = mpsc::channel(MAX_CHECKPOINTS);
         let acknowledger = tokio::spawn(acknowledge(
             pending,
             Arc::clone(&deliveries),
@@ -215,6 +295,7 @@ impl Publisher {
             admin: settings.kafka.admin()?,
             settings,
             producer,
+            transaction,
             deliveries,
             epoch: 0,
             registry,
@@ -329,6 +410,14 @@ impl Publisher {
     }
 
     async fn enqueue(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), PublishError> {
+        if let Some(t) = &mut self.transaction {
+            if t.open.is_none() {
+                self.producer.begin_transaction()?;
+                t.open = Some(std::time::Instant::now());
+            }
+            t.events += 1;
+            t.since_checkpoint += 1;
+        }
         let epoch = self.epoch;
         loop {
             let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, epoch as usize);
@@ -369,11 +458,81 @@ impl Publisher {
     }
 
     async fn queue(&mut self, record: Record) -> Result<(), PublishError> {
+        if let Some(t) = &mut self.transaction {
+            match record {
+                Record::Position(p) => t.position = Some(p),
+                Record::Other { key, value } => {
+                    t.others.retain(|(k, _)| *k != key);
+                    t.others.push((key, value));
+                }
+            }
+            t.since_checkpoint = 0;
+            return self.commit(false).await;
+        }
         let epoch = self.epoch;
         self.epoch += 1;
         if self.checkpoints.send(Checkpoint { record, epoch }).await.is_err() {
             // The acknowledger stopped: report why, not merely that it did.
             return Err(self.failed().await);
+        }
+        Ok(())
+    }
+
+    /// With transactions, commits the open Kafka transaction if it is due and
+    /// ends at a checkpoint (call it now and then: a quiet source sends
+    /// nothing that would). Without, nothing to do.
+    pub async fn tick(&mut self) -> Result<(), PublishError> {
+        self.commit(false).await
+    }
+
+    /// With transactions, commits what a snapshot sent so far, which has no
+    /// position of its own to wait for. Without, nothing to do.
+    pub async fn commit_snapshot_rows(&mut self) -> Result<(), PublishError> {
+        if let Some(t) = &mut self.transaction {
+            t.since_checkpoint = 0;
+        }
+        self.commit(true).await
+    }
+
+    /// Commits the open transaction when it ends at a checkpoint and is due
+    /// (or `now`): the pending offsets records first, inside it.
+    async fn commit(&mut self, now: bool) -> Result<(), PublishError> {
+        let Some(t) = &mut self.transaction else {
+            return Ok(());
+        };
+        let pending = t.position.is_some() || !t.others.is_empty();
+        let due = match t.open {
+            None => pending,
+            Some(opened) => now || t.events >= COMMIT_EVENTS || opened.elapsed() >= COMMIT_AFTER,
+        };
+        if !due || t.since_checkpoint > 0 {
+            return Ok(());
+        }
+        let position = t.position.take();
+        let mut records = std::mem::take(&mut t.others);
+        if let Some(p) = &position {
+            let value = serde_json::to_value(p).map_err(|e| OffsetsError::Corrupt {
+                key: self.settings.prefix.clone(),
+                reason: e.to_string(),
+            })?;
+            records.push((self.settings.prefix.clone(), value));
+        }
+        let topic = t.offsets_topic.clone();
+        for (key, value) in records {
+            self.enqueue(&topic, Some(key.as_bytes()), Some(value.to_string().as_bytes()))
+                .await?;
+        }
+        let producer = Arc::clone(&self.producer);
+        tokio::task::spawn_blocking(move || producer.commit_transaction(TRANSACTION_TIMEOUT))
+            .await
+            .map_err(|e| PublishError::Stopped(e.to_string()))??;
+        if let Some(t) = &mut self.transaction {
+            t.open = None;
+            t.events = 0;
+            t.since_checkpoint = 0;
+            if let Some(p) = position {
+                t.acked.send_replace(Some(p));
+            }
         }
         Ok(())
     }
@@ -386,6 +545,7 @@ impl Publisher {
 
     /// Waits for every checkpoint so far to be acknowledged, then stops.
     pub async fn finish(mut self) -> Result<(), PublishError> {
+        self.commit(true).await?;
         drop(self.checkpoints);
         match self.acknowledger.take() {
             Some(task) => task.await.map_err(|e| PublishError::Stopped(e.to_string()))?,

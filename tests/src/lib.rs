@@ -350,8 +350,23 @@ pub async fn read_raw(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Option<Vec
 
 /// [`read_raw`] from the brokers at `brokers`.
 pub async fn read_raw_at(brokers: &str, topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
-    use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Message;
+    let consumer = assigned_consumer(brokers, topic).await;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}", out.len()))
+            .unwrap_or_else(|e| panic!("consume {topic}: {e}"));
+        out.push((m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+    }
+    out
+}
+
+/// A `read_committed` consumer of every partition of `topic` from its start,
+/// without a consumer group; waits for the topic to exist.
+async fn assigned_consumer(brokers: &str, topic: &str) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
     let consumer: StreamConsumer = ferry_core::kafka::KafkaSettings::new(brokers)
         .consumer(&unique("reader"))
         .create()
@@ -365,7 +380,6 @@ pub async fn read_raw_at(brokers: &str, topic: &str, n: usize) -> Vec<(Option<Ve
         (!ids.is_empty()).then_some(ids)
     })
     .await;
-    // Every partition from its start, without a consumer group to join.
     let mut assignment = rdkafka::TopicPartitionList::new();
     for p in partitions {
         assignment
@@ -373,15 +387,19 @@ pub async fn read_raw_at(brokers: &str, topic: &str, n: usize) -> Vec<(Option<Ve
             .expect("assignment");
     }
     consumer.assign(&assignment).expect("assign");
-    let mut out = Vec::new();
-    while out.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}", out.len()))
-            .unwrap_or_else(|e| panic!("consume {topic}: {e}"));
-        out.push((m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+    consumer
+}
+
+/// The messages of `topic` a `read_committed` consumer sees from the
+/// beginning: it reads until `quiet` passes without a new one.
+pub async fn count_committed(topic: &str, quiet: Duration) -> usize {
+    let consumer = assigned_consumer(&brokers(), topic).await;
+    let mut seen = 0;
+    while let Ok(received) = tokio::time::timeout(quiet, consumer.recv()).await {
+        received.unwrap_or_else(|e| panic!("consume {topic}: {e}"));
+        seen += 1;
     }
-    out
+    seen
 }
 
 /// Reads `n` messages of `topic` from the beginning (no consumer group),

@@ -946,3 +946,80 @@ async fn kill_9_between_produce_and_acknowledge_loses_nothing() {
     assert_slot_behind_stored_offset(&broker.address, &db, &slot, &prefix).await;
     assert!(capture.terminate().success());
 }
+
+#[tokio::test]
+async fn exactly_once_into_kafka_across_a_restart_mid_stream() {
+    if !ferry_tests::broker_claims_transactions() {
+        eprintln!("skipped: FERRY_BROKER_TRANSACTIONS is not set for this broker");
+        return;
+    }
+    let db = PgDatabase::create();
+    db.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'snap' FROM generate_series(1, 2000) i;",
+    )
+    .await;
+    let prefix = unique("pgeos");
+    let topic = format!("{prefix}.public.t");
+    // Its own offsets topic: a killed capture's open transaction holds back
+    // the topic's read_committed readers until it restarts.
+    let offsets_topic = unique("_ferry_offsets_eos");
+    let eos = [
+        "--exactly-once",
+        "--no-transaction-topic",
+        "--offsets-topic",
+        &offsets_topic,
+    ];
+    let mut capture = Some(start_capture(&db, &prefix, &eos));
+    let offsets = ferry_capture::offsets::Offsets::open(
+        &ferry_core::kafka::KafkaSettings::new(ferry_tests::brokers()),
+        &offsets_topic,
+    )
+    .await
+    .unwrap();
+    wait_for("the snapshot stored", Duration::from_secs(60), || async {
+        let key = ferry_capture::offsets::snapshot_key(&prefix);
+        let state: ferry_capture::offsets::SnapshotState = offsets.load(&key).await.ok()??;
+        state.get(&TableId::new("public", "t")).map(|_| ())
+    })
+    .await;
+    db.wait_slot_active(&ferry_capture::postgres::PgCaptureConfig::default_name(&prefix))
+        .await;
+    // Many small transactions; capture stops while they stream: killed where
+    // the broker aborts a dead producer's transaction when its successor
+    // starts (Apache Kafka; FERRY_BROKER_FENCES=true), stopped otherwise (the
+    // development broker only ends it at its timeout, minutes later).
+    let fences = std::env::var("FERRY_BROKER_FENCES").is_ok_and(|v| v == "true");
+    let client = db.client().await;
+    for id in 2001..=3000 {
+        client
+            .batch_execute(&format!("INSERT INTO t VALUES ({id}, 'streamed')"))
+            .await
+            .unwrap();
+        if id == 2500 {
+            let running = capture.take().unwrap();
+            if fences {
+                running.kill9();
+            } else {
+                assert!(running.terminate().success());
+            }
+        }
+    }
+    let capture = start_capture(&db, &prefix, &eos);
+    // A read_committed reader sees every row exactly once.
+    let decoded = read_topic(&topic, 3000, SERVICES_REGISTRY).await;
+    assert!(
+        capture.terminate().success(),
+        "a clean stop commits the open transaction"
+    );
+    let mut ids: Vec<i64> = decoded
+        .iter()
+        .map(|r| int(&r.event.as_ref().unwrap().after.as_ref().unwrap()[0]))
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=3000).collect::<Vec<_>>(), "each row exactly once");
+    assert_eq!(
+        ferry_tests::count_committed(&topic, Duration::from_secs(3)).await,
+        3000,
+        "nothing beyond the 3000 rows: no duplicate is visible"
+    );
+}

@@ -79,6 +79,11 @@ struct Args {
     #[arg(long, env = "FERRY_HEARTBEAT_INTERVAL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     heartbeat_interval: Option<u64>,
+    /// Publish events and positions in Kafka transactions: exactly-once into
+    /// Kafka for read_committed consumers (the brokers must support transactions).
+    #[arg(long, env = "FERRY_EXACTLY_ONCE")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    exactly_once: bool,
     /// Serve /metrics and /health on HOST:PORT.
     #[arg(long, env = "FERRY_METRICS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +126,8 @@ struct FileConfig {
     #[serde(default = "default_heartbeat_interval")]
     heartbeat_interval: u64,
     metrics: Option<std::net::SocketAddr>,
+    #[serde(default)]
+    exactly_once: bool,
     #[serde(default = "default_offsets_topic")]
     offsets_topic: String,
     #[serde(default)]
@@ -195,6 +202,7 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
         partitions: file.partitions,
         tombstones: !file.no_tombstones,
         transaction_topic: !file.no_transaction_topic,
+        exactly_once: file.exactly_once,
         offsets_topic: file.offsets_topic,
         heartbeat: (file.heartbeat_interval > 0).then(|| std::time::Duration::from_secs(file.heartbeat_interval)),
         metrics: file.metrics,

@@ -77,6 +77,8 @@ pub struct PgCaptureConfig {
     pub partitions: i32,
     pub tombstones: bool,
     pub transaction_topic: bool,
+    /// Events and positions in Kafka transactions.
+    pub exactly_once: bool,
     pub offsets_topic: String,
     /// How often to write a heartbeat into the WAL; `None`: never.
     pub heartbeat: Option<Duration>,
@@ -159,6 +161,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
             partitions: config.partitions,
             tombstones: config.tombstones,
             transaction_topic: config.transaction_topic,
+            exactly_once: config.exactly_once,
             offsets_topic: config.offsets_topic.clone(),
         },
         registry,

@@ -229,6 +229,9 @@ pub async fn run(
             Some(Ok((t, Some(batch)))) => {
                 tables[t].rows += batch.len() as u64;
                 tables[t].rows_gauge.set(tables[t].rows as f64);
+                if rows / crate::publish::COMMIT_EVENTS < (rows + batch.len() as u64) / crate::publish::COMMIT_EVENTS {
+                    publisher.commit_snapshot_rows().await?;
+                }
                 rows += batch.len() as u64;
                 for row in batch {
                     let event = read_event(spec, &tables[t].table.meta.id, row);

@@ -155,6 +155,7 @@ impl<'a> Streamer<'a> {
         let mut acked = publisher.acknowledged();
         tokio::pin!(shutdown);
         let mut report = tokio::time::interval(REPORT_EVERY);
+        let mut commit = tokio::time::interval(crate::publish::COMMIT_AFTER);
         let mut heartbeat = tokio::time::interval(self.heartbeat.unwrap_or(Duration::MAX / 4));
         heartbeat.reset();
         loop {
@@ -169,6 +170,7 @@ impl<'a> Streamer<'a> {
                     }
                 }
                 _ = report.tick() => self.report().await,
+                _ = commit.tick() => publisher.tick().await?,
                 _ = heartbeat.tick(), if self.heartbeat.is_some() => self.beat().await,
                 event = repl.recv() => match event? {
                     None | Some(ReplicationEvent::StoppedAt { .. }) => break,
