@@ -67,6 +67,7 @@ fn settings(prefix: &str, kafka: KafkaSettings, offsets_topic: &str) -> Publishe
         partitions: 3,
         tombstones: true,
         transaction_topic: true,
+        exactly_once: false,
         offsets_topic: offsets_topic.to_owned(),
     }
 }
