@@ -116,6 +116,18 @@ impl Encoder {
         Ok(out)
     }
 
+    /// The record encoded in `bytes`, its fields looked up by name; `block`
+    /// names it in errors.
+    pub fn decode_record(&self, bytes: &[u8], block: &'static str) -> Result<Fields, CodecError> {
+        match self.decode(bytes)? {
+            Avro::Record(fields) => Ok(Fields { block, fields }),
+            _ => Err(CodecError::Malformed(MalformedBlock {
+                block,
+                field: "(not a record)".into(),
+            })),
+        }
+    }
+
     /// The value encoded in `bytes`.
     pub fn decode(&self, mut bytes: &[u8]) -> Result<Avro, CodecError> {
         let avro = |e| CodecError::Avro {
@@ -196,6 +208,48 @@ pub fn write_datum(value: &Avro, out: &mut Vec<u8>) -> Result<(), CodecError> {
         }
     }
     Ok(())
+}
+
+/// A decoded record's fields.
+#[derive(Debug)]
+pub struct Fields {
+    block: &'static str,
+    fields: Vec<(String, Avro)>,
+}
+
+impl Fields {
+    /// The error for a missing or malformed `field`.
+    pub fn bad(&self, field: &str) -> CodecError {
+        CodecError::Malformed(MalformedBlock {
+            block: self.block,
+            field: field.to_owned(),
+        })
+    }
+
+    /// The field `name`, a union's branch taken out.
+    pub fn get(&self, name: &str) -> Result<&Avro, CodecError> {
+        match self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v) {
+            Some(Avro::Union(_, inner)) => Ok(inner),
+            Some(v) => Ok(v),
+            None => Err(self.bad(name)),
+        }
+    }
+
+    /// The string field `name`.
+    pub fn string(&self, name: &str) -> Result<&str, CodecError> {
+        match self.get(name)? {
+            Avro::String(s) => Ok(s),
+            _ => Err(self.bad(name)),
+        }
+    }
+
+    /// The long field `name`.
+    pub fn long(&self, name: &str) -> Result<i64, CodecError> {
+        match self.get(name)? {
+            Avro::Long(l) => Ok(*l),
+            _ => Err(self.bad(name)),
+        }
+    }
 }
 
 fn parse(table: &TableId, json: &Json) -> Result<Encoder, CodecError> {

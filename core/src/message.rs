@@ -11,7 +11,7 @@ use apache_avro::types::Value as Avro;
 use serde_json::{json, Value as Json};
 
 use crate::codec::{CodecError, Encoder};
-use crate::envelope::{source_from_avro, source_schema, source_to_avro, Connector, MalformedBlock, SourceInfo};
+use crate::envelope::{source_from_avro, source_schema, source_to_avro, Connector, SourceInfo};
 use crate::names::avro_namespace;
 
 /// One logical decoding message.
@@ -100,34 +100,19 @@ impl MessageCodec {
     }
 
     pub fn decode_value(&self, bytes: &[u8]) -> Result<LogicalMessage, CodecError> {
-        let bad = |field: &str| {
-            CodecError::Malformed(MalformedBlock {
-                block: "message",
-                field: field.to_owned(),
-            })
-        };
-        let Avro::Record(fields) = self.value.decode(bytes)? else {
-            return Err(bad("(not a record)"));
-        };
-        let get = |name: &str| {
-            fields
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v)
-                .ok_or_else(|| bad(name))
-        };
-        let (Avro::Long(ts_ms), Avro::Record(message)) = (get("ts_ms")?, get("message")?) else {
-            return Err(bad("ts_ms or message"));
+        let record = self.value.decode_record(bytes, "message")?;
+        let Avro::Record(message) = record.get("message")? else {
+            return Err(record.bad("message"));
         };
         let (Some((_, Avro::String(prefix))), Some((_, Avro::Bytes(content)))) = (message.first(), message.get(1))
         else {
-            return Err(bad("message"));
+            return Err(record.bad("message"));
         };
         Ok(LogicalMessage {
             prefix: prefix.clone(),
             content: content.clone(),
-            source: source_from_avro(self.connector, get("source")?)?,
-            ts_ms: *ts_ms,
+            source: source_from_avro(self.connector, record.get("source")?)?,
+            ts_ms: record.long("ts_ms")?,
         })
     }
 }

@@ -13,7 +13,6 @@ use apache_avro::types::Value as Avro;
 use serde_json::{json, Value as Json};
 
 use crate::codec::{CodecError, Encoder};
-use crate::envelope::MalformedBlock;
 use crate::names::avro_namespace;
 
 /// Whether a record opens or closes a transaction.
@@ -157,61 +156,36 @@ impl TransactionCodec {
     }
 
     pub fn decode_value(&self, bytes: &[u8]) -> Result<TransactionRecord, CodecError> {
-        let bad = |field: &str| {
-            CodecError::Malformed(MalformedBlock {
-                block: "transaction record",
-                field: field.to_owned(),
-            })
-        };
-        let Avro::Record(fields) = self.value.decode(bytes)? else {
-            return Err(bad("(not a record)"));
-        };
-        let get = |name: &str| {
-            fields
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| match v {
-                    Avro::Union(_, inner) => inner.as_ref(),
-                    v => v,
-                })
-                .ok_or_else(|| bad(name))
-        };
-        let string = |name: &str| match get(name)? {
-            Avro::String(s) => Ok(s.clone()),
-            _ => Err(bad(name)),
-        };
-        let status = match string("status")?.as_str() {
+        let record = self.value.decode_record(bytes, "transaction record")?;
+        let status = match record.string("status")? {
             "BEGIN" => TxStatus::Begin,
             "END" => TxStatus::End,
-            _ => return Err(bad("status")),
+            _ => return Err(record.bad("status")),
         };
-        let data_collections = match get("data_collections")? {
+        let data_collections = match record.get("data_collections")? {
             Avro::Null => vec![],
             Avro::Array(items) => items
                 .iter()
                 .map(|item| match item {
                     Avro::Record(f) => match (&f[0].1, &f[1].1) {
                         (Avro::String(name), Avro::Long(n)) => Ok((name.clone(), *n)),
-                        _ => Err(bad("data_collections")),
+                        _ => Err(record.bad("data_collections")),
                     },
-                    _ => Err(bad("data_collections")),
+                    _ => Err(record.bad("data_collections")),
                 })
                 .collect::<Result<_, _>>()?,
-            _ => return Err(bad("data_collections")),
+            _ => return Err(record.bad("data_collections")),
         };
         Ok(TransactionRecord {
             status,
-            id: string("id")?,
-            event_count: match get("event_count")? {
+            id: record.string("id")?.to_owned(),
+            event_count: match record.get("event_count")? {
                 Avro::Long(n) => Some(*n),
                 Avro::Null => None,
-                _ => return Err(bad("event_count")),
+                _ => return Err(record.bad("event_count")),
             },
             data_collections,
-            ts_ms: match get("ts_ms")? {
-                Avro::Long(t) => *t,
-                _ => return Err(bad("ts_ms")),
-            },
+            ts_ms: record.long("ts_ms")?,
         })
     }
 }

@@ -428,6 +428,24 @@ pub async fn read_topic_at(brokers: &str, topic: &str, n: usize, registry_url: &
     out
 }
 
+/// Waits until a capture of `db` under `prefix` (default slot, offsets topic
+/// and broker) streams: its slot's consistent point is stored, so it is behind
+/// what the test writes next, and it holds its slot, which it does once its
+/// snapshot is done.
+pub async fn wait_streaming(db: &PgDatabase, prefix: &str) {
+    use ferry_capture::offsets::Offsets;
+    use ferry_core::position::SourcePosition;
+    let slot = ferry_capture::postgres::PgCaptureConfig::default_name(prefix);
+    let offsets = Offsets::open(&ferry_core::kafka::KafkaSettings::new(brokers()), "_ferry_offsets")
+        .await
+        .expect("offsets topic");
+    wait_for("the slot's position to be stored", Duration::from_secs(60), || async {
+        offsets.load::<SourcePosition>(prefix).await.ok().flatten()
+    })
+    .await;
+    db.wait_slot_active(&slot).await;
+}
+
 /// The registry `scripts/services up` runs.
 pub const SERVICES_REGISTRY: &str = "http://127.0.0.1:8081";
 

@@ -354,25 +354,6 @@ async fn a_bad_source_is_one_line_and_a_failure_exit() {
         .contains("cannot connect to PostgreSQL at postgres://nobody@127.0.0.1:1/x"));
 }
 
-/// Waits until capture streams: its snapshot's position is stored (so the
-/// slot's consistent point is behind us) and it holds its slot.
-async fn wait_streaming(db: &PgDatabase, prefix: &str) {
-    use ferry_capture::offsets::Offsets;
-    use ferry_core::kafka::KafkaSettings;
-    use ferry_core::position::SourcePosition;
-    let slot = ferry_capture::postgres::PgCaptureConfig::default_name(prefix);
-    let offsets = Offsets::open(&KafkaSettings::new(ferry_tests::brokers()), "_ferry_offsets")
-        .await
-        .expect("offsets topic");
-    wait_for(
-        "the snapshot's position to be stored",
-        Duration::from_secs(60),
-        || async { offsets.load::<SourcePosition>(prefix).await.ok().flatten() },
-    )
-    .await;
-    db.wait_slot_active(&slot).await;
-}
-
 /// Every id in 1..=n arrived (duplicates allowed: at-least-once into Kafka).
 async fn assert_all_ids_arrive(brokers: &str, topic: &str, n: i64) {
     use std::collections::BTreeSet;
@@ -481,7 +462,7 @@ async fn a_column_added_mid_stream_gets_a_new_schema_version() {
     let prefix = unique("pgddl");
     let topic = format!("{prefix}.public.s");
     let capture = start_capture(&db, &prefix, &[]);
-    wait_streaming(&db, &prefix).await;
+    ferry_tests::wait_streaming(&db, &prefix).await;
     db.execute(
         "INSERT INTO s VALUES (1, 'before');
          ALTER TABLE s ADD COLUMN b numeric(6,2) NOT NULL DEFAULT 1.5;
@@ -538,7 +519,7 @@ async fn each_transaction_gets_begin_and_end_records_that_count_its_events() {
         .await;
     let prefix = unique("pgtx");
     let capture = start_capture(&db, &prefix, &["--tables", "public.a,public.b"]);
-    wait_streaming(&db, &prefix).await;
+    ferry_tests::wait_streaming(&db, &prefix).await;
     db.execute("BEGIN; INSERT INTO a VALUES (1), (2); INSERT INTO b VALUES (1); COMMIT;")
         .await;
     // Only an uncaptured table: no records at all.
@@ -757,7 +738,7 @@ async fn logical_messages_reach_the_message_topic_only_when_committed() {
     db.execute("CREATE TABLE orders (id int PRIMARY KEY)").await;
     let prefix = unique("pgmsg");
     let capture = start_capture(&db, &prefix, &[]);
-    wait_streaming(&db, &prefix).await;
+    ferry_tests::wait_streaming(&db, &prefix).await;
     db.execute(
         "BEGIN; INSERT INTO orders VALUES (1);
          SELECT pg_logical_emit_message(true, 'outbox.orders', '\\x00ff7b'::bytea); COMMIT;
@@ -805,7 +786,7 @@ async fn the_slot_advances_while_only_another_database_changes_and_metrics_say_s
     let slot = ferry_capture::postgres::PgCaptureConfig::default_name(&prefix);
     let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
     let capture = start_capture(&db, &prefix, &["--heartbeat-interval", "1", "--metrics", &metrics]);
-    wait_streaming(&db, &prefix).await;
+    ferry_tests::wait_streaming(&db, &prefix).await;
     let client = db.client().await;
     let confirmed = || async {
         let lsn: String = client

@@ -556,25 +556,6 @@ fn compare_row(what: &str, got: Option<&Vec<Datum>>, want: &[PgValue], problems:
     got.len()
 }
 
-/// Waits until capture streams: its snapshot's position is stored (so the
-/// slot's consistent point is behind us) and it holds its slot.
-async fn wait_streaming(db: &PgDatabase, prefix: &str) {
-    use ferry_capture::offsets::Offsets;
-    use ferry_core::kafka::KafkaSettings;
-    use ferry_core::position::SourcePosition;
-    let slot = ferry_capture::postgres::PgCaptureConfig::default_name(prefix);
-    let offsets = Offsets::open(&KafkaSettings::new(ferry_tests::brokers()), "_ferry_offsets")
-        .await
-        .expect("offsets topic");
-    wait_for(
-        "the snapshot's position to be stored",
-        Duration::from_secs(60),
-        || async { offsets.load::<SourcePosition>(prefix).await.ok().flatten() },
-    )
-    .await;
-    db.wait_slot_active(&slot).await;
-}
-
 /// The (op, id) an event is about.
 fn event_key(e: &ChangeEvent) -> (&'static str, i64) {
     let row = e.after.as_ref().or(e.before.as_ref()).expect("a row");
@@ -701,7 +682,7 @@ async fn every_type_round_trips_exactly_through_snapshot_and_stream() {
         "ferry-capture-postgres",
         &["--source", &db.url(), "--prefix", &prefix, "--brokers", &brokers],
     );
-    wait_streaming(&db, &prefix).await;
+    ferry_tests::wait_streaming(&db, &prefix).await;
 
     // The same rows again while streaming, then updates (NULL to values, values
     // to other values, values to NULL) and a delete.
