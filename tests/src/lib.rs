@@ -477,6 +477,17 @@ impl Running {
         status
     }
 
+    /// Waits for the process to exit by itself, panicking after `timeout`.
+    pub async fn exited(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let status = wait_for("the process to exit", timeout, || {
+            let status = self.child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await;
+        std::mem::forget(self);
+        status
+    }
+
     /// SIGKILL.
     pub fn kill9(self) {
         drop(self);

@@ -1004,3 +1004,26 @@ async fn exactly_once_into_kafka_across_a_restart_mid_stream() {
         "nothing beyond the 3000 rows: no duplicate is visible"
     );
 }
+
+#[tokio::test]
+async fn initial_only_exits_after_the_snapshot_and_a_later_start_streams_from_it() {
+    let db = PgDatabase::create();
+    db.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);")
+        .await;
+    let prefix = unique("pginitonly");
+    let topic = format!("{prefix}.public.t");
+    let once = start_capture(&db, &prefix, &["--snapshot", "initial_only"]);
+    assert!(once.exited(Duration::from_secs(60)).await.success());
+    assert_eq!(ferry_tests::topic_count(&topic), 100);
+    // Written between the two runs: after the slot's consistent point, so streamed.
+    db.execute("INSERT INTO t VALUES (101)").await;
+    let capture = start_capture(&db, &prefix, &[]);
+    let events = ops_and_ids(&topic, 101).await;
+    assert_eq!(
+        events.iter().filter(|(op, _)| *op == Op::Read).count(),
+        100,
+        "no second snapshot"
+    );
+    assert!(events.contains(&(Op::Create, 101)));
+    assert!(capture.terminate().success());
+}
