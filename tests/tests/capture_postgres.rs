@@ -1027,3 +1027,92 @@ async fn initial_only_exits_after_the_snapshot_and_a_later_start_streams_from_it
     assert!(events.contains(&(Op::Create, 101)));
     assert!(capture.terminate().success());
 }
+
+#[tokio::test]
+async fn writes_racing_the_initial_snapshot_arrive_once_and_the_events_rebuild_the_table() {
+    let db = PgDatabase::create();
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, 30000) i;")
+        .await;
+    let prefix = unique("pgrace");
+    let topic = format!("{prefix}.public.t");
+    let capture = start_capture(&db, &prefix, &["--no-tombstones"]);
+    // Single-row commits before, during and after the slot's consistent point.
+    let client = db.client().await;
+    for i in 0..300 {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO t VALUES ({}, 'raced'); DELETE FROM t WHERE id = {};",
+                30_001 + i,
+                1 + i
+            ))
+            .await
+            .unwrap();
+    }
+    ferry_tests::wait_streaming(&db, &prefix).await;
+    let source: std::collections::BTreeSet<i64> = client
+        .query("SELECT id FROM t", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| i64::from(r.get::<_, i32>(0)))
+        .collect();
+    // Partitions fill independently, so read until the fold matches: a double
+    // fails at once, a gap fails at the deadline.
+    wait_for(
+        "the events to rebuild the source table",
+        Duration::from_secs(120),
+        || async {
+            let count = usize::try_from(ferry_tests::topic_count(&topic)).ok()?;
+            let events = read_topic(&topic, count, SERVICES_REGISTRY).await;
+            // Fold the events per key in order (one key is one partition, in order).
+            let mut present = std::collections::BTreeSet::new();
+            for e in events.iter().filter_map(|r| r.event.as_ref()) {
+                let row = e.after.as_ref().or(e.before.as_ref()).unwrap();
+                let id = int(&row[0]);
+                match e.op {
+                    Op::Read | Op::Create => {
+                        assert!(present.insert(id), "row {id} arrived twice without a delete between")
+                    }
+                    Op::Delete => assert!(present.remove(&id), "delete of row {id}, which never arrived"),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            (present == source).then_some(())
+        },
+    )
+    .await;
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn an_untouched_large_value_comes_from_the_old_row_with_replica_identity_full() {
+    let db = PgDatabase::create();
+    let big = "y".repeat(20_000);
+    db.execute(&format!(
+        "CREATE TABLE docs (id int PRIMARY KEY, note text, big text);
+         ALTER TABLE docs ALTER COLUMN big SET STORAGE EXTERNAL;
+         ALTER TABLE docs REPLICA IDENTITY FULL;
+         INSERT INTO docs VALUES (1, 'a', '{big}');"
+    ))
+    .await;
+    let prefix = unique("pgtoastfull");
+    let capture = start_capture(&db, &prefix, &[]);
+    ferry_tests::wait_streaming(&db, &prefix).await;
+    db.execute("UPDATE docs SET note = 'b' WHERE id = 1").await;
+    let events = read_topic(&format!("{prefix}.public.docs"), 2, SERVICES_REGISTRY).await;
+    let update = events
+        .iter()
+        .filter_map(|r| r.event.clone())
+        .find(|e| e.op == Op::Update)
+        .expect("the update");
+    let after = update.after.as_ref().unwrap();
+    assert_eq!(after[1], Datum::Text("b".into()));
+    assert_eq!(
+        after[2],
+        Datum::Text(big.clone()),
+        "the value, not a placeholder or null"
+    );
+    assert!(update.unchanged.is_empty());
+    assert_eq!(update.before.as_ref().unwrap()[2], Datum::Text(big));
+    assert!(capture.terminate().success());
+}
