@@ -12,13 +12,13 @@ use apache_avro::Schema;
 use serde_json::Value as Json;
 
 use crate::envelope::{
-    source_from_avro, source_to_avro, transaction_from_avro, transaction_to_avro, ChangeEvent, Connector,
+    source_from_avro, source_to_avro, transaction_from_avro, transaction_to_avro, write_source, ChangeEvent, Connector,
     MalformedBlock, Op,
 };
 use crate::meta::{TableId, TableMeta};
 use crate::names::unique_avro_names;
 use crate::schema::{envelope_schema, key_schema, table_meta, NotAnEnvelope};
-use crate::value::{from_avro, to_avro, Datum, ValueError};
+use crate::value::{from_avro, to_avro, to_avro_branch, Datum, ValueError};
 
 /// Why an event could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +142,8 @@ impl Encoder {
     }
 }
 
-fn zigzag(n: i64, out: &mut Vec<u8>) {
+/// Writes an Avro `long` (or `int`): zig-zag, then a varint.
+pub(crate) fn write_long(n: i64, out: &mut Vec<u8>) {
     let mut z = ((n << 1) ^ (n >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
@@ -151,9 +152,15 @@ fn zigzag(n: i64, out: &mut Vec<u8>) {
     out.push(z as u8);
 }
 
-fn bytes(b: &[u8], out: &mut Vec<u8>) {
-    zigzag(b.len() as i64, out);
+/// Writes Avro `bytes`: the length, then the bytes.
+pub(crate) fn write_bytes(b: &[u8], out: &mut Vec<u8>) {
+    write_long(b.len() as i64, out);
     out.extend_from_slice(b);
+}
+
+/// Writes an Avro `string`.
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
+    write_bytes(s.as_bytes(), out);
 }
 
 /// Writes `value` in Avro's binary encoding, for the shapes Ferry's schemas
@@ -163,7 +170,7 @@ pub fn write_datum(value: &Avro, out: &mut Vec<u8>) -> Result<(), CodecError> {
     match value {
         Avro::Null => {}
         Avro::Boolean(b) => out.push(u8::from(*b)),
-        Avro::Int(i) | Avro::Date(i) | Avro::TimeMillis(i) => zigzag(i64::from(*i), out),
+        Avro::Int(i) | Avro::Date(i) | Avro::TimeMillis(i) => write_long(i64::from(*i), out),
         Avro::Long(l)
         | Avro::TimeMicros(l)
         | Avro::TimestampMillis(l)
@@ -171,13 +178,13 @@ pub fn write_datum(value: &Avro, out: &mut Vec<u8>) -> Result<(), CodecError> {
         | Avro::TimestampNanos(l)
         | Avro::LocalTimestampMillis(l)
         | Avro::LocalTimestampMicros(l)
-        | Avro::LocalTimestampNanos(l) => zigzag(*l, out),
+        | Avro::LocalTimestampNanos(l) => write_long(*l, out),
         Avro::Float(f) => out.extend_from_slice(&f.to_le_bytes()),
         Avro::Double(d) => out.extend_from_slice(&d.to_le_bytes()),
-        Avro::Bytes(b) => bytes(b, out),
-        Avro::String(s) => bytes(s.as_bytes(), out),
-        Avro::Uuid(u) => bytes(u.hyphenated().to_string().as_bytes(), out),
-        Avro::Decimal(d) => bytes(
+        Avro::Bytes(b) => write_bytes(b, out),
+        Avro::String(s) => write_bytes(s.as_bytes(), out),
+        Avro::Uuid(u) => write_bytes(u.hyphenated().to_string().as_bytes(), out),
+        Avro::Decimal(d) => write_bytes(
             &Vec::<u8>::try_from(d).map_err(|e| CodecError::Avro {
                 action: "encoding a decimal",
                 source: Box::new(e),
@@ -185,7 +192,7 @@ pub fn write_datum(value: &Avro, out: &mut Vec<u8>) -> Result<(), CodecError> {
             out,
         ),
         Avro::Union(branch, inner) => {
-            zigzag(i64::from(*branch), out);
+            write_long(i64::from(*branch), out);
             write_datum(inner, out)?;
         }
         Avro::Record(fields) => {
@@ -193,10 +200,10 @@ pub fn write_datum(value: &Avro, out: &mut Vec<u8>) -> Result<(), CodecError> {
                 write_datum(field, out)?;
             }
         }
-        Avro::Enum(index, _) => zigzag(i64::from(*index), out),
+        Avro::Enum(index, _) => write_long(i64::from(*index), out),
         Avro::Array(items) => {
             if !items.is_empty() {
-                zigzag(items.len() as i64, out);
+                write_long(items.len() as i64, out);
                 for item in items {
                     write_datum(item, out)?;
                 }
@@ -374,21 +381,24 @@ impl TableCodec {
                     self.check_arity(r)?;
                     out.push(2); // union branch 1, zig-zag encoded
                     for (i, (datum, column)) in r.iter().zip(&self.meta.columns).enumerate() {
-                        let value =
-                            to_avro(datum, column.data_type, true).map_err(|reason| self.value_error(i, reason))?;
+                        let (branch, value) = to_avro_branch(datum, column.data_type, true)
+                            .map_err(|reason| self.value_error(i, reason))?;
+                        if let Some(branch) = branch {
+                            write_long(i64::from(branch), &mut out);
+                        }
                         write_datum(&value, &mut out)?;
                     }
                 }
             }
         }
-        write_datum(&source_to_avro(&event.source), &mut out)?;
+        write_source(&event.source, &mut out);
         write_datum(&transaction_to_avro(event.transaction.as_ref()), &mut out)?;
-        bytes(event.op.code().as_bytes(), &mut out);
-        zigzag(event.ts_ms, &mut out);
+        write_bytes(event.op.code().as_bytes(), &mut out);
+        write_long(event.ts_ms, &mut out);
         if !event.unchanged.is_empty() {
-            zigzag(event.unchanged.len() as i64, &mut out);
+            write_long(event.unchanged.len() as i64, &mut out);
             for column in &event.unchanged {
-                bytes(column.as_bytes(), &mut out);
+                write_bytes(column.as_bytes(), &mut out);
             }
         }
         out.push(0);

@@ -6,9 +6,12 @@
 //! each connector's block are listed once, in [`source_fields`]; the schema and
 //! the encoder both walk that list, so the two cannot drift apart.
 
+use std::borrow::Cow;
+
 use apache_avro::types::Value as Avro;
 use serde_json::{json, Value as Json};
 
+use crate::codec::{write_long, write_string};
 use crate::position::PgLsn;
 use crate::value::Datum;
 
@@ -182,17 +185,17 @@ enum Kind {
     Int,
 }
 
-/// The value of one `source` field.
+/// The value of one `source` field, borrowed from the event when encoding.
 #[derive(Debug, Clone, PartialEq)]
-enum Field {
-    Str(String),
-    OptStr(Option<String>),
+enum Field<'a> {
+    Str(Cow<'a, str>),
+    OptStr(Option<Cow<'a, str>>),
     Long(i64),
     OptLong(Option<i64>),
     Int(i32),
 }
 
-impl Field {
+impl Field<'_> {
     fn kind(&self) -> Kind {
         match self {
             Field::Str(_) => Kind::Str,
@@ -209,22 +212,40 @@ impl Field {
             Some(v) => Avro::Union(1, Box::new(v)),
         };
         match self {
-            Field::Str(s) => Avro::String(s.clone()),
-            Field::OptStr(s) => opt(s.clone().map(Avro::String)),
+            Field::Str(s) => Avro::String(s.to_string()),
+            Field::OptStr(s) => opt(s.as_ref().map(|s| Avro::String(s.to_string()))),
             Field::Long(l) => Avro::Long(*l),
             Field::OptLong(l) => opt(l.map(Avro::Long)),
             Field::Int(i) => Avro::Int(*i),
         }
     }
 
-    fn from_avro(kind: Kind, value: &Avro) -> Option<Field> {
+    /// Writes the field in Avro binary, as [`Field::to_avro`] and the writer would.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Field::Str(s) => write_string(s, out),
+            Field::OptStr(None) | Field::OptLong(None) => write_long(0, out),
+            Field::OptStr(Some(s)) => {
+                write_long(1, out);
+                write_string(s, out);
+            }
+            Field::Long(l) => write_long(*l, out),
+            Field::OptLong(Some(l)) => {
+                write_long(1, out);
+                write_long(*l, out);
+            }
+            Field::Int(i) => write_long(i64::from(*i), out),
+        }
+    }
+
+    fn from_avro(kind: Kind, value: &Avro) -> Option<Field<'static>> {
         let value = match value {
             Avro::Union(_, inner) => inner.as_ref(),
             v => v,
         };
         Some(match (kind, value) {
-            (Kind::Str, Avro::String(s)) => Field::Str(s.clone()),
-            (Kind::OptStr, Avro::String(s)) => Field::OptStr(Some(s.clone())),
+            (Kind::Str, Avro::String(s)) => Field::Str(Cow::Owned(s.clone())),
+            (Kind::OptStr, Avro::String(s)) => Field::OptStr(Some(Cow::Owned(s.clone()))),
             (Kind::OptStr, Avro::Null) => Field::OptStr(None),
             (Kind::Long, Avro::Long(l)) => Field::Long(*l),
             (Kind::OptLong, Avro::Long(l)) => Field::OptLong(Some(*l)),
@@ -236,14 +257,20 @@ impl Field {
 }
 
 /// The fields of `source`, in schema order, with their values.
-fn source_fields(info: &SourceInfo) -> Vec<(&'static str, Field)> {
+fn source_fields(info: &SourceInfo) -> Vec<(&'static str, Field<'_>)> {
+    fn s(v: &str) -> Field<'_> {
+        Field::Str(Cow::Borrowed(v))
+    }
+    fn opt(v: &Option<String>) -> Field<'_> {
+        Field::OptStr(v.as_deref().map(Cow::Borrowed))
+    }
     let mut fields = vec![
-        ("version", Field::Str(VERSION.to_owned())),
-        ("connector", Field::Str(info.detail.connector().name().to_owned())),
-        ("name", Field::Str(info.name.clone())),
+        ("version", Field::Str(Cow::Borrowed(VERSION))),
+        ("connector", Field::Str(Cow::Borrowed(info.detail.connector().name()))),
+        ("name", s(&info.name)),
         ("ts_ms", Field::Long(info.ts_ms)),
-        ("snapshot", Field::Str(info.snapshot.as_str().to_owned())),
-        ("db", Field::Str(info.db.clone())),
+        ("snapshot", Field::Str(Cow::Borrowed(info.snapshot.as_str()))),
+        ("db", s(&info.db)),
     ];
     match &info.detail {
         SourceDetail::Postgres {
@@ -252,8 +279,8 @@ fn source_fields(info: &SourceInfo) -> Vec<(&'static str, Field)> {
             tx_id,
             lsn,
         } => fields.extend([
-            ("schema", Field::Str(schema.clone())),
-            ("table", Field::Str(table.clone())),
+            ("schema", s(schema)),
+            ("table", s(table)),
             ("txId", Field::OptLong(*tx_id)),
             // Debezium writes the LSN as a long. LSNs are u64; the bits are kept
             // as they are, so even one past 2^63 comes back exactly.
@@ -269,14 +296,14 @@ fn source_fields(info: &SourceInfo) -> Vec<(&'static str, Field)> {
             thread,
             query,
         } => fields.extend([
-            ("table", Field::OptStr(table.clone())),
+            ("table", opt(table)),
             ("server_id", Field::Long(*server_id)),
-            ("gtid", Field::OptStr(gtid.clone())),
-            ("file", Field::Str(file.clone())),
+            ("gtid", opt(gtid)),
+            ("file", s(file)),
             ("pos", Field::Long(*pos)),
             ("row", Field::Int(*row)),
             ("thread", Field::OptLong(*thread)),
-            ("query", Field::OptStr(query.clone())),
+            ("query", opt(query)),
         ]),
         SourceDetail::Mongodb {
             collection,
@@ -285,10 +312,10 @@ fn source_fields(info: &SourceInfo) -> Vec<(&'static str, Field)> {
             lsid,
             txn_number,
         } => fields.extend([
-            ("collection", Field::Str(collection.clone())),
+            ("collection", s(collection)),
             ("ord", Field::Int(*ord)),
-            ("resume_token", Field::OptStr(resume_token.clone())),
-            ("lsid", Field::OptStr(lsid.clone())),
+            ("resume_token", opt(resume_token)),
+            ("lsid", opt(lsid)),
             ("txnNumber", Field::OptLong(*txn_number)),
         ]),
     }
@@ -368,6 +395,13 @@ pub fn transaction_schema() -> Json {
     })
 }
 
+/// Writes the `source` record of `info` in Avro binary, borrowing its strings.
+pub(crate) fn write_source(info: &SourceInfo, out: &mut Vec<u8>) {
+    for (_, field) in source_fields(info) {
+        field.write(out);
+    }
+}
+
 pub(crate) fn source_to_avro(info: &SourceInfo) -> Avro {
     Avro::Record(
         source_fields(info)
@@ -445,19 +479,19 @@ pub(crate) fn source_from_avro(connector: Connector, value: &Avro) -> Result<Sou
 }
 
 /// `source` fields already checked against the template's kinds, taken out by name.
-struct Decoded(std::collections::HashMap<&'static str, Field>);
+struct Decoded(std::collections::HashMap<&'static str, Field<'static>>);
 
 impl Decoded {
     fn str(&mut self, name: &str) -> String {
         match self.0.remove(name) {
-            Some(Field::Str(s)) => s,
+            Some(Field::Str(s)) => s.into_owned(),
             _ => String::new(),
         }
     }
 
     fn opt_str(&mut self, name: &str) -> Option<String> {
         match self.0.remove(name) {
-            Some(Field::OptStr(s)) => s,
+            Some(Field::OptStr(s)) => s.map(Cow::into_owned),
             _ => None,
         }
     }

@@ -207,20 +207,29 @@ pub enum ValueError {
 /// The Avro value of `datum` in a column of type `ty`. Nullable columns are a
 /// union `["null", T]`; see [`crate::schema`] for the schemas these values match.
 pub fn to_avro(datum: &Datum, ty: DataType, nullable: bool) -> Result<Avro, ValueError> {
+    Ok(match to_avro_branch(datum, ty, nullable)? {
+        (Some(branch), value) => Avro::Union(branch, Box::new(value)),
+        (None, value) => value,
+    })
+}
+
+/// [`to_avro`] with the union branch apart (`None` where the type is no
+/// union), so an encoder can write it without boxing the value.
+pub fn to_avro_branch(datum: &Datum, ty: DataType, nullable: bool) -> Result<(Option<u32>, Avro), ValueError> {
     if let Datum::Null = datum {
         return if nullable {
-            Ok(Avro::Union(0, Box::new(Avro::Null)))
+            Ok((Some(0), Avro::Null))
         } else {
             Err(ValueError::NullInNotNull)
         };
     }
     let (branch, value) = non_null_to_avro(datum, ty)?;
     Ok(if nullable {
-        Avro::Union(branch + 1, Box::new(value))
+        (Some(branch + 1), value)
     } else if let DataType::Decimal { special: true, .. } = ty {
-        Avro::Union(branch, Box::new(value))
+        (Some(branch), value)
     } else {
-        value
+        (None, value)
     })
 }
 
