@@ -18,7 +18,8 @@ use std::time::Duration;
 use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
 use ferry_core::meta::TableId;
 use ferry_core::position::SourcePosition;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -77,6 +78,20 @@ pub enum OffsetsError {
     Corrupt { key: String, reason: String },
 }
 
+/// A reader's context that does not log reaching the partition's end (which
+/// it asked to be told) as an error.
+struct EndIsNoError;
+
+impl ClientContext for EndIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for EndIsNoError {}
+
 /// The offsets topic.
 pub struct Offsets {
     kafka: KafkaSettings,
@@ -115,11 +130,11 @@ impl Offsets {
     pub async fn load<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, OffsetsError> {
         // The end is where the consumer says so: with transactions the last
         // offsets are commit markers, which a reader never receives.
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<EndIsNoError> = self
             .kafka
             .consumer("_ferry_offsets_reader")
             .set("enable.partition.eof", "true")
-            .create()?;
+            .create_with_context(EndIsNoError)?;
         let (low, high) = consumer.fetch_watermarks(&self.topic, 0, TIMEOUT)?;
         if high <= low {
             return Ok(None);
