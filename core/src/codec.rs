@@ -266,6 +266,34 @@ fn parse(table: &TableId, json: &Json) -> Result<Encoder, CodecError> {
     })
 }
 
+/// The key and value schemas of a topic of fixed-shape records
+/// (`<prefix>.transaction`, `<prefix>.message`), as JSON and parsed.
+#[derive(Debug)]
+pub struct RecordSchemas {
+    pub key_json: Json,
+    pub key: Encoder,
+    pub value_json: Json,
+    pub value: Encoder,
+}
+
+impl RecordSchemas {
+    /// `what` names the record in the error if a schema does not parse.
+    pub fn new(what: &'static str, key_json: Json, value_json: Json) -> Result<Self, CodecError> {
+        let parse = |json: &Json| {
+            Encoder::parse(json).map_err(|e| CodecError::Avro {
+                action: what,
+                source: Box::new(e),
+            })
+        };
+        Ok(Self {
+            key: parse(&key_json)?,
+            value: parse(&value_json)?,
+            key_json,
+            value_json,
+        })
+    }
+}
+
 /// The schemas of one version of one table, parsed and ready to encode with.
 #[derive(Debug)]
 pub struct TableCodec {

@@ -10,7 +10,7 @@
 use apache_avro::types::Value as Avro;
 use serde_json::{json, Value as Json};
 
-use crate::codec::{CodecError, Encoder};
+use crate::codec::{CodecError, RecordSchemas};
 use crate::envelope::{source_from_avro, source_schema, source_to_avro, Connector, SourceInfo};
 use crate::names::avro_namespace;
 
@@ -31,10 +31,7 @@ pub struct LogicalMessage {
 #[derive(Debug)]
 pub struct MessageCodec {
     connector: Connector,
-    key_json: Json,
-    key: Encoder,
-    value_json: Json,
-    value: Encoder,
+    schemas: RecordSchemas,
 }
 
 impl MessageCodec {
@@ -56,36 +53,26 @@ impl MessageCodec {
                 ]}},
             ],
         });
-        let parse = |json: &Json| {
-            Encoder::parse(json).map_err(|e| CodecError::Avro {
-                action: "parsing the message schema",
-                source: Box::new(e),
-            })
-        };
-        Ok(Self {
-            connector,
-            key: parse(&key_json)?,
-            value: parse(&value_json)?,
-            key_json,
-            value_json,
-        })
+        let schemas = RecordSchemas::new("parsing the message schema", key_json, value_json)?;
+        Ok(Self { connector, schemas })
     }
 
     pub fn key_schema_json(&self) -> &Json {
-        &self.key_json
+        &self.schemas.key_json
     }
 
     pub fn value_schema_json(&self) -> &Json {
-        &self.value_json
+        &self.schemas.value_json
     }
 
     pub fn encode_key(&self, prefix: &str) -> Result<Vec<u8>, CodecError> {
-        self.key
+        self.schemas
+            .key
             .encode(&Avro::Record(vec![("prefix".into(), Avro::String(prefix.to_owned()))]))
     }
 
     pub fn encode_value(&self, message: &LogicalMessage) -> Result<Vec<u8>, CodecError> {
-        self.value.encode(&Avro::Record(vec![
+        self.schemas.value.encode(&Avro::Record(vec![
             ("op".into(), Avro::String("m".into())),
             ("ts_ms".into(), Avro::Long(message.ts_ms)),
             ("source".into(), source_to_avro(&message.source)),
@@ -100,7 +87,7 @@ impl MessageCodec {
     }
 
     pub fn decode_value(&self, bytes: &[u8]) -> Result<LogicalMessage, CodecError> {
-        let record = self.value.decode_record(bytes, "message")?;
+        let record = self.schemas.value.decode_record(bytes, "message")?;
         let Avro::Record(message) = record.get("message")? else {
             return Err(record.bad("message"));
         };

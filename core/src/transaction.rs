@@ -12,7 +12,7 @@
 use apache_avro::types::Value as Avro;
 use serde_json::{json, Value as Json};
 
-use crate::codec::{CodecError, Encoder};
+use crate::codec::{CodecError, RecordSchemas};
 use crate::names::avro_namespace;
 
 /// Whether a record opens or closes a transaction.
@@ -85,39 +85,30 @@ pub fn value_schema(prefix: &str) -> Json {
 /// Encodes and decodes transaction records.
 #[derive(Debug)]
 pub struct TransactionCodec {
-    key_json: Json,
-    key: Encoder,
-    value_json: Json,
-    value: Encoder,
+    schemas: RecordSchemas,
 }
 
 impl TransactionCodec {
     pub fn new(prefix: &str) -> Result<Self, CodecError> {
-        let parse = |json: &Json| {
-            Encoder::parse(json).map_err(|e| CodecError::Avro {
-                action: "parsing the transaction schema",
-                source: Box::new(e),
-            })
-        };
-        let (key_json, value_json) = (key_schema(prefix), value_schema(prefix));
-        Ok(Self {
-            key: parse(&key_json)?,
-            value: parse(&value_json)?,
-            key_json,
-            value_json,
-        })
+        let schemas = RecordSchemas::new(
+            "parsing the transaction schema",
+            key_schema(prefix),
+            value_schema(prefix),
+        )?;
+        Ok(Self { schemas })
     }
 
     pub fn key_schema_json(&self) -> &Json {
-        &self.key_json
+        &self.schemas.key_json
     }
 
     pub fn value_schema_json(&self) -> &Json {
-        &self.value_json
+        &self.schemas.value_json
     }
 
     pub fn encode_key(&self, id: &str) -> Result<Vec<u8>, CodecError> {
-        self.key
+        self.schemas
+            .key
             .encode(&Avro::Record(vec![("id".into(), Avro::String(id.to_owned()))]))
     }
 
@@ -140,7 +131,7 @@ impl TransactionCodec {
                 )),
             ),
         };
-        self.value.encode(&Avro::Record(vec![
+        self.schemas.value.encode(&Avro::Record(vec![
             ("status".into(), Avro::String(record.status.as_str().into())),
             ("id".into(), Avro::String(record.id.clone())),
             (
@@ -156,7 +147,7 @@ impl TransactionCodec {
     }
 
     pub fn decode_value(&self, bytes: &[u8]) -> Result<TransactionRecord, CodecError> {
-        let record = self.value.decode_record(bytes, "transaction record")?;
+        let record = self.schemas.value.decode_record(bytes, "transaction record")?;
         let status = match record.string("status")? {
             "BEGIN" => TxStatus::Begin,
             "END" => TxStatus::End,

@@ -87,7 +87,9 @@ async fn insert_with(client: &tokio_postgres::Client, from: i64, rows: i64) -> S
         .get(0)
 }
 
-async fn capture_stream(rows: i64) {
+/// A database with the benchmark table `t`, its publication `bench`, and a
+/// pgoutput slot `bench_ref` for the reference.
+async fn table_with_reference_slot() -> PgDatabase {
     let db = PgDatabase::create();
     db.execute(
         "CREATE TABLE t (id bigint PRIMARY KEY, v text, n numeric(12,2), at timestamptz);
@@ -97,6 +99,11 @@ async fn capture_stream(rows: i64) {
     // A slot cannot be made in a transaction that wrote.
     db.execute("SELECT 'ok' FROM pg_create_logical_replication_slot('bench_ref', 'pgoutput')")
         .await;
+    db
+}
+
+async fn capture_stream(rows: i64) {
+    let db = table_with_reference_slot().await;
 
     // Reference: pg_recvlogical drains the same kind of transaction.
     let end = insert(&db, 1, rows).await;
@@ -605,14 +612,7 @@ async fn capture_snapshot(rows: i64) {
 
 async fn capture_rss(rows: i64) {
     assert!(rows > 0, "ROWS must be positive");
-    let db = PgDatabase::create();
-    db.execute(
-        "CREATE TABLE t (id bigint PRIMARY KEY, v text, n numeric(12,2), at timestamptz);
-         CREATE PUBLICATION bench FOR TABLE t;",
-    )
-    .await;
-    db.execute("SELECT 'ok' FROM pg_create_logical_replication_slot('bench_ref', 'pgoutput')")
-        .await;
+    let db = table_with_reference_slot().await;
 
     // Reference: pg_recvlogical drains one transaction of ROWS inserts.
     let end = insert(&db, 1, rows).await;
