@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicSpec};
-use ferry_tests::{binary, brokers, topic_count, unique, wait_for, PgDatabase, Running, SERVICES_REGISTRY};
+use ferry_tests::{binary, brokers, topic_count, unique, wait_for, PgDatabase, SERVICES_REGISTRY};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -118,23 +118,9 @@ async fn capture_stream(rows: i64) {
     db.execute("SELECT pg_drop_replication_slot('bench_ref')").await;
 
     // Ferry: streaming only, on its own slot.
-    let prefix = unique("bench");
-    let topics = Topics(prefix.clone());
-    let topic = format!("{prefix}.public.t");
-    let capture = Running::start(
-        "ferry-capture-postgres",
-        &[
-            "--source",
-            &db.url(),
-            "--prefix",
-            &prefix,
-            "--snapshot",
-            "never",
-            "--publication",
-            "bench",
-        ],
-    );
-    db.wait_slot_active(&format!("ferry_{prefix}")).await;
+    let Streaming {
+        capture, topic, topics, ..
+    } = start_streaming(&db).await;
     insert(&db, rows + 1, rows).await;
     let started = Instant::now();
     wait_for("every change in Kafka", Duration::from_secs(1800), || async {
@@ -185,6 +171,38 @@ fn recvlogical_args<'a>(db: &'a PgDatabase, endpos: Option<&'a str>, file: &'a s
 /// `ferry-capture-postgres` with `args`, then those of `FERRY_BENCH_CAPTURE_ARGS`
 /// (split at spaces: flags to try), killed when dropped; its log level is this
 /// process's `FERRY_LOG` (warn unless set).
+/// A `ferry-capture-postgres` streaming (no snapshot) the `bench` publication
+/// under a new prefix; the capture is listed first so it stops before its
+/// topics are cleaned up.
+struct Streaming {
+    capture: tokio::process::Child,
+    prefix: String,
+    topic: String,
+    topics: Topics,
+}
+
+/// Starts a [`Streaming`] capture of `db` and waits until it holds its slot.
+async fn start_streaming(db: &PgDatabase) -> Streaming {
+    let prefix = unique("bench");
+    let capture = spawn_capture(&[
+        "--source",
+        &db.url(),
+        "--prefix",
+        &prefix,
+        "--snapshot",
+        "never",
+        "--publication",
+        "bench",
+    ]);
+    db.wait_slot_active(&format!("ferry_{prefix}")).await;
+    Streaming {
+        capture,
+        topic: format!("{prefix}.public.t"),
+        topics: Topics(prefix.clone()),
+        prefix,
+    }
+}
+
 fn spawn_capture(args: &[&str]) -> tokio::process::Child {
     let extra = std::env::var("FERRY_BENCH_CAPTURE_ARGS").unwrap_or_default();
     if !extra.trim().is_empty() {
@@ -639,21 +657,13 @@ async fn capture_rss(rows: i64) {
     db.execute("SELECT pg_drop_replication_slot('bench_ref')").await;
 
     // Ferry: streaming only, on its own slot, while one transaction of ROWS inserts commits.
-    let prefix = unique("bench");
-    let topics = Topics(prefix.clone());
-    let topic = format!("{prefix}.public.t");
-    let mut capture = spawn_capture(&[
-        "--source",
-        &db.url(),
-        "--prefix",
-        &prefix,
-        "--snapshot",
-        "never",
-        "--publication",
-        "bench",
-    ]);
+    let Streaming {
+        mut capture,
+        topic,
+        topics,
+        ..
+    } = start_streaming(&db).await;
     let pid = capture.id().expect("capture pid");
-    db.wait_slot_active(&format!("ferry_{prefix}")).await;
     let idle_kib = proc_status_kib(pid, "VmRSS").expect("capture's RSS");
     let client = db.client().await;
     let writer = tokio::spawn(async move { insert_with(&client, rows + 1, rows).await });
@@ -1055,20 +1065,12 @@ async fn capture_latency(seconds: i64, rate: i64) {
     .await;
 
     // Ferry: streaming only; a consumer of every partition times each row's event.
-    let prefix = unique("bench");
-    let topics = Topics(prefix.clone());
-    let topic = format!("{prefix}.public.t");
-    let capture = spawn_capture(&[
-        "--source",
-        &db.url(),
-        "--prefix",
-        &prefix,
-        "--snapshot",
-        "never",
-        "--publication",
-        "bench",
-    ]);
-    db.wait_slot_active(&format!("ferry_{prefix}")).await;
+    let Streaming {
+        capture,
+        prefix,
+        topic,
+        topics,
+    } = start_streaming(&db).await;
     let first = total + 1;
     let reader = timed_consumer(&topic, first, total).await;
     let ferry_commits = paced_writer(db.url(), first, seconds, rate, rows_per_tx).await;
