@@ -13,6 +13,7 @@
 //! the brokers (see [`crate::publish`]), so on restart a capture resumes from a
 //! point whose events are all in Kafka.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
@@ -92,6 +93,25 @@ impl ClientContext for EndIsNoError {
 
 impl ConsumerContext for EndIsNoError {}
 
+/// Values read from the offsets topic, by key.
+#[derive(Debug)]
+pub struct Stored(HashMap<String, Vec<u8>>);
+
+impl Stored {
+    /// The value under `key`, if any.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, OffsetsError> {
+        self.0
+            .get(key)
+            .map(|bytes| {
+                serde_json::from_slice(bytes).map_err(|e| OffsetsError::Corrupt {
+                    key: key.to_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+}
+
 /// The offsets topic.
 pub struct Offsets {
     kafka: KafkaSettings,
@@ -128,6 +148,11 @@ impl Offsets {
 
     /// The last value stored under `key`, if any.
     pub async fn load<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, OffsetsError> {
+        self.load_all(&[key]).await?.get(key)
+    }
+
+    /// The last values stored under each of `keys`, in one read of the topic.
+    pub async fn load_all(&self, keys: &[&str]) -> Result<Stored, OffsetsError> {
         // The end is where the consumer says so: with transactions the last
         // offsets are commit markers, which a reader never receives.
         let consumer: BaseConsumer<EndIsNoError> = self
@@ -136,13 +161,13 @@ impl Offsets {
             .set("enable.partition.eof", "true")
             .create_with_context(EndIsNoError)?;
         let (low, high) = consumer.fetch_watermarks(&self.topic, 0, TIMEOUT)?;
+        let mut last = Stored(HashMap::new());
         if high <= low {
-            return Ok(None);
+            return Ok(last);
         }
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&self.topic, 0, Offset::Beginning)?;
         consumer.assign(&assignment)?;
-        let mut last: Option<Vec<u8>> = None;
         let deadline = std::time::Instant::now() + TIMEOUT;
         loop {
             let Some(message) = consumer.poll(Duration::from_millis(100)) else {
@@ -158,17 +183,14 @@ impl Offsets {
                 Err(KafkaError::PartitionEOF(_)) => break,
                 Err(e) => return Err(e.into()),
             };
-            if message.key() == Some(key.as_bytes()) {
-                last = message.payload().map(<[u8]>::to_vec);
+            if let Some(key) = keys.iter().find(|k| message.key() == Some(k.as_bytes())) {
+                match message.payload() {
+                    Some(value) => last.0.insert((*key).to_owned(), value.to_vec()),
+                    None => last.0.remove(*key),
+                };
             }
         }
-        last.map(|bytes| {
-            serde_json::from_slice(&bytes).map_err(|e| OffsetsError::Corrupt {
-                key: key.to_owned(),
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
+        Ok(last)
     }
 
     /// Stores `value` under `key` and waits until the brokers acknowledged it.

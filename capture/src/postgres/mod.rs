@@ -129,7 +129,9 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
     replication::ensure_publication(&client, &config.publication, &tables).await?;
 
     let offsets = Offsets::open(&config.kafka, &config.offsets_topic).await?;
-    let stored_lsn = match offsets.load(&config.prefix).await? {
+    let state_key = snapshot_key(&config.prefix);
+    let stored = offsets.load_all(&[&config.prefix, &state_key]).await?;
+    let stored_lsn = match stored.get(&config.prefix)? {
         Some(SourcePosition::Postgres { lsn }) => Some(lsn),
         Some(other) => {
             return Err(CaptureError::Config(format!(
@@ -139,8 +141,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
         }
         None => None,
     };
-    let state_key = snapshot_key(&config.prefix);
-    let mut state: SnapshotState = offsets.load(&state_key).await?.unwrap_or_default();
+    let mut state: SnapshotState = stored.get(&state_key)?.unwrap_or_default();
     let slot_exists = replication::slot_exists(&client, &config.slot).await?;
     let plan = config.snapshot.plan(stored_lsn.is_some(), slot_exists);
     if stored_lsn.is_some() && !slot_exists && plan.snapshot != Scope::All {
