@@ -344,6 +344,11 @@ impl TableCodec {
         &self.meta
     }
 
+    /// The kind of source the events come from.
+    pub fn connector(&self) -> Connector {
+        self.connector
+    }
+
     /// The key schema to register under `<topic>-key`; `None` for a keyless table.
     pub fn key_schema_json(&self) -> Option<&Json> {
         self.key_json.as_ref()

@@ -21,6 +21,7 @@ pub mod message;
 pub mod meta;
 pub mod metrics;
 pub mod names;
+pub mod pg;
 pub mod position;
 pub mod process;
 pub mod registry;

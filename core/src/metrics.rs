@@ -77,6 +77,20 @@ async fn health(State(s): State<Served>) -> (StatusCode, String) {
     (code, format!("{{\"status\":\"{}\"}}\n", phase.as_str()))
 }
 
+/// Serves `/metrics` and `/health` on `addr` in the background, for as long as
+/// the sender of `phases` lives (the process's work), or fails to bind.
+pub async fn spawn_server(addr: std::net::SocketAddr, phases: watch::Receiver<Phase>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    let mut stopped = phases.clone();
+    tokio::spawn(async move {
+        let until_done = async move { while stopped.changed().await.is_ok() {} };
+        if let Err(e) = serve(listener, phases, until_done).await {
+            tracing::warn!(error = %e, "the metrics server stopped");
+        }
+    });
+    Ok(())
+}
+
 /// Serves `/metrics` and `/health` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,

@@ -31,8 +31,8 @@ pub enum CaptureError {
     Invalid(Vec<Problem>),
     #[error("{0}")]
     Config(String),
-    #[error("cannot connect to PostgreSQL at {url}: {reason}")]
-    Connect { url: String, reason: String },
+    #[error(transparent)]
+    Connect(#[from] ferry_core::pg::ConnectError),
     #[error("PostgreSQL: {}", pg_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("replication connection: {0}")]
@@ -57,26 +57,14 @@ pub enum CaptureError {
     UnknownRelation(u32),
 }
 
-/// The server's own message (tokio-postgres prints only "db error"), with
-/// SQLSTATE and detail when there is one.
-pub fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut m = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                m.push_str(&format!(": {detail}"));
-            }
-            m
-        }
-        None => e.to_string(),
-    }
-}
+pub use ferry_core::pg::pg_message;
 
 impl CaptureError {
     /// Whether restarting may succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {
-            CaptureError::Connect { .. } | CaptureError::Replication(_) | CaptureError::Offsets(_) => true,
+            CaptureError::Connect(e) => matches!(e, ferry_core::pg::ConnectError::Unreachable { .. }),
+            CaptureError::Replication(_) | CaptureError::Offsets(_) => true,
             CaptureError::Postgres(e) => e.as_db_error().is_none(),
             CaptureError::Publish(e) => e.is_retryable(),
             CaptureError::Registry(e) => e.is_retryable(),

@@ -49,7 +49,6 @@ use ferry_core::metrics::Phase;
 use ferry_core::position::{PgLsn, SourcePosition};
 use ferry_core::registry::RegistryClient;
 use pgwire_replication::Lsn;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::filter::TableFilter;
@@ -108,17 +107,10 @@ impl PgCaptureConfig {
 pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
     let (phase, phases) = watch::channel(Phase::Starting);
     if let Some(addr) = config.metrics {
-        let listener = TcpListener::bind(addr)
+        // Served until the capture ends (the watch's sender is dropped).
+        ferry_core::metrics::spawn_server(addr, phases)
             .await
             .map_err(|e| CaptureError::Config(format!("cannot serve --metrics on {addr}: {e}")))?;
-        let mut stopped = phases.clone();
-        tokio::spawn(async move {
-            // Served until the capture ends (the watch's sender is dropped).
-            let until_done = async move { while stopped.changed().await.is_ok() {} };
-            if let Err(e) = ferry_core::metrics::serve(listener, phases, until_done).await {
-                tracing::warn!(error = %e, "the metrics server stopped");
-            }
-        });
     }
     let client = replication::connect(&config.source).await?;
     let (tables, problems) = validate::validate(&client, &config.tables, &config.slot).await?;

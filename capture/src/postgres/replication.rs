@@ -5,7 +5,6 @@
 //! bytea, shortest-exact floats): the snapshot's query connection and the
 //! walsender, whose session settings also govern pgoutput's text values.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use ferry_core::config::SecretUrl;
@@ -22,8 +21,7 @@ pub const SESSION_OPTIONS: &str =
     "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 -c bytea_output=hex -c extra_float_digits=1";
 
 fn parsed(url: &SecretUrl) -> Result<tokio_postgres::Config, CaptureError> {
-    tokio_postgres::Config::from_str(url.expose().as_str())
-        .map_err(|e| CaptureError::Config(format!("--source {url} is not a PostgreSQL URL: {e}")))
+    Ok(ferry_core::pg::config(url, "--source")?)
 }
 
 /// A query connection with the pinned settings.
@@ -32,21 +30,7 @@ pub async fn connect(url: &SecretUrl) -> Result<Client, CaptureError> {
     config
         .options(SESSION_OPTIONS)
         .application_name("ferry-capture-postgres");
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| CaptureError::Connect {
-            url: url.to_string(),
-            reason: e
-                .as_db_error()
-                .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
-        })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "query connection ended");
-        }
-    });
-    Ok(client)
+    Ok(ferry_core::pg::connect(&config, url).await?)
 }
 
 /// A gated replication session (SQL and replication commands until `start`).

@@ -102,15 +102,7 @@ impl fmt::Display for Problem {
     }
 }
 
-/// `"schema"."table"`, quoted for SQL.
-pub fn quoted(table: &TableId) -> String {
-    format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.table))
-}
-
-/// An identifier quoted for SQL: `"a""b"`.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use ferry_core::pg::{quote_ident, quoted};
 
 /// The tables of the database that `filter` includes (ordinary and
 /// partitioned tables; system schemas excluded), sorted.

@@ -1,0 +1,229 @@
+//! The Kafka side of apply: one consumer in the group, polled on its own thread.
+//!
+//! The consumer never commits to Kafka; the target holds the offsets. So when
+//! the group assigns partitions, the rebalance callback (which librdkafka runs on
+//! the polling thread, before any message of the new assignment is fetched) reads
+//! the stored offsets from the target and starts each partition there, or at
+//! `--from` for a partition the target has never seen. Before partitions are
+//! revoked, the callback hands a [`Polled::Revoke`] to the pipeline and waits
+//! until every pending batch is written, so the next owner starts exactly after
+//! it. Polling on a plain thread is what makes both waits possible: the callback
+//! can block on the target without stalling the async runtime.
+//!
+//! Lag in messages comes from librdkafka's statistics (the last stable offset of
+//! each partition) against the offsets the writers have stored.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::OwnedMessage;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApplyError;
+use crate::settings::{ApplySettings, StartFrom};
+use crate::target::Target;
+
+/// What the polling thread hands the pipeline, in order.
+#[derive(Debug)]
+pub enum Polled {
+    Message(OwnedMessage),
+    /// Partitions are about to be revoked: write everything pending, then answer.
+    Revoke(oneshot::Sender<()>),
+    /// The consumer cannot go on (the target could not be asked for offsets).
+    Failed(ApplyError),
+}
+
+/// The next offset each partition's writer has stored in the target.
+pub type Applied = Arc<Mutex<HashMap<(Arc<str>, i32), i64>>>;
+
+struct Context<T> {
+    tx: mpsc::Sender<Polled>,
+    loader: Arc<tokio::sync::Mutex<T>>,
+    runtime: Handle,
+    group: String,
+    from: StartFrom,
+    applied: Applied,
+}
+
+impl<T: Target> ClientContext for Context<T> {
+    fn stats(&self, statistics: Statistics) {
+        let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, topic) in &statistics.topics {
+            for (id, p) in &topic.partitions {
+                let Some(&next) = applied.get(&(Arc::from(name.as_str()), *id)) else {
+                    continue;
+                };
+                if *id >= 0 && p.ls_offset >= 0 {
+                    metrics::gauge!("ferry_apply_lag_messages", "topic" => name.clone(), "partition" => id.to_string())
+                        .set((p.ls_offset - next).max(0) as f64);
+                }
+            }
+        }
+    }
+}
+
+impl<T: Target> ConsumerContext for Context<T> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) if tpl.count() > 0 => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked: writing what is pending");
+                let (ack, done) = oneshot::channel();
+                if self.tx.blocking_send(Polled::Revoke(ack)).is_ok() {
+                    let _ = done.blocking_recv();
+                }
+            }
+            Rebalance::Assign(tpl) if tpl.count() > 0 => {
+                if let Err(e) = self.start_positions(consumer, tpl) {
+                    let _ = self.tx.blocking_send(Polled::Failed(e));
+                }
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "group rebalance failed"),
+            _ => {}
+        }
+    }
+}
+
+impl<T: Target> Context<T> {
+    /// Sets where each newly assigned partition starts: its stored offset, or `--from`.
+    fn start_positions(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Result<(), ApplyError> {
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let stored = self.runtime.block_on(async {
+            let mut loader = self.loader.lock().await;
+            loader.load_offsets(&self.group, &partitions).await
+        })?;
+        let mut by_time = TopicPartitionList::new();
+        for mut e in tpl.elements() {
+            let offset = match (stored.get(&(e.topic().to_owned(), e.partition())), self.from) {
+                (Some(&next), _) => Offset::Offset(next),
+                (None, StartFrom::Earliest) => Offset::Beginning,
+                (None, StartFrom::Latest) => Offset::End,
+                (None, StartFrom::Timestamp(ms)) => {
+                    by_time.add_partition_offset(e.topic(), e.partition(), Offset::Offset(ms))?;
+                    continue;
+                }
+            };
+            e.set_offset(offset)?;
+        }
+        if by_time.count() > 0 {
+            let found = consumer.offsets_for_times(by_time, Duration::from_secs(30))?;
+            for f in found.elements() {
+                if let Some(mut e) = tpl.find_partition(f.topic(), f.partition()) {
+                    // No message at or after the time: start at the end.
+                    let offset = match f.offset() {
+                        Offset::Offset(o) => Offset::Offset(o),
+                        _ => Offset::End,
+                    };
+                    e.set_offset(offset)?;
+                }
+            }
+        }
+        for e in tpl.elements() {
+            tracing::info!(topic = e.topic(), partition = e.partition(), start = ?e.offset(), "partition assigned");
+        }
+        Ok(())
+    }
+}
+
+/// The polling thread; stops when told or when the pipeline drops its receiver.
+#[derive(Debug)]
+pub struct ConsumerThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ConsumerThread {
+    /// Subscribes to the settings' topics and starts polling into `tx`.
+    pub fn start<T: Target>(
+        settings: &ApplySettings,
+        loader: Arc<tokio::sync::Mutex<T>>,
+        applied: Applied,
+        tx: mpsc::Sender<Polled>,
+    ) -> Result<Self, ApplyError> {
+        let mut config = settings.kafka.consumer(&settings.group);
+        for (key, value) in [
+            // New topics matching the pattern are picked up within seconds.
+            ("topic.metadata.refresh.interval.ms", "5000"),
+            ("statistics.interval.ms", "5000"),
+        ] {
+            if !settings.kafka.options.contains_key(key) {
+                config.set(key, value);
+            }
+        }
+        let context = Context {
+            tx: tx.clone(),
+            loader,
+            runtime: Handle::current(),
+            group: settings.group.clone(),
+            from: settings.from,
+            applied,
+        };
+        let consumer: BaseConsumer<Context<T>> = config.create_with_context(context)?;
+        consumer.subscribe(&[&settings.topics])?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("ferry-consumer".into())
+            .spawn(move || poll(consumer, tx, stopping))
+            .map_err(|e| ApplyError::Config(format!("cannot start the consumer thread: {e}")))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops polling and leaves the group.
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for ConsumerThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                let handed = tx.blocking_send(Polled::Message(m.detach()));
+                if handed.is_err() {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                metrics::counter!("ferry_apply_errors_total", "kind" => "kafka").increment(1);
+                tracing::warn!(error = %e, "Kafka consumer error; librdkafka retries");
+            }
+        }
+    }
+    // Dropping the consumer leaves the group; its revoke callback finds the
+    // pipeline's receiver dropped and returns at once.
+    drop(tx);
+    drop(consumer);
+}
+
+/// The topic, partition and offset of a consumed message.
+pub fn position_of(m: &OwnedMessage) -> crate::batch::Position {
+    crate::batch::Position {
+        topic: Arc::from(m.topic()),
+        partition: m.partition(),
+        offset: m.offset(),
+    }
+}

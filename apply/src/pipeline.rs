@@ -1,0 +1,363 @@
+//! The apply pipeline, the same for every target.
+//!
+//! ```text
+//!  consumer thread ──Polled──► dispatcher: decode (registry) ──► writer 0 ─► batch ─► Target::write (rows + offsets, one txn)
+//!  (rebalance: offsets                      route by partition ─► writer 1 ─► ...
+//!   from the target)
+//! ```
+//!
+//! A partition always goes to the same writer, and a writer applies its
+//! messages in order, so a row's changes reach the target in source order;
+//! partitions on different writers are applied in parallel. A writer takes what
+//! is waiting (up to `--batch-size` messages, or `--batch-wait` for more) and
+//! writes it as one batch in one target transaction with its offsets.
+//!
+//! Anything that goes wrong in a way that may pass (target, broker or registry
+//! unreachable, a partition moved by a rebalance) ends the session: pending
+//! batches are dropped unwritten, and after a back-off a new session starts from
+//! the offsets stored in the target, so nothing is lost and nothing applied
+//! twice. Events that can never be applied stop apply, or with `--on-error dlq`
+//! go to the dead-letter topic.
+
+use std::collections::hash_map::DefaultHasher;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_core::metrics::Phase;
+use ferry_core::registry::RegistryClient;
+use rdkafka::message::OwnedMessage;
+use rdkafka::Message;
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::task::JoinSet;
+
+use crate::batch::{Batch, Change, ChangeKind};
+use crate::consumer::{position_of, Applied, ConsumerThread, Polled};
+use crate::decode::{DecodeFailure, Decoder};
+use crate::dlq::DeadLetters;
+use crate::error::ApplyError;
+use crate::settings::{ApplySettings, OnError};
+use crate::target::{Connect, Target, TargetError};
+
+/// Messages the consumer thread may have handed over but not yet decoded.
+const POLL_QUEUE: usize = 10_000;
+/// Decoded changes waiting for a writer.
+const WRITER_QUEUE: usize = 20_000;
+/// Longest wait between two sessions.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+// Nearly every message is a change: boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum ToWriter {
+    Change(Change),
+    /// Write what is pending, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Applies until `shutdown` resolves; on return every batch a writer had
+/// started is either written with its offsets or not at all.
+pub async fn run<C: Connect>(
+    settings: ApplySettings,
+    connect: C,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ApplyError> {
+    let (phase, phases) = watch::channel(Phase::Starting);
+    if let Some(addr) = settings.metrics {
+        ferry_core::metrics::spawn_server(addr, phases)
+            .await
+            .map_err(|e| ApplyError::Config(format!("cannot serve --metrics on {addr}: {e}")))?;
+    }
+    let registry = Arc::new(RegistryClient::new(&settings.registry)?);
+    let connect = Arc::new(connect);
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        let result = session(&settings, &connect, &registry, &mut shutdown, &phase).await;
+        match result {
+            Ok(()) => {
+                phase.send_replace(Phase::Stopping);
+                return Ok(());
+            }
+            Err(e) if e.is_retryable() => {
+                phase.send_replace(Phase::Starting);
+                metrics::counter!("ferry_apply_restarts_total").increment(1);
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1);
+                }
+                tracing::warn!(error = %e, retry_in = ?backoff, "apply interrupted; resuming from the offsets stored in the target");
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The writer a partition goes to.
+fn writer_of(topic: &str, partition: i32, writers: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    (topic, partition).hash(&mut h);
+    (h.finish() % writers as u64) as usize
+}
+
+async fn session<C: Connect>(
+    settings: &ApplySettings,
+    connect: &Arc<C>,
+    registry: &Arc<RegistryClient>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+    phase: &watch::Sender<Phase>,
+) -> Result<(), ApplyError> {
+    let loader = connect.connect().await?;
+    let default_schema = loader.default_schema().to_owned();
+    let loader = Arc::new(Mutex::new(loader));
+    let dead_letters = match settings.on_error {
+        OnError::Dlq => Some(Arc::new(DeadLetters::new(settings).await?)),
+        OnError::Fail => None,
+    };
+    let applied = Applied::default();
+    let mut writers = JoinSet::new();
+    let mut to_writers = Vec::with_capacity(settings.workers);
+    for _ in 0..settings.workers {
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let writer = Writer {
+            target: connect.connect().await?,
+            group: settings.group.clone(),
+            batch_size: settings.batch_size,
+            batch_wait: settings.batch_wait,
+            dead_letters: dead_letters.clone(),
+            applied: Arc::clone(&applied),
+        };
+        writers.spawn(writer.run(rx));
+        to_writers.push(tx);
+    }
+    let (tx, mut polled) = mpsc::channel(POLL_QUEUE);
+    let consumer = ConsumerThread::start(settings, loader, Arc::clone(&applied), tx)?;
+    let mut decoder = Decoder::new(Arc::clone(registry), settings.table_map.clone(), default_schema);
+    phase.send_replace(Phase::Streaming);
+    tracing::info!(group = %settings.group, topics = %settings.topics, "applying");
+
+    let result = loop {
+        tokio::select! {
+            biased;
+            () = &mut *shutdown => break Ok(()),
+            Some(ended) = writers.join_next() => {
+                break Err(ended.unwrap_or_else(|e| Err(ApplyError::Config(format!("a writer panicked: {e}")))).err()
+                    .unwrap_or(ApplyError::ConsumerStopped));
+            }
+            next = polled.recv() => match next {
+                None => break Err(ApplyError::ConsumerStopped),
+                Some(Polled::Failed(e)) => break Err(e),
+                Some(Polled::Revoke(ack)) => {
+                    if let Err(e) = flush_all(&to_writers).await {
+                        break Err(e);
+                    }
+                    let _ = ack.send(());
+                }
+                Some(Polled::Message(m)) => {
+                    let change = match decode(&mut decoder, &m, dead_letters.as_deref()).await {
+                        Ok(c) => c,
+                        Err(e) => break Err(e),
+                    };
+                    let w = writer_of(m.topic(), m.partition(), to_writers.len());
+                    if to_writers[w].send(ToWriter::Change(change)).await.is_err() {
+                        // The writer ended; its error comes from join_next.
+                        continue;
+                    }
+                }
+            }
+        }
+    };
+    if result.is_ok() {
+        tracing::info!("stopping: writing pending batches");
+        phase.send_replace(Phase::Stopping);
+        flush_all(&to_writers).await?;
+    }
+    drop(to_writers);
+    // The consumer's revoke callback must find the pipeline gone, not wait on it.
+    drop(polled);
+    consumer.stop().await;
+    while let Some(ended) = writers.join_next().await {
+        if let Ok(Err(e)) = ended {
+            if result.is_ok() {
+                return Err(e);
+            }
+        }
+    }
+    result
+}
+
+/// Asks every writer to write what it holds, and waits until they have.
+async fn flush_all(writers: &[mpsc::Sender<ToWriter>]) -> Result<(), ApplyError> {
+    let mut done = Vec::with_capacity(writers.len());
+    for w in writers {
+        let (ack, wait) = oneshot::channel();
+        if w.send(ToWriter::Flush(ack)).await.is_ok() {
+            done.push(wait);
+        }
+    }
+    for wait in done {
+        // A writer that failed drops the ack; its error surfaces from join_next.
+        let _ = wait.await;
+    }
+    Ok(())
+}
+
+/// Decodes `m`, retrying while the registry is unreachable; an undecodable
+/// message stops apply or becomes a dead letter (and a skip).
+async fn decode(
+    decoder: &mut Decoder,
+    m: &OwnedMessage,
+    dead_letters: Option<&DeadLetters>,
+) -> Result<Change, ApplyError> {
+    let at = position_of(m);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match decoder.decode(at.clone(), m.key(), m.payload()).await {
+            Ok(change) => return Ok(change),
+            Err(DecodeFailure::Registry(e)) if backoff < MAX_BACKOFF => {
+                metrics::counter!("ferry_apply_errors_total", "kind" => "registry").increment(1);
+                tracing::warn!(error = %e, retry_in = ?backoff, "schema registry unavailable");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(DecodeFailure::Registry(e)) => return Err(e.into()),
+            Err(DecodeFailure::Undecodable(u)) => {
+                metrics::counter!("ferry_apply_errors_total", "kind" => "undecodable").increment(1);
+                let Some(dlq) = dead_letters else {
+                    return Err(ApplyError::Poison {
+                        at: at.to_string(),
+                        key: m.key().map_or("(none)".into(), |k| format!("{} bytes", k.len())),
+                        reason: format!("the message cannot be decoded: {}", u.0),
+                    });
+                };
+                dlq.send(&at, m.key(), m.payload(), &u.0).await?;
+                return Ok(Change {
+                    at,
+                    what: ChangeKind::Skip,
+                });
+            }
+        }
+    }
+}
+
+/// One writer: batches its partitions' changes and writes them.
+struct Writer<T> {
+    target: T,
+    group: String,
+    batch_size: usize,
+    batch_wait: Duration,
+    dead_letters: Option<Arc<DeadLetters>>,
+    applied: Applied,
+}
+
+impl<T: Target> Writer<T> {
+    async fn run(mut self, mut rx: mpsc::Receiver<ToWriter>) -> Result<(), ApplyError> {
+        let mut batch = Batch::default();
+        let mut opened = Instant::now();
+        loop {
+            let next = if batch.is_empty() {
+                rx.recv().await
+            } else {
+                match rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        let left = self.batch_wait.saturating_sub(opened.elapsed());
+                        match tokio::time::timeout(left, rx.recv()).await {
+                            Ok(m) => m,
+                            Err(_) => {
+                                self.write(&mut batch).await?;
+                                continue;
+                            }
+                        }
+                    }
+                }
+            };
+            match next {
+                // The pipeline is gone: the session ended; pending changes are
+                // dropped and read again from the stored offsets.
+                None => return Ok(()),
+                Some(ToWriter::Flush(ack)) => {
+                    self.write(&mut batch).await?;
+                    let _ = ack.send(());
+                }
+                Some(ToWriter::Change(change)) => {
+                    if batch.conflicts(&change) {
+                        self.write(&mut batch).await?;
+                    }
+                    if batch.is_empty() {
+                        opened = Instant::now();
+                    }
+                    batch.add(change);
+                    if batch.messages >= self.batch_size {
+                        self.write(&mut batch).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `batch` (setting aside rows the target rejects, with `--on-error
+    /// dlq`) and empties it.
+    async fn write(&mut self, batch: &mut Batch) -> Result<(), ApplyError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        loop {
+            match self.target.write(&self.group, batch).await {
+                Ok(()) => break,
+                Err(TargetError::Rejected(reason)) => {
+                    metrics::counter!("ferry_apply_errors_total", "kind" => "rejected").increment(1);
+                    let rejected = self.target.find_rejected(batch).await?;
+                    let Some(first) = rejected.first() else {
+                        return Err(TargetError::Permanent(format!(
+                            "the target rejected a batch but accepts each of its rows alone: {reason}"
+                        ))
+                        .into());
+                    };
+                    let Some(dlq) = &self.dead_letters else {
+                        return Err(first.clone().into());
+                    };
+                    for r in &rejected {
+                        let reason = format!("table {}: the target rejected the row: {}", r.table, r.reason);
+                        dlq.send_from_log(&r.at, &reason).await?;
+                    }
+                    let positions: Vec<_> = rejected.into_iter().map(|r| r.at).collect();
+                    batch.remove(&positions);
+                }
+                Err(e) => {
+                    let kind = if e.is_retryable() { "target" } else { "target_permanent" };
+                    metrics::counter!("ferry_apply_errors_total", "kind" => kind).increment(1);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.record(batch, started.elapsed());
+        *batch = Batch::default();
+        Ok(())
+    }
+
+    fn record(&self, batch: &Batch, took: Duration) {
+        metrics::histogram!("ferry_apply_batch_messages").record(batch.messages as f64);
+        metrics::histogram!("ferry_apply_batch_seconds").record(took.as_secs_f64());
+        for (id, table) in &batch.tables {
+            for (op, n) in &table.ops {
+                metrics::counter!("ferry_apply_rows_total", "table" => id.to_string(), "op" => *op).increment(*n);
+            }
+        }
+        if let Some(source_ms) = batch.newest_source_ms {
+            let now = chrono::Utc::now().timestamp_millis();
+            metrics::gauge!("ferry_apply_lag_ms").set((now - source_ms).max(0) as f64);
+        }
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        for ((topic, partition), (_, next)) in &batch.offsets {
+            applied.insert((Arc::clone(topic), *partition), *next);
+        }
+    }
+}

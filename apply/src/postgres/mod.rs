@@ -1,0 +1,537 @@
+//! PostgreSQL as a target: `ferry-apply-postgres`.
+//!
+//! A batch is one transaction:
+//!
+//! ```text
+//!  per table:  TRUNCATE (if the batch holds one)
+//!              DELETE ... USING unnest($1::text[], ...)            keys whose last state is a delete
+//!              INSERT ... SELECT ... FROM unnest($1::text[], ...)   rows whose last state is a row,
+//!                ON CONFLICT (key) DO UPDATE SET ...                 one statement per set of unchanged columns
+//!  offsets:    INSERT INTO _ferry_offsets ... ON CONFLICT DO UPDATE ... WHERE next_offset <= batch start
+//!  COMMIT
+//! ```
+//!
+//! Each column travels as one text array parameter and is cast on the server
+//! (see [`text`]): one round trip per statement whatever the batch size, every
+//! type through its own input function, and statements that are prepared once
+//! per table and column set. `COPY` into a staging table and a merge was the
+//! other candidate; the benchmark (`scripts/bench apply`) measures the path
+//! taken against plain `COPY` of the same rows.
+//!
+//! Ferry's offsets table, `_ferry_offsets` in the target's default schema,
+//! holds one row per consumer group, topic and partition: the next offset to
+//! read. Its update is the compare-and-set described in [`crate::target`].
+
+pub mod schema;
+pub mod text;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use ferry_core::config::SecretUrl;
+use ferry_core::meta::TableId;
+use ferry_core::pg::{pg_message, quote_ident, quoted, ConnectError};
+use ferry_core::value::Datum;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement, Transaction};
+
+use crate::batch::{Batch, RowChange, RowState, TableChanges};
+use crate::target::{Connect, Rejected, Target, TargetError};
+
+use self::schema::TargetColumn;
+use self::text::pg_text;
+
+/// Ferry's offsets table, in the target's default schema.
+pub const OFFSETS_TABLE: &str = "_ferry_offsets";
+
+/// Settings every apply session pins: UTC for values written without a zone,
+/// ISO dates for input that could be read either way.
+const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO";
+
+/// What the pipeline does about a PostgreSQL error on `table`.
+pub(crate) fn classify(e: &tokio_postgres::Error, table: &TableId) -> TargetError {
+    let Some(db) = e.as_db_error() else {
+        return TargetError::Unavailable(e.to_string());
+    };
+    let message = format!("table {table}: {}", pg_message(e));
+    let code = db.code().code();
+    match &code[..2] {
+        // Connection, resources (disk full), operator intervention, rollbacks
+        // (serialization, deadlock): they pass.
+        "08" | "53" | "57" | "40" => TargetError::Unavailable(message),
+        // Data exceptions and constraint violations: a row is refused.
+        "22" | "23" => TargetError::Rejected(message),
+        _ => match code {
+            // Lock not available, object in use, table dropped meanwhile (it is
+            // created again on retry).
+            "55P03" | "55006" | "42P01" => TargetError::Unavailable(message),
+            // A value of the wrong type for the column.
+            "42804" => TargetError::Rejected(message),
+            _ => TargetError::Permanent(message),
+        },
+    }
+}
+
+/// Connects to one PostgreSQL target.
+#[derive(Debug)]
+pub struct PgConnect {
+    url: SecretUrl,
+    config: tokio_postgres::Config,
+}
+
+impl PgConnect {
+    pub fn new(url: SecretUrl) -> Result<Self, ConnectError> {
+        let mut config = ferry_core::pg::config(&url, "--target")?;
+        config
+            .options(SESSION_OPTIONS)
+            .application_name("ferry-apply-postgres");
+        Ok(Self { url, config })
+    }
+}
+
+impl Connect for PgConnect {
+    type Target = PgTarget;
+
+    async fn connect(&self) -> Result<PgTarget, TargetError> {
+        let client = ferry_core::pg::connect(&self.config, &self.url)
+            .await
+            .map_err(|e| TargetError::Unavailable(e.to_string()))?;
+        let offsets_table = TableId::new(String::new(), OFFSETS_TABLE);
+        let schema: Option<String> = client
+            .query_one("SELECT current_schema()::text", &[])
+            .await
+            .map_err(|e| classify(&e, &offsets_table))?
+            .get(0);
+        let schema = schema.ok_or_else(|| {
+            TargetError::Permanent(format!(
+                "the target {} has no current schema (its search_path names none that exists): \
+                 create one or set search_path",
+                self.url
+            ))
+        })?;
+        let offsets = TableId::new(schema.clone(), OFFSETS_TABLE);
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    consumer_group text NOT NULL,
+                    topic text NOT NULL,
+                    kafka_partition integer NOT NULL,
+                    next_offset bigint NOT NULL,
+                    batch_first_offset bigint NOT NULL,
+                    updated_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (consumer_group, topic, kafka_partition))",
+                quoted(&offsets)
+            ))
+            .await
+            .map_err(|e| match classify(&e, &offsets) {
+                // Another process created it at the same moment.
+                TargetError::Rejected(m) => TargetError::Unavailable(m),
+                other => other,
+            })?;
+        Ok(PgTarget {
+            client,
+            default_schema: schema,
+            offsets,
+            plans: HashMap::new(),
+            statements: HashMap::new(),
+        })
+    }
+}
+
+/// How a table's rows are written: its name and, per column of the schema
+/// version, the target column's quoted name and the type text is cast to.
+#[derive(Debug)]
+struct Plan {
+    name: String,
+    columns: Vec<(String, String)>,
+    /// Indexes (in the schema's columns) of the key.
+    key: Vec<usize>,
+}
+
+impl Plan {
+    fn new(target: &TableId, table: &TableChanges, existing: &[TargetColumn]) -> Result<Self, TargetError> {
+        let meta = table.codec.meta();
+        let columns = meta
+            .columns
+            .iter()
+            .map(|c| {
+                let t = existing.iter().find(|t| t.name == c.name).ok_or_else(|| {
+                    TargetError::Permanent(format!("table {target} has no column {:?} after adding it", c.name))
+                })?;
+                Ok((quote_ident(&c.name), t.cast.clone()))
+            })
+            .collect::<Result<_, TargetError>>()?;
+        Ok(Self {
+            name: quoted(target),
+            columns,
+            key: meta.key.clone(),
+        })
+    }
+
+    /// `unnest($1::text[], ...) AS v(c0, ...)` over `n` parameters from `$first`.
+    fn unnest(first: usize, n: usize) -> String {
+        let params: Vec<_> = (0..n).map(|i| format!("${}::text[]", first + i)).collect();
+        let names: Vec<_> = (0..n).map(|i| format!("c{i}")).collect();
+        format!("unnest({}) AS v({})", params.join(", "), names.join(", "))
+    }
+
+    fn upsert(&self, unchanged: &[usize]) -> String {
+        let names: Vec<_> = self.columns.iter().map(|(n, _)| n.as_str()).collect();
+        let casts: Vec<_> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, cast))| format!("c{i}::{cast}"))
+            .collect();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {}",
+            self.name,
+            names.join(", "),
+            casts.join(", "),
+            Self::unnest(1, self.columns.len())
+        );
+        if !self.key.is_empty() {
+            let key: Vec<_> = self.key.iter().map(|&i| names[i]).collect();
+            let set: Vec<_> = (0..names.len())
+                .filter(|i| !self.key.contains(i) && !unchanged.contains(i))
+                .map(|i| format!("{0} = EXCLUDED.{0}", names[i]))
+                .collect();
+            sql.push_str(&format!(" ON CONFLICT ({}) ", key.join(", ")));
+            if set.is_empty() {
+                sql.push_str("DO NOTHING");
+            } else {
+                sql.push_str(&format!("DO UPDATE SET {}", set.join(", ")));
+            }
+        }
+        sql
+    }
+
+    fn delete_by_key(&self) -> String {
+        let on: Vec<_> = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| format!("t.{} = v.c{i}::{}", self.columns[k].0, self.columns[k].1))
+            .collect();
+        format!(
+            "DELETE FROM {} t USING {} WHERE {}",
+            self.name,
+            Self::unnest(1, self.key.len()),
+            on.join(" AND ")
+        )
+    }
+
+    /// One row of a keyless table equal to the old row, compared as the
+    /// target prints each value (every type has a text form, not every type
+    /// has equality).
+    fn delete_one(&self) -> String {
+        let on: Vec<_> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, cast))| format!("{name}::text IS NOT DISTINCT FROM (${}::text::{cast})::text", i + 1))
+            .collect();
+        format!(
+            "DELETE FROM {0} WHERE ctid = (SELECT ctid FROM {0} WHERE {1} LIMIT 1)",
+            self.name,
+            on.join(" AND ")
+        )
+    }
+}
+
+/// Column-major text arrays of `rows` for the schema columns `columns`.
+fn arrays<'a>(
+    rows: impl Iterator<Item = &'a [Datum]> + Clone,
+    columns: &[usize],
+    table: &TableChanges,
+) -> Vec<Vec<Option<String>>> {
+    let meta = table.codec.meta();
+    columns
+        .iter()
+        .map(|&c| {
+            let zone = meta.columns[c].data_type == ferry_core::meta::DataType::TimestampTz;
+            rows.clone().map(|r| pg_text(&r[c], zone)).collect()
+        })
+        .collect()
+}
+
+fn params(arrays: &[Vec<Option<String>>]) -> Vec<&(dyn ToSql + Sync)> {
+    arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+/// One connection to a PostgreSQL target.
+#[derive(Debug)]
+pub struct PgTarget {
+    client: Client,
+    default_schema: String,
+    offsets: TableId,
+    /// Per target table and schema version (the codec's address, stable for a session).
+    plans: HashMap<(TableId, usize), Arc<Plan>>,
+    statements: HashMap<String, Statement>,
+}
+
+/// The writes of one transaction, apart from the connection's caches so both
+/// can be borrowed at once.
+struct Writes<'a, 't> {
+    tx: &'a Transaction<'t>,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl Writes<'_, '_> {
+    async fn run(&mut self, sql: String, params: &[&(dyn ToSql + Sync)], table: &TableId) -> Result<u64, TargetError> {
+        let statement = match self.statements.get(&sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.tx.prepare(&sql).await.map_err(|e| classify(&e, table))?;
+                self.statements.insert(sql, s.clone());
+                s
+            }
+        };
+        self.tx.execute(&statement, params).await.map_err(|e| classify(&e, table))
+    }
+
+    /// Writes `changes` of `table` (a subset of its batch, in order).
+    async fn rows(&mut self, plan: &Plan, table: &TableChanges, changes: &[&RowChange]) -> Result<(), TargetError> {
+        let all: Vec<usize> = (0..plan.columns.len()).collect();
+        if !plan.key.is_empty() {
+            let deletes: Vec<&[Datum]> = changes
+                .iter()
+                .filter_map(|c| match &c.state {
+                    RowState::Delete { row } => Some(row.as_slice()),
+                    RowState::Upsert { .. } => None,
+                })
+                .collect();
+            if !deletes.is_empty() {
+                let a = arrays(deletes.iter().copied(), &plan.key, table);
+                self.run(plan.delete_by_key(), &params(&a), &table.target).await?;
+            }
+            let mut upserts: BTreeMap<&[usize], Vec<&[Datum]>> = BTreeMap::new();
+            for c in changes {
+                if let RowState::Upsert { row, unchanged } = &c.state {
+                    upserts.entry(unchanged).or_default().push(row);
+                }
+            }
+            for (unchanged, rows) in upserts {
+                let a = arrays(rows.iter().copied(), &all, table);
+                self.run(plan.upsert(unchanged), &params(&a), &table.target).await?;
+            }
+            return Ok(());
+        }
+        // Keyless: runs of inserts in one statement, each delete on its own, in order.
+        let mut inserts: Vec<&[Datum]> = Vec::new();
+        for c in changes {
+            match &c.state {
+                RowState::Upsert { row, .. } => inserts.push(row),
+                RowState::Delete { row } => {
+                    self.insert_all(plan, table, &mut inserts, &all).await?;
+                    let values: Vec<Option<String>> = arrays(std::iter::once(row.as_slice()), &all, table)
+                        .into_iter()
+                        .map(|mut column| column.pop().flatten())
+                        .collect();
+                    let params: Vec<&(dyn ToSql + Sync)> =
+                        values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                    self.run(plan.delete_one(), &params, &table.target).await?;
+                }
+            }
+        }
+        self.insert_all(plan, table, &mut inserts, &all).await
+    }
+
+    async fn insert_all(
+        &mut self,
+        plan: &Plan,
+        table: &TableChanges,
+        rows: &mut Vec<&[Datum]>,
+        all: &[usize],
+    ) -> Result<(), TargetError> {
+        if !rows.is_empty() {
+            let a = arrays(rows.iter().copied(), all, table);
+            self.run(plan.upsert(&[]), &params(&a), &table.target).await?;
+            rows.clear();
+        }
+        Ok(())
+    }
+}
+
+impl PgTarget {
+    /// The plan for `table`'s schema version, making the target table fit it.
+    async fn plan(
+        plans: &HashMap<(TableId, usize), Arc<Plan>>,
+        tx: &Transaction<'_>,
+        table: &TableChanges,
+    ) -> Result<Arc<Plan>, TargetError> {
+        let key = (table.target.clone(), Arc::as_ptr(&table.codec) as usize);
+        if let Some(plan) = plans.get(&key) {
+            return Ok(Arc::clone(plan));
+        }
+        let meta = table.codec.meta();
+        let connector = table.codec.connector();
+        let existing = schema::ensure(tx, &table.target, meta, connector).await?;
+        Ok(Arc::new(Plan::new(&table.target, table, &existing)?))
+    }
+
+    fn key_text(table: &TableChanges, change: &RowChange) -> String {
+        let meta = table.codec.meta();
+        let row = match &change.state {
+            RowState::Upsert { row, .. } | RowState::Delete { row } => row,
+        };
+        let columns: Vec<usize> = if meta.key.is_empty() {
+            (0..meta.columns.len()).collect()
+        } else {
+            meta.key.clone()
+        };
+        let parts: Vec<_> = columns
+            .iter()
+            .map(|&i| {
+                let zone = meta.columns[i].data_type == ferry_core::meta::DataType::TimestampTz;
+                format!(
+                    "{}={}",
+                    meta.columns[i].name,
+                    pg_text(&row[i], zone).unwrap_or_else(|| "NULL".into())
+                )
+            })
+            .collect();
+        format!("({})", parts.join(", "))
+    }
+
+    async fn store_offsets(
+        tx: &Transaction<'_>,
+        offsets_table: &TableId,
+        group: &str,
+        batch: &Batch,
+    ) -> Result<(), TargetError> {
+        let (mut topics, mut partitions, mut next, mut first) = (vec![], vec![], vec![], vec![]);
+        for ((topic, partition), (start, end)) in &batch.offsets {
+            topics.push(topic.to_string());
+            partitions.push(*partition);
+            first.push(*start);
+            next.push(*end);
+        }
+        let sql = format!(
+            "INSERT INTO {0} AS o (consumer_group, topic, kafka_partition, next_offset, batch_first_offset, updated_at)
+             SELECT $1, t, p, n, f, now() FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int8[]) AS v(t, p, n, f)
+             ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE
+               SET next_offset = EXCLUDED.next_offset, batch_first_offset = EXCLUDED.batch_first_offset,
+                   updated_at = EXCLUDED.updated_at
+               WHERE o.next_offset <= EXCLUDED.batch_first_offset
+             RETURNING topic, kafka_partition",
+            quoted(offsets_table)
+        );
+        let stored = tx
+            .query(&sql, &[&group, &topics, &partitions, &next, &first])
+            .await
+            .map_err(|e| classify(&e, offsets_table))?;
+        if stored.len() != topics.len() {
+            let done: Vec<(String, i32)> = stored.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let (topic, partition) = topics
+                .into_iter()
+                .zip(partitions)
+                .find(|tp| !done.contains(tp))
+                .unwrap_or_default();
+            return Err(TargetError::Conflict { topic, partition });
+        }
+        Ok(())
+    }
+}
+
+impl Target for PgTarget {
+    fn default_schema(&self) -> &str {
+        &self.default_schema
+    }
+
+    async fn load_offsets(
+        &mut self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<HashMap<(String, i32), i64>, TargetError> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT topic, kafka_partition, next_offset FROM {} WHERE consumer_group = $1",
+                    quoted(&self.offsets)
+                ),
+                &[&group],
+            )
+            .await
+            .map_err(|e| classify(&e, &self.offsets))?;
+        Ok(rows
+            .iter()
+            .map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get::<_, i64>(2)))
+            .filter(|(tp, _)| partitions.contains(tp))
+            .collect())
+    }
+
+    async fn write(&mut self, group: &str, batch: &Batch) -> Result<(), TargetError> {
+        let offsets = self.offsets.clone();
+        let result = async {
+            let tx = self.client.transaction().await.map_err(|e| classify(&e, &offsets))?;
+            let mut fresh = Vec::new();
+            let mut writes = Writes {
+                tx: &tx,
+                statements: &mut self.statements,
+            };
+            for table in batch.tables.values() {
+                let plan = Self::plan(&self.plans, writes.tx, table).await?;
+                if table.truncate.is_some() {
+                    writes
+                        .tx
+                        .batch_execute(&format!("TRUNCATE {}", plan.name))
+                        .await
+                        .map_err(|e| classify(&e, &table.target))?;
+                }
+                let changes: Vec<&RowChange> = table.changes().collect();
+                writes.rows(&plan, table, &changes).await?;
+                fresh.push(((table.target.clone(), Arc::as_ptr(&table.codec) as usize), plan));
+            }
+            Self::store_offsets(&tx, &self.offsets, group, batch).await?;
+            tx.commit().await.map_err(|e| classify(&e, &offsets))?;
+            Ok(fresh)
+        }
+        .await;
+        match result {
+            Ok(fresh) => {
+                self.plans.extend(fresh);
+                Ok(())
+            }
+            Err(e) => {
+                // The failed transaction may have taken DDL the plans relied on.
+                self.plans.clear();
+                Err(e)
+            }
+        }
+    }
+
+    async fn find_rejected(&mut self, batch: &Batch) -> Result<Vec<Rejected>, TargetError> {
+        let offsets = self.offsets.clone();
+        self.plans.clear();
+        let tx = self.client.transaction().await.map_err(|e| classify(&e, &offsets))?;
+        let mut writes = Writes {
+            tx: &tx,
+            statements: &mut self.statements,
+        };
+        let mut rejected = Vec::new();
+        for table in batch.tables.values() {
+            let plan = Self::plan(&self.plans, writes.tx, table).await?;
+            for change in table.changes() {
+                writes.tx.batch_execute("SAVEPOINT ferry_row").await.map_err(|e| classify(&e, &offsets))?;
+                match writes.rows(&plan, table, &[change]).await {
+                    Ok(()) => writes.tx.batch_execute("RELEASE SAVEPOINT ferry_row").await,
+                    Err(TargetError::Rejected(reason)) => {
+                        rejected.push(Rejected {
+                            at: change.at.clone(),
+                            table: table.target.to_string(),
+                            key: Self::key_text(table, change),
+                            reason,
+                        });
+                        writes.tx.batch_execute("ROLLBACK TO SAVEPOINT ferry_row").await
+                    }
+                    Err(e) => return Err(e),
+                }
+                .map_err(|e| classify(&e, &offsets))?;
+            }
+        }
+        tx.rollback().await.map_err(|e| classify(&e, &offsets))?;
+        Ok(rejected)
+    }
+}

@@ -1,0 +1,228 @@
+//! Target tables from Avro schemas: create them when absent, add the columns a
+//! new schema version brings, and refuse changes that would lose data.
+//!
+//! A PostgreSQL source's own column type (`ferry.source_type`) is used when the
+//! target knows it (`numeric(12,4)`, `character varying(10)`, `jsonb`, an enum
+//! the operator created in the target), so a PostgreSQL-to-PostgreSQL copy has
+//! the very same types. Otherwise the column gets the closest type to Ferry's
+//! data type (see [`pg_type`]). The primary key is kept; NOT NULL is kept on
+//! create. Columns added later are added nullable, because the rows already in
+//! the target have no value for them. Defaults, indexes and foreign keys are
+//! not created here (they may name objects the target does not have).
+//!
+//! Columns are cast to the target column's own type, read from the catalog, so
+//! a table the operator created with other (compatible) types works too. A
+//! decimal column whose target is narrower than what the source now sends would
+//! be rounded, so it stops the table instead.
+
+use ferry_core::envelope::Connector;
+use ferry_core::meta::{Column, DataType, TableId, TableMeta};
+use ferry_core::pg::{quote_ident, quoted};
+use tokio_postgres::Transaction;
+
+use crate::target::TargetError;
+
+use super::classify;
+
+/// A column as the target has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetColumn {
+    pub name: String,
+    /// The type to cast text to: the column's type without its modifier (the
+    /// assignment then checks lengths instead of an explicit cast cutting them).
+    pub cast: String,
+    /// `numeric(p,s)`'s precision and scale.
+    pub numeric: Option<(i32, i32)>,
+}
+
+/// The closest PostgreSQL type for a Ferry data type.
+pub fn pg_type(ty: DataType) -> String {
+    match ty {
+        DataType::Boolean => "boolean".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Decimal { precision, scale, .. } => format!("numeric({precision},{scale})"),
+        DataType::Numeric => "numeric".into(),
+        DataType::Text => "text".into(),
+        DataType::Bytes => "bytea".into(),
+        DataType::Date => "date".into(),
+        DataType::Time => "time".into(),
+        DataType::Timestamp => "timestamp".into(),
+        DataType::TimestampTz => "timestamptz".into(),
+        DataType::Uuid => "uuid".into(),
+    }
+}
+
+/// The target's columns of `table`, or `None` if it has no such table.
+pub async fn columns(tx: &Transaction<'_>, table: &TableId) -> Result<Option<Vec<TargetColumn>>, TargetError> {
+    let exists = tx
+        .query_opt(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&table.schema, &table.table],
+        )
+        .await
+        .map_err(|e| classify(&e, table))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let rows = tx
+        .query(
+            "SELECT a.attname::text,
+                    CASE a.atttypid WHEN 'bit'::regtype THEN 'bit varying'
+                                    WHEN 'bit[]'::regtype THEN 'bit varying[]'
+                                    ELSE format_type(a.atttypid, NULL) END,
+                    CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4
+                         THEN ((a.atttypmod - 4) >> 16) & 65535 END,
+                    CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4
+                         THEN (a.atttypmod - 4) & 65535 END
+             FROM pg_attribute a
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum",
+            &[&table.schema, &table.table],
+        )
+        .await
+        .map_err(|e| classify(&e, table))?;
+    Ok(Some(
+        rows.iter()
+            .map(|r| TargetColumn {
+                name: r.get(0),
+                cast: r.get(1),
+                numeric: r.get::<_, Option<i32>>(2).zip(r.get::<_, Option<i32>>(3)),
+            })
+            .collect(),
+    ))
+}
+
+/// The type a new column gets: the source's own type if the target has it
+/// (PostgreSQL sources), else the closest one.
+async fn column_type(tx: &Transaction<'_>, column: &Column, connector: Connector) -> Result<String, TargetError> {
+    if connector == Connector::Postgres {
+        let known: bool = tx
+            .query_one("SELECT to_regtype($1) IS NOT NULL", &[&column.source_type])
+            .await
+            .map_err(|e| TargetError::Unavailable(ferry_core::pg::pg_message(&e)))?
+            .get(0);
+        if known {
+            return Ok(column.source_type.clone());
+        }
+    }
+    Ok(pg_type(column.data_type))
+}
+
+/// Makes the target table fit `meta`: created if absent, missing columns added.
+/// Runs in the batch's transaction, under a lock per table, so writers creating
+/// the same table at once take turns and a failed batch takes its DDL with it.
+pub async fn ensure(
+    tx: &Transaction<'_>,
+    target: &TableId,
+    meta: &TableMeta,
+    connector: Connector,
+) -> Result<Vec<TargetColumn>, TargetError> {
+    let name = quoted(target);
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&name])
+        .await
+        .map_err(|e| classify(&e, target))?;
+    let ddl_error = |e: tokio_postgres::Error| {
+        TargetError::Permanent(format!("table {target}: {}", ferry_core::pg::pg_message(&e)))
+    };
+    let existing = match columns(tx, target).await? {
+        Some(existing) => existing,
+        None => {
+            let mut defs = Vec::new();
+            for c in &meta.columns {
+                let null = if c.nullable { "" } else { " NOT NULL" };
+                defs.push(format!("{} {}{null}", quote_ident(&c.name), column_type(tx, c, connector).await?));
+            }
+            if !meta.key.is_empty() {
+                let key: Vec<_> = meta.key.iter().map(|&i| quote_ident(&meta.columns[i].name)).collect();
+                defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
+            }
+            let sql = format!(
+                "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE {name} ({})",
+                quote_ident(&target.schema),
+                defs.join(", ")
+            );
+            tx.batch_execute(&sql).await.map_err(ddl_error)?;
+            tracing::info!(table = %target, "created the target table");
+            return columns(tx, target)
+                .await?
+                .ok_or_else(|| TargetError::Permanent(format!("table {target} vanished after CREATE TABLE")));
+        }
+    };
+    let mut added = false;
+    for c in &meta.columns {
+        match existing.iter().find(|t| t.name == c.name) {
+            None => {
+                let sql = format!(
+                    "ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {} {}",
+                    quote_ident(&c.name),
+                    column_type(tx, c, connector).await?
+                );
+                tx.batch_execute(&sql).await.map_err(ddl_error)?;
+                tracing::info!(table = %target, column = %c.name, "added a column the source added");
+                added = true;
+            }
+            Some(t) => check_numeric(target, c, t)?,
+        }
+    }
+    if added {
+        return columns(tx, target)
+            .await?
+            .ok_or_else(|| TargetError::Permanent(format!("table {target} vanished after ALTER TABLE")));
+    }
+    Ok(existing)
+}
+
+/// A decimal the target column would round is a definite error.
+fn check_numeric(table: &TableId, source: &Column, target: &TargetColumn) -> Result<(), TargetError> {
+    let (DataType::Decimal { precision, scale, .. }, Some((p, s))) = (source.data_type, target.numeric) else {
+        return Ok(());
+    };
+    let (precision, scale) = (precision as i32, scale as i32);
+    if s < scale || p - s < precision - scale {
+        return Err(TargetError::Permanent(format!(
+            "table {table} column {:?}: the source sends numeric({precision},{scale}) but the target column is \
+             numeric({p},{s}), which would round or overflow; widen it (ALTER TABLE {} ALTER COLUMN {} TYPE \
+             numeric({precision},{scale})) and restart",
+            source.name,
+            quoted(table),
+            quote_ident(&source.name)
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrower_decimals_are_refused() {
+        let column = Column::new(
+            "amount",
+            DataType::Decimal {
+                precision: 12,
+                scale: 4,
+                special: false,
+            },
+            "numeric(12,4)",
+        );
+        let target = |numeric| TargetColumn {
+            name: "amount".into(),
+            cast: "numeric".into(),
+            numeric,
+        };
+        let t = TableId::new("public", "t");
+        assert!(check_numeric(&t, &column, &target(Some((12, 4)))).is_ok());
+        assert!(check_numeric(&t, &column, &target(Some((20, 6)))).is_ok());
+        assert!(check_numeric(&t, &column, &target(None)).is_ok());
+        let err = check_numeric(&t, &column, &target(Some((12, 2)))).unwrap_err().to_string();
+        assert!(err.contains("numeric(12,2)") && err.contains("ALTER TABLE"), "{err}");
+        assert!(check_numeric(&t, &column, &target(Some((10, 4)))).is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! Values in PostgreSQL's text input form.
+//!
+//! Rows are written as one text array per column and cast to each column's
+//! type on the server (`unnest($1::text[], ...)`), so every type — built-in,
+//! array, enum, domain, range — goes through its own input function, and values
+//! that travel as text (`jsonb`, `interval`, `int4range`...) arrive exactly as
+//! the source printed them. This module writes the values Ferry carries as
+//! Avro types (numbers, dates, times, bytes, uuids) in a form every PostgreSQL
+//! reads back exactly: floats in shortest round-trip form, dates with `BC`
+//! (year 0 is 1 BC), timestamps to the microsecond, instants in UTC (`+00`).
+
+use std::fmt::Write;
+
+use ferry_core::value::Datum;
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// `datum` as PostgreSQL text, `None` for NULL.
+pub fn pg_text(datum: &Datum, with_zone: bool) -> Option<String> {
+    Some(match datum {
+        Datum::Null => return None,
+        Datum::Bool(b) => if *b { "t" } else { "f" }.to_owned(),
+        Datum::Int(i) => i.to_string(),
+        Datum::Float32(f) => float(f64::from(*f), || format!("{f:e}")),
+        Datum::Float64(f) => float(*f, || format!("{f:e}")),
+        Datum::Decimal(d) => d.to_string(),
+        Datum::Special(s) => s.as_str().to_owned(),
+        Datum::Text(s) => s.clone(),
+        Datum::Bytes(b) => {
+            let mut out = String::with_capacity(2 + 2 * b.len());
+            out.push_str("\\x");
+            for byte in b {
+                let _ = write!(out, "{byte:02x}");
+            }
+            out
+        }
+        Datum::Date(d) => match *d {
+            i32::MAX => "infinity".to_owned(),
+            i32::MIN => "-infinity".to_owned(),
+            d => date(i64::from(d), ""),
+        },
+        Datum::Time(t) => time(*t),
+        Datum::Timestamp(t) => match *t {
+            i64::MAX => "infinity".to_owned(),
+            i64::MIN => "-infinity".to_owned(),
+            t => {
+                let (days, micros) = (t.div_euclid(MICROS_PER_DAY), t.rem_euclid(MICROS_PER_DAY));
+                let zone = if with_zone { "+00" } else { "" };
+                date(days, &format!(" {}{zone}", time(micros)))
+            }
+        },
+        Datum::Uuid(u) => u.hyphenated().to_string(),
+    })
+}
+
+fn float(f: f64, shortest: impl FnOnce() -> String) -> String {
+    if f.is_nan() {
+        "NaN".to_owned()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+    } else {
+        shortest()
+    }
+}
+
+/// `HH:MM:SS.ffffff` (`24:00:00` included).
+fn time(micros: i64) -> String {
+    let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
+    format!("{:02}:{:02}:{:02}.{frac:06}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// The date `days` after 1970-01-01 as `YYYY-MM-DD`, then `rest`, then ` BC`
+/// for years before 1 (PostgreSQL writes the era last).
+fn date(days: i64, rest: &str) -> String {
+    let (y, m, d) = civil(days);
+    if y <= 0 {
+        format!("{:04}-{m:02}-{d:02}{rest} BC", 1 - y)
+    } else {
+        format!("{y:04}-{m:02}-{d:02}{rest}")
+    }
+}
+
+/// Proleptic Gregorian (year, month, day) of a day count from 1970-01-01, for
+/// any `i64` of days (H. Hinnant's algorithm); year 0 is 1 BC.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::value::Special;
+
+    #[test]
+    fn dates_and_times() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(-1), (1969, 12, 31));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+        // PostgreSQL's earliest date, 4714-11-24 BC, is Julian day 0.
+        assert_eq!(pg_text(&Datum::Date(-2_440_588), false).unwrap(), "4714-11-24 BC");
+        assert_eq!(pg_text(&Datum::Date(-719_163), false).unwrap(), "0001-12-31 BC");
+        assert_eq!(pg_text(&Datum::Date(-719_162), false).unwrap(), "0001-01-01");
+        assert_eq!(pg_text(&Datum::Date(2_145_042_905), false).unwrap(), "5874897-12-31");
+        assert_eq!(pg_text(&Datum::Date(i32::MAX), false).unwrap(), "infinity");
+        assert_eq!(pg_text(&Datum::Time(86_400_000_000), false).unwrap(), "24:00:00.000000");
+        assert_eq!(pg_text(&Datum::Time(45_296_789_000), false).unwrap(), "12:34:56.789000");
+        assert_eq!(pg_text(&Datum::Timestamp(-1), true).unwrap(), "1969-12-31 23:59:59.999999+00");
+        assert_eq!(pg_text(&Datum::Timestamp(i64::MIN), false).unwrap(), "-infinity");
+        assert_eq!(
+            pg_text(&Datum::Timestamp(-62_135_596_800_000_001), false).unwrap(),
+            "0001-12-31 23:59:59.999999 BC"
+        );
+    }
+
+    #[test]
+    fn numbers_bytes_and_nulls() {
+        assert_eq!(pg_text(&Datum::Null, false), None);
+        assert_eq!(pg_text(&Datum::Float64(0.1), false).unwrap(), "1e-1");
+        assert_eq!(pg_text(&Datum::Float64(-0.0), false).unwrap(), "-0e0");
+        assert_eq!(pg_text(&Datum::Float32(f32::NAN), false).unwrap(), "NaN");
+        assert_eq!(pg_text(&Datum::Float32(f32::NEG_INFINITY), false).unwrap(), "-Infinity");
+        assert_eq!(pg_text(&Datum::Float32(1e-45), false).unwrap(), "1e-45");
+        assert_eq!(pg_text(&Datum::Special(Special::NaN), false).unwrap(), "NaN");
+        assert_eq!(pg_text(&Datum::Bytes(vec![0, 0xff, 0x5c]), false).unwrap(), "\\x00ff5c");
+        assert_eq!(pg_text(&Datum::Bool(false), false).unwrap(), "f");
+    }
+}

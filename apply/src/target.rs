@@ -1,0 +1,83 @@
+//! The one small trait a target implements; the pipeline does the rest.
+//!
+//! A target writes a [`Batch`] and the group's offsets for it in one
+//! transaction, and reads those offsets back when partitions are assigned. That
+//! is the whole exactly-once contract: offsets live next to the rows, so a crash
+//! either kept both or neither, and a restart resumes exactly after the last
+//! batch the target holds.
+//!
+//! The offsets write is a compare-and-set: it succeeds only if no one has
+//! stored an offset beyond the batch's first message for that partition. Two
+//! writers that both believe they own a partition (a rebalance in flight, a
+//! process that was paused) can therefore never both apply the same messages:
+//! the second gets [`TargetError::Conflict`] and the pipeline starts over from
+//! the stored offsets.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use crate::batch::{Batch, Position};
+
+/// Why a target operation failed, split by what the pipeline does about it.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The target went away or is busy (connection lost, server restarting,
+    /// lock or serialization conflict): retry with back-off.
+    #[error("target unavailable: {0}")]
+    Unavailable(String),
+    /// Another writer stored offsets for this partition meanwhile: start over
+    /// from the stored offsets.
+    #[error("offsets of topic {topic} partition {partition} were moved by another apply process (a rebalance); resuming from the stored offsets")]
+    Conflict { topic: String, partition: i32 },
+    /// The target refused some row of the batch (constraint, type): find it.
+    #[error("{0}")]
+    Rejected(String),
+    /// A change that cannot be applied safely, or a target that is not usable:
+    /// stop and say what to fix.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl TargetError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TargetError::Unavailable(_) | TargetError::Conflict { .. })
+    }
+}
+
+/// A row the target refused, and why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub at: Position,
+    pub table: String,
+    /// The row's key values, printable.
+    pub key: String,
+    pub reason: String,
+}
+
+/// One connection to a target.
+pub trait Target: Send + 'static {
+    /// The schema a source table goes to when `--table-map` does not say.
+    fn default_schema(&self) -> &str;
+
+    /// The next offset to read for each of `partitions` that has one stored for `group`.
+    fn load_offsets(
+        &mut self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> impl Future<Output = Result<HashMap<(String, i32), i64>, TargetError>> + Send;
+
+    /// Writes `batch` and its offsets for `group` in one transaction.
+    fn write(&mut self, group: &str, batch: &Batch) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// Applies `batch` row by row in a transaction that is rolled back, and
+    /// returns the rows the target refuses.
+    fn find_rejected(&mut self, batch: &Batch) -> impl Future<Output = Result<Vec<Rejected>, TargetError>> + Send;
+}
+
+/// Opens connections to one target.
+pub trait Connect: Send + Sync + 'static {
+    type Target: Target;
+
+    /// A new connection, with Ferry's offsets table in place.
+    fn connect(&self) -> impl Future<Output = Result<Self::Target, TargetError>> + Send;
+}
