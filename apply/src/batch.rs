@@ -120,6 +120,17 @@ impl TableChanges {
     fn add(&mut self, at: Position, key: Option<Vec<u8>>, event: ChangeEvent) {
         *self.ops.entry(event.op.code()).or_default() += 1;
         let columns = &self.codec.meta().columns;
+        if !self.keyed() && event.op == Op::Update {
+            // A keyless row is named by all its old values: the old row goes,
+            // the new one comes.
+            if let Some(before) = event.before.clone() {
+                self.log.push(RowChange {
+                    state: RowState::Delete { row: before },
+                    at: at.clone(),
+                    key: None,
+                });
+            }
+        }
         let state = match (event.op, event.after, event.before) {
             (Op::Truncate, _, _) => {
                 self.rows.clear();
@@ -362,13 +373,30 @@ mod tests {
         assert_eq!(states(&batch).len(), 2);
         batch.add(change(&c, 3, Op::Truncate, None, None));
         batch.add(change(&c, 4, Op::Create, None, Some(row(7, "b", None))));
-        batch.add(change(&c, 5, Op::Delete, Some(row(7, "b", None)), None));
+        batch.add(change(&c, 5, Op::Update, Some(row(7, "b", None)), Some(row(7, "c", Some("x")))));
+        batch.add(change(&c, 6, Op::Delete, Some(row(7, "c", Some("x"))), None));
         let t = &batch.tables[0];
         assert_eq!(t.truncate.as_ref().map(|p| p.offset), Some(3));
-        assert_eq!(states(&batch).len(), 2);
         assert_eq!(t.ops.get("c"), Some(&3));
+        assert_eq!(
+            states(&batch),
+            vec![
+                RowState::Upsert {
+                    row: row(7, "b", None),
+                    unchanged: vec![]
+                },
+                RowState::Delete { row: row(7, "b", None) },
+                RowState::Upsert {
+                    row: row(7, "c", Some("x")),
+                    unchanged: vec![]
+                },
+                RowState::Delete {
+                    row: row(7, "c", Some("x"))
+                },
+            ]
+        );
         batch.remove(&[t.log[0].at.clone()]);
-        assert_eq!(states(&batch), vec![RowState::Delete { row: row(7, "b", None) }]);
+        assert_eq!(states(&batch).len(), 3);
     }
 
     #[test]

@@ -151,9 +151,22 @@ impl ConsumerThread {
         tx: mpsc::Sender<Polled>,
     ) -> Result<Self, ApplyError> {
         let mut config = settings.kafka.consumer(&settings.group);
+        if let Some(id) = &settings.instance_id {
+            // Static membership: a restarted process with the same id gets its
+            // partitions back at once, without a rebalance.
+            config.set("group.instance.id", id);
+        }
         for (key, value) in [
             // New topics matching the pattern are picked up within seconds.
             ("topic.metadata.refresh.interval.ms", "5000"),
+            // A process that died (kill -9, a lost host) gives its partitions
+            // up after 10 s (brokers that expire members by session) or 60 s
+            // (brokers that wait for the rebalance timeout), not 45 s and 5
+            // minutes: this thread polls all the time, and only a batch
+            // written at a revoke or a full pipeline holds it.
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "3000"),
+            ("max.poll.interval.ms", "60000"),
             ("statistics.interval.ms", "5000"),
         ] {
             if !settings.kafka.options.contains_key(key) {

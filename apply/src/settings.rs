@@ -129,6 +129,11 @@ pub struct ApplyArgs {
     #[arg(long, env = "FERRY_GROUP")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// A stable name for this process in the group (Kafka static membership): a
+    /// restart under the same name resumes at once instead of after a rebalance.
+    #[arg(long, env = "FERRY_INSTANCE_ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
     /// Where a partition without a stored offset starts: earliest, latest, or a time
     /// (RFC 3339 or ms since 1970) [default: earliest].
     #[arg(long, env = "FERRY_FROM")]
@@ -181,6 +186,7 @@ pub struct ApplyFile {
     pub registry: SecretUrl,
     pub topics: Option<String>,
     pub group: Option<String>,
+    pub instance_id: Option<String>,
     #[serde(default)]
     pub from: StartFrom,
     #[serde(default)]
@@ -220,6 +226,8 @@ pub struct ApplySettings {
     /// The subscription, anchored: `^(REGEX)$`.
     pub topics: String,
     pub group: String,
+    /// Static group membership (`group.instance.id`).
+    pub instance_id: Option<String>,
     pub from: StartFrom,
     pub table_map: TableMap,
     pub on_error: OnError,
@@ -253,6 +261,7 @@ impl ApplyFile {
             topics: format!("^({topics})$"),
             dlq_topic: self.dlq_topic.unwrap_or_else(|| format!("_ferry_dlq.{group}")),
             group,
+            instance_id: self.instance_id,
             from: self.from,
             table_map: TableMap::parse(&self.table_map)?,
             on_error: self.on_error,

@@ -375,9 +375,12 @@ impl Publisher {
         if event.source.snapshot == Snapshot::False {
             self.lag_ms.set((event.ts_ms - event.source.ts_ms) as f64);
         }
-        self.enqueue(&t.topic, key.as_deref(), Some(&value)).await?;
+        // A keyless table's events (and a truncate) have no key to keep them
+        // in order by: they all go to partition 0, in source order.
+        let partition = key.is_none().then_some(0);
+        self.enqueue(&t.topic, key.as_deref(), Some(&value), partition).await?;
         if event.op == Op::Delete && self.settings.tombstones && key.is_some() {
-            self.enqueue(&t.topic, key.as_deref(), None).await?;
+            self.enqueue(&t.topic, key.as_deref(), None, None).await?;
         }
         Ok(())
     }
@@ -390,7 +393,7 @@ impl Publisher {
         let key = wire::encode(t.key_id, &t.codec.encode_key(&record.id)?);
         let value = wire::encode(t.value_id, &t.codec.encode_value(record)?);
         let topic = t.topic.clone();
-        self.enqueue(&topic, Some(&key), Some(&value)).await
+        self.enqueue(&topic, Some(&key), Some(&value), None).await
     }
 
     /// Queues a logical decoding message on `<prefix>.message`.
@@ -404,12 +407,18 @@ impl Publisher {
         };
         let key = wire::encode(t.key_id, &t.codec.encode_key(&message.prefix)?);
         let value = wire::encode(t.value_id, &t.codec.encode_value(message)?);
-        let sent = self.enqueue(&t.topic, Some(&key), Some(&value)).await;
+        let sent = self.enqueue(&t.topic, Some(&key), Some(&value), None).await;
         self.messages = Some(t);
         sent
     }
 
-    async fn enqueue(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), PublishError> {
+    async fn enqueue(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partition: Option<i32>,
+    ) -> Result<(), PublishError> {
         if let Some(t) = &mut self.transaction {
             if t.open.is_none() {
                 self.producer.begin_transaction()?;
@@ -426,6 +435,9 @@ impl Publisher {
             }
             if let Some(v) = value {
                 record = record.payload(v);
+            }
+            if let Some(p) = partition {
+                record = record.partition(p);
             }
             self.deliveries.sending(epoch);
             match self.producer.send(record) {
@@ -519,7 +531,7 @@ impl Publisher {
         }
         let topic = t.offsets_topic.clone();
         for (key, value) in records {
-            self.enqueue(&topic, Some(key.as_bytes()), Some(value.to_string().as_bytes()))
+            self.enqueue(&topic, Some(key.as_bytes()), Some(value.to_string().as_bytes()), None)
                 .await?;
         }
         let producer = Arc::clone(&self.producer);

@@ -529,3 +529,75 @@ pub fn topic_count_at(brokers: &str, topic: &str) -> i64 {
         })
         .sum()
 }
+
+/// Arguments of `ferry-capture-postgres` for `db` under `prefix` on the test
+/// broker, then `extra`.
+pub fn capture_args<'a>(db: &'a PgDatabase, prefix: &'a str, extra: &[&'a str]) -> Vec<String> {
+    let mut args: Vec<String> = ["--source", &db.url(), "--prefix", prefix]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if !extra.contains(&"--brokers") {
+        args.extend(["--brokers".to_owned(), brokers()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// `ferry-capture-postgres` of `db` under `prefix`.
+pub fn start_capture(db: &PgDatabase, prefix: &str, extra: &[&str]) -> Running {
+    let args = capture_args(db, prefix, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Running::start("ferry-capture-postgres", &args)
+}
+
+/// `ferry-apply-postgres` of the topics of `prefix` into `target` as `group`,
+/// then `extra`.
+pub fn start_apply(target: &PgDatabase, prefix: &str, group: &str, extra: &[&str]) -> Running {
+    let topics = format!("{}\\..*", prefix.replace('.', "\\."));
+    let url = target.url();
+    let broker = brokers();
+    let mut args = vec![
+        "--target", &url, "--topics", &topics, "--group", group, "--brokers", &broker,
+    ];
+    args.extend(extra);
+    Running::start("ferry-apply-postgres", &args)
+}
+
+/// Every row of `table` as PostgreSQL prints it, sorted.
+pub async fn table_rows(client: &tokio_postgres::Client, table: &str) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(&format!("SELECT t::text FROM {table} t ORDER BY 1"), &[])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Waits until each of `tables` holds the same rows in `target` as in `source`.
+pub async fn wait_equal(source: &PgDatabase, target: &PgDatabase, tables: &[&str], timeout: Duration) {
+    let (s, t) = (source.client().await, target.client().await);
+    for table in tables {
+        let mut last = (vec![], vec![]);
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                let want = table_rows(&s, table).await.expect("source rows");
+                let got = table_rows(&t, table).await.unwrap_or_default();
+                if want == got {
+                    return;
+                }
+                last = (want, got);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            let (want, got) = &last;
+            let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
+            let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
+            panic!(
+                "table {table}: target never matched the source ({} vs {} rows); missing {missing:?}, extra {extra:?}",
+                want.len(),
+                got.len()
+            );
+        }
+    }
+}

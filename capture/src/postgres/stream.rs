@@ -330,7 +330,18 @@ impl<'a> Streamer<'a> {
                     .transpose()?
                     .map(|(row, _)| row);
                 let (after, unchanged) = table.cells_row(&new, old_cells)?;
-                (table, Op::Update, before, Some(after), unchanged)
+                let key = &table.meta.key;
+                if let Some(old) = before.as_ref().filter(|old| key.iter().any(|&i| old[i] != after[i])) {
+                    // A key change, as Debezium gives it: a delete of the old key
+                    // (in the old key's partition, with its tombstone), then a
+                    // create of the new one.
+                    let old = old.clone();
+                    self.emit(&table, Op::Delete, Some(old), None, vec![], lsn, publisher)
+                        .await?;
+                    (table, Op::Create, None, Some(after), unchanged)
+                } else {
+                    (table, Op::Update, before, Some(after), unchanged)
+                }
             }
             Message::Delete { relation, old } => {
                 let table = self.table(relation)?;
