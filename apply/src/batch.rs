@@ -42,6 +42,19 @@ impl std::fmt::Display for Position {
 pub struct Change {
     pub at: Position,
     pub what: ChangeKind,
+    /// Set on a truncate: every partition of the topic carries a copy, and the
+    /// table is emptied once all of them have reached it.
+    pub barrier: Option<Barrier>,
+}
+
+/// A point every partition of a topic must reach before the change it
+/// carries is applied (a truncate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Barrier {
+    /// The same for every copy: a hash of the message value.
+    pub id: String,
+    /// How many partitions carry a copy.
+    pub partitions: i32,
 }
 
 // Nearly every message is a row: boxing it would cost an allocation each.
@@ -205,7 +218,7 @@ impl Batch {
     }
 
     pub fn add(&mut self, change: Change) {
-        let Change { at, what } = change;
+        let Change { at, what, .. } = change;
         self.messages += 1;
         self.offsets
             .entry((Arc::clone(&at.topic), at.partition))
@@ -309,6 +322,7 @@ mod tests {
                     transaction: None,
                 },
             },
+            barrier: None,
         }
     }
 
@@ -332,6 +346,7 @@ mod tests {
                 offset: 14,
             },
             what: ChangeKind::Skip,
+            barrier: None,
         });
         assert_eq!(
             states(&batch),

@@ -16,7 +16,8 @@ use ferry_core::meta::TableId;
 use ferry_core::registry::{RegistryClient, RegistryError};
 use ferry_core::wire;
 
-use crate::batch::{Change, ChangeKind, Position};
+use crate::batch::{Barrier, Change, ChangeKind, Position};
+use ferry_core::envelope::Op;
 use crate::settings::TableMap;
 
 /// A message no target can apply, and why.
@@ -95,12 +96,14 @@ impl Decoder {
         Ok(writer)
     }
 
-    /// The change a message carries.
+    /// The change a message carries; `partitions` is the truncate header
+    /// (how many partitions carry a copy of a truncate).
     pub async fn decode(
         &mut self,
         at: Position,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
+        partitions: Option<i32>,
     ) -> Result<Change, DecodeFailure> {
         let undecodable = |what: String| DecodeFailure::Undecodable(Undecodable(what));
         let Some(value) = value else {
@@ -108,6 +111,7 @@ impl Decoder {
             return Ok(Change {
                 at,
                 what: ChangeKind::Skip,
+                barrier: None,
             });
         };
         let (id, datum) = wire::decode(value).map_err(|e| undecodable(format!("value: {e}")))?;
@@ -120,6 +124,7 @@ impl Decoder {
                 return Ok(Change {
                     at,
                     what: ChangeKind::Skip,
+                    barrier: None,
                 });
             }
         };
@@ -142,8 +147,13 @@ impl Decoder {
                 .map(|row| format!("{:?}", codec.meta().key.iter().map(|&i| &row[i]).collect::<Vec<_>>()).into_bytes()),
             _ => None,
         };
+        let barrier = (event.op == Op::Truncate).then(|| Barrier {
+            id: fnv1a(value),
+            partitions: partitions.unwrap_or(1).max(1),
+        });
         Ok(Change {
             at,
+            barrier,
             what: ChangeKind::Row {
                 target,
                 codec,
@@ -151,5 +161,23 @@ impl Decoder {
                 event,
             },
         })
+    }
+}
+
+/// FNV-1a of `bytes` in hex: stable across processes and versions, which is
+/// all a barrier id needs (its copies are the same bytes).
+fn fnv1a(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn barrier_ids_are_fnv1a() {
+        assert_eq!(super::fnv1a(b""), "cbf29ce484222325");
+        assert_eq!(super::fnv1a(b"a"), "af63dc4c8601ec8c");
     }
 }

@@ -20,6 +20,7 @@
 //! go to the dead-letter topic.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -27,12 +28,13 @@ use std::time::{Duration, Instant};
 
 use ferry_core::metrics::Phase;
 use ferry_core::registry::RegistryClient;
-use rdkafka::message::OwnedMessage;
+use ferry_core::envelope::TRUNCATE_PARTITIONS_HEADER;
+use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinSet;
 
-use crate::batch::{Batch, Change, ChangeKind};
+use crate::batch::{Barrier, Batch, Change, ChangeKind};
 use crate::consumer::{position_of, Applied, ConsumerThread, Polled};
 use crate::decode::{DecodeFailure, Decoder};
 use crate::dlq::DeadLetters;
@@ -131,6 +133,9 @@ async fn session<C: Connect>(
             batch_wait: settings.batch_wait,
             dead_letters: dead_letters.clone(),
             applied: Arc::clone(&applied),
+            held: HashMap::new(),
+            checked: HashSet::new(),
+            released: VecDeque::new(),
         };
         writers.spawn(writer.run(rx));
         to_writers.push(tx);
@@ -215,9 +220,14 @@ async fn decode(
     dead_letters: Option<&DeadLetters>,
 ) -> Result<Change, ApplyError> {
     let at = position_of(m);
+    let partitions = m.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == TRUNCATE_PARTITIONS_HEADER)
+            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
+    });
     let mut backoff = Duration::from_millis(200);
     loop {
-        match decoder.decode(at.clone(), m.key(), m.payload()).await {
+        match decoder.decode(at.clone(), m.key(), m.payload(), partitions).await {
             Ok(change) => return Ok(change),
             Err(DecodeFailure::Registry(e)) if backoff < MAX_BACKOFF => {
                 metrics::counter!("ferry_apply_errors_total", "kind" => "registry").increment(1);
@@ -239,13 +249,31 @@ async fn decode(
                 return Ok(Change {
                     at,
                     what: ChangeKind::Skip,
+                    barrier: None,
                 });
             }
         }
     }
 }
 
+/// How often a writer holding partitions at a barrier asks whether it is done.
+const BARRIER_POLL: Duration = Duration::from_millis(100);
+
+/// A partition waiting at a barrier, and its messages since.
+struct Held {
+    barrier: String,
+    queue: VecDeque<Change>,
+}
+
 /// One writer: batches its partitions' changes and writes them.
+///
+/// A truncate is a barrier (see [`crate::batch::Barrier`]): on reaching it a
+/// partition's writer records its arrival in the target, in the transaction
+/// that moves its offset past it; the last partition to arrive empties the
+/// table in that same transaction. Until then, each partition that arrived
+/// holds its later messages, so nothing written after the truncate is lost to
+/// it and nothing written before it survives it. A partition whose arrival is
+/// stored is held again after a restart, before its first message.
 struct Writer<T> {
     target: T,
     group: String,
@@ -253,21 +281,36 @@ struct Writer<T> {
     batch_wait: Duration,
     dead_letters: Option<Arc<DeadLetters>>,
     applied: Applied,
+    held: HashMap<(Arc<str>, i32), Held>,
+    /// Partitions whose stored barriers were looked up this session.
+    checked: HashSet<(Arc<str>, i32)>,
+    /// Released messages, applied before anything new.
+    released: VecDeque<Change>,
 }
 
 impl<T: Target> Writer<T> {
     async fn run(mut self, mut rx: mpsc::Receiver<ToWriter>) -> Result<(), ApplyError> {
         let mut batch = Batch::default();
         let mut opened = Instant::now();
+        let mut asked = Instant::now();
         loop {
-            let next = if batch.is_empty() {
+            if !self.held.is_empty() && asked.elapsed() >= BARRIER_POLL {
+                self.release().await?;
+                asked = Instant::now();
+            }
+            let next = if let Some(change) = self.released.pop_front() {
+                Some(ToWriter::Change(change))
+            } else if batch.is_empty() && self.held.is_empty() {
                 rx.recv().await
             } else {
                 match rx.try_recv() {
                     Ok(m) => Some(m),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        let left = self.batch_wait.saturating_sub(opened.elapsed());
+                        let mut left = self.batch_wait.saturating_sub(opened.elapsed());
+                        if !self.held.is_empty() {
+                            left = left.max(BARRIER_POLL);
+                        }
                         match tokio::time::timeout(left, rx.recv()).await {
                             Ok(m) => m,
                             Err(_) => {
@@ -284,9 +327,39 @@ impl<T: Target> Writer<T> {
                 None => return Ok(()),
                 Some(ToWriter::Flush(ack)) => {
                     self.write(&mut batch).await?;
+                    // Partitions may move (a rebalance): what is held is read
+                    // again by whoever owns them next.
+                    self.held.clear();
+                    self.checked.clear();
+                    self.released.clear();
                     let _ = ack.send(());
                 }
                 Some(ToWriter::Change(change)) => {
+                    let partition = (Arc::clone(&change.at.topic), change.at.partition);
+                    if self.checked.insert(partition.clone()) {
+                        if let Some(barrier) = self
+                            .target
+                            .open_barriers(&self.group, &partition.0, partition.1)
+                            .await?
+                            .into_iter()
+                            .next()
+                        {
+                            tracing::info!(topic = %partition.0, partition = partition.1, "partition waits at a truncate for the others");
+                            self.held.insert(partition.clone(), Held {
+                                barrier,
+                                queue: VecDeque::new(),
+                            });
+                        }
+                    }
+                    if let Some(held) = self.held.get_mut(&partition) {
+                        held.queue.push_back(change);
+                        continue;
+                    }
+                    if let Some(barrier) = change.barrier.clone() {
+                        self.write(&mut batch).await?;
+                        self.arrive(change, barrier).await?;
+                        continue;
+                    }
                     if batch.conflicts(&change) {
                         self.write(&mut batch).await?;
                     }
@@ -300,6 +373,40 @@ impl<T: Target> Writer<T> {
                 }
             }
         }
+    }
+
+    /// Records that a partition reached `barrier` (applying it if it is the last).
+    async fn arrive(&mut self, change: Change, barrier: Barrier) -> Result<(), ApplyError> {
+        let partition = (Arc::clone(&change.at.topic), change.at.partition);
+        let mut arrival = Batch::default();
+        arrival.add(change);
+        let started = Instant::now();
+        let done = self.target.arrive(&self.group, &arrival, &barrier).await?;
+        self.record(&arrival, started.elapsed());
+        if !done {
+            self.held.insert(partition, Held {
+                barrier: barrier.id,
+                queue: VecDeque::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Lets go of the partitions whose barrier is done.
+    async fn release(&mut self) -> Result<(), ApplyError> {
+        let mut done = Vec::new();
+        for ((topic, partition), held) in &self.held {
+            if self.target.barrier_done(&self.group, topic, &held.barrier).await? {
+                done.push((Arc::clone(topic), *partition));
+            }
+        }
+        for partition in done {
+            if let Some(held) = self.held.remove(&partition) {
+                tracing::info!(topic = %partition.0, partition = partition.1, "truncate applied; partition goes on");
+                self.released.extend(held.queue);
+            }
+        }
+        Ok(())
     }
 
     /// Writes `batch` (setting aside rows the target rejects, with `--on-error

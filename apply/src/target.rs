@@ -1,7 +1,9 @@
 //! The one small trait a target implements; the pipeline does the rest.
 //!
 //! A target writes a [`Batch`] and the group's offsets for it in one
-//! transaction, and reads those offsets back when partitions are assigned. That
+//! transaction, and reads those offsets back when partitions are assigned. It
+//! also keeps the truncate barriers (see the writer in `pipeline.rs`) next to
+//! those offsets, for the same reason. That
 //! is the whole exactly-once contract: offsets live next to the rows, so a crash
 //! either kept both or neither, and a restart resumes exactly after the last
 //! batch the target holds.
@@ -16,7 +18,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use crate::batch::{Batch, Position};
+use crate::batch::{Barrier, Batch, Position};
 
 /// Why a target operation failed, split by what the pipeline does about it.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,33 @@ pub trait Target: Send + 'static {
 
     /// Writes `batch` and its offsets for `group` in one transaction.
     fn write(&mut self, group: &str, batch: &Batch) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// Records that the partition of `arrival` (a batch of one message, which
+    /// carries `barrier`) reached it, moving its offset past it; the last
+    /// partition to arrive also applies the message. Returns whether the
+    /// barrier is done.
+    fn arrive(
+        &mut self,
+        group: &str,
+        arrival: &Batch,
+        barrier: &Barrier,
+    ) -> impl Future<Output = Result<bool, TargetError>> + Send;
+
+    /// The barriers `partition` of `topic` reached that are not done yet.
+    fn open_barriers(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> impl Future<Output = Result<Vec<String>, TargetError>> + Send;
+
+    /// Whether every partition has reached barrier `id` of `topic`.
+    fn barrier_done(
+        &mut self,
+        group: &str,
+        topic: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, TargetError>> + Send;
 
     /// Applies `batch` row by row in a transaction that is rolled back, and
     /// returns the rows the target refuses.

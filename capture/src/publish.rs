@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::codec::{CodecError, TableCodec};
-use ferry_core::envelope::{ChangeEvent, Connector, Op, Snapshot};
+use ferry_core::envelope::{ChangeEvent, Connector, Op, Snapshot, TRUNCATE_PARTITIONS_HEADER};
 use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
 use ferry_core::message::{LogicalMessage, MessageCodec};
 use ferry_core::meta::{TableId, TableMeta};
@@ -63,6 +63,7 @@ use ferry_core::wire;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -151,6 +152,8 @@ struct TableTopic {
     topic: String,
     key_id: Option<u32>,
     value_id: u32,
+    /// Partitions of the topic: a truncate goes to each.
+    partitions: i32,
     /// `ferry_capture_events_total` and `ferry_capture_bytes_total` of the table.
     events: metrics::Counter,
     bytes: metrics::Counter,
@@ -326,7 +329,7 @@ impl Publisher {
         let topic = table_topic(&self.settings.prefix, &meta.id)?;
         let id = meta.id.clone();
         let codec = TableCodec::new(&self.settings.prefix, meta, self.settings.connector)?;
-        create_topic(&self.admin, &topic, self.settings.partitions).await?;
+        let partitions = create_topic(&self.admin, &topic, self.settings.partitions).await?;
         let key_id = match codec.key_schema_json() {
             Some(schema) => Some(self.registry.register(&format!("{topic}-key"), schema).await?),
             None => None,
@@ -343,6 +346,7 @@ impl Publisher {
                 topic,
                 key_id,
                 value_id,
+                partitions,
                 events: metrics::counter!("ferry_capture_events_total", "table" => label.clone()),
                 bytes: metrics::counter!("ferry_capture_bytes_total", "table" => label),
             }),
@@ -375,12 +379,26 @@ impl Publisher {
         if event.source.snapshot == Snapshot::False {
             self.lag_ms.set((event.ts_ms - event.source.ts_ms) as f64);
         }
-        // A keyless table's events (and a truncate) have no key to keep them
-        // in order by: they all go to partition 0, in source order.
+        if event.op == Op::Truncate {
+            // Into every partition, each copy saying how many there are, so
+            // apply can empty the table once every partition has reached it:
+            // nothing written before it survives, nothing written after is lost.
+            let header = t.partitions.to_string();
+            let headers = OwnedHeaders::new().insert(Header {
+                key: TRUNCATE_PARTITIONS_HEADER,
+                value: Some(&header),
+            });
+            for p in 0..t.partitions {
+                self.enqueue(&t.topic, None, Some(&value), Some(p), Some(&headers)).await?;
+            }
+            return Ok(());
+        }
+        // A keyless table's events have no key to keep them in order by: they
+        // all go to partition 0, in source order.
         let partition = key.is_none().then_some(0);
-        self.enqueue(&t.topic, key.as_deref(), Some(&value), partition).await?;
+        self.enqueue(&t.topic, key.as_deref(), Some(&value), partition, None).await?;
         if event.op == Op::Delete && self.settings.tombstones && key.is_some() {
-            self.enqueue(&t.topic, key.as_deref(), None, None).await?;
+            self.enqueue(&t.topic, key.as_deref(), None, None, None).await?;
         }
         Ok(())
     }
@@ -393,7 +411,7 @@ impl Publisher {
         let key = wire::encode(t.key_id, &t.codec.encode_key(&record.id)?);
         let value = wire::encode(t.value_id, &t.codec.encode_value(record)?);
         let topic = t.topic.clone();
-        self.enqueue(&topic, Some(&key), Some(&value), None).await
+        self.enqueue(&topic, Some(&key), Some(&value), None, None).await
     }
 
     /// Queues a logical decoding message on `<prefix>.message`.
@@ -407,7 +425,7 @@ impl Publisher {
         };
         let key = wire::encode(t.key_id, &t.codec.encode_key(&message.prefix)?);
         let value = wire::encode(t.value_id, &t.codec.encode_value(message)?);
-        let sent = self.enqueue(&t.topic, Some(&key), Some(&value), None).await;
+        let sent = self.enqueue(&t.topic, Some(&key), Some(&value), None, None).await;
         self.messages = Some(t);
         sent
     }
@@ -418,6 +436,7 @@ impl Publisher {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         partition: Option<i32>,
+        headers: Option<&OwnedHeaders>,
     ) -> Result<(), PublishError> {
         if let Some(t) = &mut self.transaction {
             if t.open.is_none() {
@@ -438,6 +457,9 @@ impl Publisher {
             }
             if let Some(p) = partition {
                 record = record.partition(p);
+            }
+            if let Some(h) = headers {
+                record = record.headers(h.clone());
             }
             self.deliveries.sending(epoch);
             match self.producer.send(record) {
@@ -531,7 +553,7 @@ impl Publisher {
         }
         let topic = t.offsets_topic.clone();
         for (key, value) in records {
-            self.enqueue(&topic, Some(key.as_bytes()), Some(value.to_string().as_bytes()), None)
+            self.enqueue(&topic, Some(key.as_bytes()), Some(value.to_string().as_bytes()), None, None)
                 .await?;
         }
         let producer = Arc::clone(&self.producer);
@@ -581,17 +603,27 @@ impl Publisher {
     }
 }
 
+/// Creates the topic if needed; its number of partitions (it may have existed
+/// with another).
 async fn create_topic(
     admin: &AdminClient<DefaultClientContext>,
     name: &str,
     partitions: i32,
-) -> Result<(), PublishError> {
+) -> Result<i32, PublishError> {
     let spec = TopicSpec {
         name: name.to_owned(),
         partitions,
         compacted: false,
     };
-    Ok(ensure_topics(admin, &[spec]).await?)
+    ensure_topics(admin, &[spec]).await?;
+    let metadata = admin.inner().fetch_metadata(Some(name), Duration::from_secs(30))?;
+    match metadata.topics().first().map(|t| t.partitions().len()) {
+        Some(n) if n > 0 => Ok(i32::try_from(n).unwrap_or(i32::MAX)),
+        _ => Err(PublishError::Delivery {
+            topic: name.to_owned(),
+            reason: "the brokers report no partitions for it".into(),
+        }),
+    }
 }
 
 async fn acknowledge(

@@ -18,6 +18,11 @@ use crate::value::Datum;
 /// The version Ferry writes into `source.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Header of a truncate event: how many partitions of its topic received a
+/// copy. A truncate goes to every partition, so that apply can empty the table
+/// once all of them have reached it (see `ferry-apply`'s barriers).
+pub const TRUNCATE_PARTITIONS_HEADER: &str = "ferry.partitions";
+
 /// The kind of source that produced an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Connector {

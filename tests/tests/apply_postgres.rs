@@ -51,7 +51,12 @@ async fn snapshot_and_live_changes_arrive_row_for_row() {
              DELETE FROM lines WHERE order_id = 8;
              UPDATE log SET n = 20 WHERE line = 'second';
              DELETE FROM log WHERE ctid = (SELECT ctid FROM log WHERE line = 'first' LIMIT 1);
-             INSERT INTO log VALUES ('third', NULL);"
+             INSERT INTO log VALUES ('third', NULL);
+             INSERT INTO scratch SELECT i, 'before the truncate' FROM generate_series(21, 60) i;
+             TRUNCATE scratch;
+             INSERT INTO scratch SELECT i, 'after the truncate' FROM generate_series(1, 40) i;
+             TRUNCATE log;
+             INSERT INTO log VALUES ('after', 1);"
         ))
         .await;
     wait_equal(&source, &target, &["orders", "lines", "log", "scratch"], CATCH_UP).await;

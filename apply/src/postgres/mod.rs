@@ -35,7 +35,7 @@ use ferry_core::value::Datum;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement, Transaction};
 
-use crate::batch::{Batch, RowChange, RowState, TableChanges};
+use crate::batch::{Barrier, Batch, RowChange, RowState, TableChanges};
 use crate::target::{Connect, Rejected, Target, TargetError};
 
 use self::schema::TargetColumn;
@@ -43,6 +43,8 @@ use self::text::pg_text;
 
 /// Ferry's offsets table, in the target's default schema.
 pub const OFFSETS_TABLE: &str = "_ferry_offsets";
+/// Truncate barriers: which partitions reached which truncate (`-1`: applied).
+pub const BARRIERS_TABLE: &str = "_ferry_barriers";
 
 /// Settings every apply session pins: UTC for values written without a zone,
 /// ISO dates for input that could be read either way.
@@ -128,10 +130,28 @@ impl Connect for PgConnect {
                 TargetError::Rejected(m) => TargetError::Unavailable(m),
                 other => other,
             })?;
+        let barriers = TableId::new(schema.clone(), BARRIERS_TABLE);
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    consumer_group text NOT NULL,
+                    topic text NOT NULL,
+                    barrier text NOT NULL,
+                    kafka_partition integer NOT NULL,
+                    arrived_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (consumer_group, topic, barrier, kafka_partition))",
+                quoted(&barriers)
+            ))
+            .await
+            .map_err(|e| match classify(&e, &barriers) {
+                TargetError::Rejected(m) => TargetError::Unavailable(m),
+                other => other,
+            })?;
         Ok(PgTarget {
             client,
             default_schema: schema,
             offsets,
+            barriers,
             plans: HashMap::new(),
             statements: HashMap::new(),
         })
@@ -265,6 +285,7 @@ pub struct PgTarget {
     client: Client,
     default_schema: String,
     offsets: TableId,
+    barriers: TableId,
     /// Per target table and schema version (the codec's address, stable for a session).
     plans: HashMap<(TableId, usize), Arc<Plan>>,
     statements: HashMap<String, Statement>,
@@ -394,6 +415,111 @@ impl PgTarget {
         format!("({})", parts.join(", "))
     }
 
+    /// Writes `batch` and its offsets in one transaction. With a barrier (the
+    /// batch is then one message), records the partition's arrival first and
+    /// applies the batch's truncate only if it is the last to arrive; returns
+    /// whether the barrier is done (always true without one).
+    async fn transact(&mut self, group: &str, batch: &Batch, barrier: Option<&Barrier>) -> Result<bool, TargetError> {
+        let offsets = self.offsets.clone();
+        let result = async {
+            let tx = self.client.transaction().await.map_err(|e| classify(&e, &offsets))?;
+            let done = match barrier {
+                Some(b) => Self::reach(&tx, &self.barriers, group, batch, b).await?,
+                None => true,
+            };
+            let mut fresh = Vec::new();
+            let mut writes = Writes {
+                tx: &tx,
+                statements: &mut self.statements,
+            };
+            for table in batch.tables.values() {
+                let plan = Self::plan(&self.plans, writes.tx, table).await?;
+                if table.truncate.is_some() && done {
+                    writes
+                        .tx
+                        .batch_execute(&format!("TRUNCATE {}", plan.name))
+                        .await
+                        .map_err(|e| classify(&e, &table.target))?;
+                }
+                let changes: Vec<&RowChange> = table.changes().collect();
+                writes.rows(&plan, table, &changes).await?;
+                fresh.push(((table.target.clone(), Arc::as_ptr(&table.codec) as usize), plan));
+            }
+            Self::store_offsets(&tx, &self.offsets, group, batch).await?;
+            tx.commit().await.map_err(|e| classify(&e, &offsets))?;
+            Ok((fresh, done))
+        }
+        .await;
+        match result {
+            Ok((fresh, done)) => {
+                self.plans.extend(fresh);
+                Ok(done)
+            }
+            Err(e) => {
+                // The failed transaction may have taken DDL the plans relied on.
+                self.plans.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores the arrival of the batch's partition at `barrier`; true if it is
+    /// the last one (the barrier is then marked done). Arrivals take turns on a
+    /// lock per barrier, so exactly one partition is the last.
+    async fn reach(
+        tx: &Transaction<'_>,
+        barriers: &TableId,
+        group: &str,
+        batch: &Batch,
+        barrier: &Barrier,
+    ) -> Result<bool, TargetError> {
+        let err = |e: tokio_postgres::Error| classify(&e, barriers);
+        let Some((topic, partition)) = batch.offsets.keys().next() else {
+            return Ok(false);
+        };
+        let topic = topic.to_string();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("ferry barrier {group} {topic} {}", barrier.id)],
+        )
+        .await
+        .map_err(err)?;
+        let table = quoted(barriers);
+        tx.execute(
+            &format!(
+                "INSERT INTO {table} (consumer_group, topic, barrier, kafka_partition) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING"
+            ),
+            &[&group, &topic, &barrier.id, partition],
+        )
+        .await
+        .map_err(err)?;
+        let arrived: i64 = tx
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {table} WHERE consumer_group = $1 AND topic = $2 AND barrier = $3
+                       AND kafka_partition >= 0"
+                ),
+                &[&group, &topic, &barrier.id],
+            )
+            .await
+            .map_err(err)?
+            .get(0);
+        let last = arrived >= i64::from(barrier.partitions);
+        if last {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} (consumer_group, topic, barrier, kafka_partition) VALUES ($1, $2, $3, -1)
+                     ON CONFLICT DO NOTHING"
+                ),
+                &[&group, &topic, &barrier.id],
+            )
+            .await
+            .map_err(err)?;
+        }
+        Ok(last)
+    }
+
     async fn store_offsets(
         tx: &Transaction<'_>,
         offsets_table: &TableId,
@@ -463,43 +589,43 @@ impl Target for PgTarget {
     }
 
     async fn write(&mut self, group: &str, batch: &Batch) -> Result<(), TargetError> {
-        let offsets = self.offsets.clone();
-        let result = async {
-            let tx = self.client.transaction().await.map_err(|e| classify(&e, &offsets))?;
-            let mut fresh = Vec::new();
-            let mut writes = Writes {
-                tx: &tx,
-                statements: &mut self.statements,
-            };
-            for table in batch.tables.values() {
-                let plan = Self::plan(&self.plans, writes.tx, table).await?;
-                if table.truncate.is_some() {
-                    writes
-                        .tx
-                        .batch_execute(&format!("TRUNCATE {}", plan.name))
-                        .await
-                        .map_err(|e| classify(&e, &table.target))?;
-                }
-                let changes: Vec<&RowChange> = table.changes().collect();
-                writes.rows(&plan, table, &changes).await?;
-                fresh.push(((table.target.clone(), Arc::as_ptr(&table.codec) as usize), plan));
-            }
-            Self::store_offsets(&tx, &self.offsets, group, batch).await?;
-            tx.commit().await.map_err(|e| classify(&e, &offsets))?;
-            Ok(fresh)
-        }
-        .await;
-        match result {
-            Ok(fresh) => {
-                self.plans.extend(fresh);
-                Ok(())
-            }
-            Err(e) => {
-                // The failed transaction may have taken DDL the plans relied on.
-                self.plans.clear();
-                Err(e)
-            }
-        }
+        self.transact(group, batch, None).await.map(|_| ())
+    }
+
+    async fn arrive(&mut self, group: &str, arrival: &Batch, barrier: &Barrier) -> Result<bool, TargetError> {
+        self.transact(group, arrival, Some(barrier)).await
+    }
+
+    async fn open_barriers(&mut self, group: &str, topic: &str, partition: i32) -> Result<Vec<String>, TargetError> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT b.barrier FROM {0} b WHERE b.consumer_group = $1 AND b.topic = $2 AND b.kafka_partition = $3
+                       AND NOT EXISTS (SELECT 1 FROM {0} d WHERE d.consumer_group = b.consumer_group
+                                         AND d.topic = b.topic AND d.barrier = b.barrier AND d.kafka_partition = -1)",
+                    quoted(&self.barriers)
+                ),
+                &[&group, &topic, &partition],
+            )
+            .await
+            .map_err(|e| classify(&e, &self.barriers))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn barrier_done(&mut self, group: &str, topic: &str, id: &str) -> Result<bool, TargetError> {
+        let row = self
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT 1 FROM {} WHERE consumer_group = $1 AND topic = $2 AND barrier = $3 AND kafka_partition = -1",
+                    quoted(&self.barriers)
+                ),
+                &[&group, &topic, &id],
+            )
+            .await
+            .map_err(|e| classify(&e, &self.barriers))?;
+        Ok(row.is_some())
     }
 
     async fn find_rejected(&mut self, batch: &Batch) -> Result<Vec<Rejected>, TargetError> {
