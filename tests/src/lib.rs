@@ -6,6 +6,8 @@
 //! addresses `scripts/services` gives them; `FERRY_TEST_BROKERS` overrides the
 //! broker's.
 
+pub mod pg_types;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -567,7 +569,7 @@ pub fn start_apply(target: &PgDatabase, prefix: &str, group: &str, extra: &[&str
 /// Every row of `table` as PostgreSQL prints it, sorted.
 pub async fn table_rows(client: &tokio_postgres::Client, table: &str) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
-        .query(&format!("SELECT t::text FROM {table} t ORDER BY 1"), &[])
+        .query(&format!("SELECT ferry_row::text FROM {table} ferry_row ORDER BY 1"), &[])
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
@@ -591,8 +593,9 @@ pub async fn wait_equal(source: &PgDatabase, target: &PgDatabase, tables: &[&str
         .await;
         if waited.is_err() {
             let (want, got) = &last;
-            let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
-            let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
+            let clip = |r: &String| r.chars().take(400).collect::<String>();
+            let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(3).map(clip).collect();
+            let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(3).map(clip).collect();
             panic!(
                 "table {table}: target never matched the source ({} vs {} rows); missing {missing:?}, extra {extra:?}",
                 want.len(),

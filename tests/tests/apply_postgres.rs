@@ -236,3 +236,190 @@ async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
     assert!(apply.terminate().success());
     assert!(capture.terminate().success());
 }
+
+#[tokio::test]
+async fn every_column_type_arrives_equal() {
+    use ferry_tests::pg_types::{insert, update, COLUMNS, ROWS, TYPES};
+    let source = PgDatabase::create();
+    let target = PgDatabase::create();
+    // Both databases print and read values their own odd way; apply's sessions
+    // must not depend on either.
+    for db in [&source, &target] {
+        let name = &db.name;
+        db.execute(&format!(
+            "ALTER DATABASE {name} SET DateStyle = 'SQL, DMY';
+             ALTER DATABASE {name} SET TimeZone = 'America/St_Johns';
+             ALTER DATABASE {name} SET IntervalStyle = 'postgres_verbose';
+             ALTER DATABASE {name} SET bytea_output = 'escape';"
+        ))
+        .await;
+    }
+    let columns: Vec<String> = COLUMNS.iter().map(|c| format!("{} {}", c.name, c.ddl)).collect();
+    source
+        .execute(&format!(
+            "{TYPES}
+             CREATE TABLE every_type (id bigint PRIMARY KEY, {});
+             ALTER TABLE every_type REPLICA IDENTITY FULL;",
+            columns.join(", ")
+        ))
+        .await;
+    // The enum, domain and composite exist in the target too, so the columns keep them.
+    target.execute(TYPES).await;
+    let rows = |first: i64| -> String {
+        (0..ROWS)
+            .map(Some)
+            .chain([None])
+            .zip(first..)
+            .map(|(row, id)| insert(id, row))
+            .collect()
+    };
+    source.execute(&rows(1)).await;
+    let prefix = unique("types");
+    let capture = start_capture(&source, &prefix, &[]);
+    wait_streaming(&source, &prefix).await;
+    let apply = start_apply(&target, &prefix, &unique("g"), &[]);
+    source.execute(&rows(11)).await;
+    let changes: String = [(8, Some(0)), (2, Some(4)), (13, None), (17, Some(1))]
+        .iter()
+        .map(|(id, row)| update(*id, *row))
+        .collect();
+    source
+        .execute(&format!("{changes} DELETE FROM every_type WHERE id = 14;"))
+        .await;
+    wait_equal(&source, &target, &["every_type"], CATCH_UP).await;
+    let types = "SELECT attname::text || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute
+                 WHERE attrelid = 'every_type'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
+    let (s, t) = (source.client().await, target.client().await);
+    let listed = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get(0)).collect::<Vec<String>>();
+    assert_eq!(
+        listed(t.query(types, &[]).await.unwrap()),
+        listed(s.query(types, &[]).await.unwrap())
+    );
+    assert!(apply.terminate().success());
+    assert!(capture.terminate().success());
+}
+
+/// A source whose `orders` the target refuses for quantities of 100 or more.
+async fn poison_setup() -> (PgDatabase, PgDatabase, String, ferry_tests::Running) {
+    let source = PgDatabase::create();
+    let target = PgDatabase::create();
+    source
+        .execute("CREATE TABLE orders (id int PRIMARY KEY, qty int NOT NULL);")
+        .await;
+    target
+        .execute("CREATE TABLE orders (id int PRIMARY KEY, qty int NOT NULL CHECK (qty < 100));")
+        .await;
+    let prefix = unique("poison");
+    let capture = start_capture(&source, &prefix, &[]);
+    wait_streaming(&source, &prefix).await;
+    source
+        .execute("INSERT INTO orders VALUES (1, 5); INSERT INTO orders VALUES (2, 500); INSERT INTO orders VALUES (3, 7);")
+        .await;
+    (source, target, prefix, capture)
+}
+
+#[tokio::test]
+async fn a_rejected_row_stops_apply_naming_where_it_is() {
+    let (_source, target, prefix, capture) = poison_setup().await;
+    let topics = format!("{prefix}\\..*");
+    let out = tokio::time::timeout(
+        CATCH_UP,
+        tokio::process::Command::new(ferry_tests::binary("ferry-apply-postgres"))
+            .args(["--target", &target.url(), "--topics", &topics, "--group", &unique("g")])
+            .args(["--brokers", &ferry_tests::brokers()])
+            .output(),
+    )
+    .await
+    .expect("apply stops by itself")
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("ferry-apply-postgres: table public.orders: the target rejected a row")
+            && last.contains("orders_qty_check")
+            && last.contains(&format!("topic {prefix}.public.orders partition"))
+            && last.contains("offset")
+            && last.contains("key (id=2)")
+            && last.contains("--on-error dlq"),
+        "{last}"
+    );
+    // Nothing of the failed batch was kept.
+    let t = target.client().await;
+    let kept: i64 = t.query_one("SELECT count(*) FROM orders WHERE qty >= 100", &[]).await.unwrap().get(0);
+    assert_eq!(kept, 0);
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn dead_letters_hold_rejected_and_undecodable_events() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::Message;
+
+    let (source, target, prefix, capture) = poison_setup().await;
+    // Not an event at all, on a topic apply subscribes to.
+    let garbage_topic = format!("{prefix}.garbage");
+    let producer: BaseProducer = ferry_core::kafka::KafkaSettings::new(ferry_tests::brokers())
+        .producer()
+        .create()
+        .unwrap();
+    producer
+        .send(BaseRecord::<[u8], [u8]>::to(&garbage_topic).payload(b"not avro".as_slice()))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let dlq = unique("dlq");
+    let apply = start_apply(&target, &prefix, &unique("g"), &["--on-error", "dlq", "--dlq-topic", &dlq]);
+    // The good rows arrive, the bad one does not, and apply goes on.
+    wait_for("rows 1 and 3", CATCH_UP, || async {
+        let t = target.client().await;
+        let rows = table_rows(&t, "orders").await.ok()?;
+        (rows == ["(1,5)", "(3,7)"]).then_some(())
+    })
+    .await;
+    source.execute("INSERT INTO orders VALUES (4, 8)").await;
+    wait_for("row 4 after the dead letter", CATCH_UP, || async {
+        let t = target.client().await;
+        let rows = table_rows(&t, "orders").await.ok()?;
+        (rows.len() == 3).then_some(())
+    })
+    .await;
+
+    let consumer: BaseConsumer = ferry_core::kafka::KafkaSettings::new(ferry_tests::brokers())
+        .consumer(&unique("read"))
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&dlq]).unwrap();
+    let mut letters = Vec::new();
+    let deadline = std::time::Instant::now() + CATCH_UP;
+    while letters.len() < 2 && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers: std::collections::BTreeMap<String, String> = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            letters.push((m.payload().map(<[u8]>::to_vec), headers));
+        }
+    }
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let garbage = letters.iter().find(|(_, h)| h["ferry.topic"] == garbage_topic).expect("the garbage");
+    assert_eq!(garbage.0.as_deref(), Some(b"not avro".as_slice()));
+    assert!(garbage.1["ferry.error"].contains("magic byte"), "{:?}", garbage.1);
+    let rejected = letters
+        .iter()
+        .find(|(_, h)| h["ferry.topic"] == format!("{prefix}.public.orders"))
+        .expect("the rejected row");
+    assert!(rejected.1["ferry.error"].contains("orders_qty_check"), "{:?}", rejected.1);
+    assert!(rejected.1["ferry.offset"].parse::<i64>().is_ok());
+    // The original event, byte for byte: the wire header and the Avro envelope.
+    assert_eq!(rejected.0.as_ref().unwrap()[0], 0);
+    assert!(apply.terminate().success());
+    assert!(capture.terminate().success());
+}

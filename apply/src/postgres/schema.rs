@@ -29,7 +29,9 @@ use super::classify;
 pub struct TargetColumn {
     pub name: String,
     /// The type to cast text to: the column's type without its modifier (the
-    /// assignment then checks lengths instead of an explicit cast cutting them).
+    /// assignment then checks lengths instead of an explicit cast cutting them;
+    /// `bit` and `character` become `bit varying` and `bpchar`, because
+    /// without a length they mean a length of one).
     pub cast: String,
     /// `numeric(p,s)`'s precision and scale.
     pub numeric: Option<(i32, i32)>,
@@ -74,6 +76,8 @@ pub async fn columns(tx: &Transaction<'_>, table: &TableId) -> Result<Option<Vec
             "SELECT a.attname::text,
                     CASE a.atttypid WHEN 'bit'::regtype THEN 'bit varying'
                                     WHEN 'bit[]'::regtype THEN 'bit varying[]'
+                                    WHEN 'bpchar'::regtype THEN 'bpchar'
+                                    WHEN 'bpchar[]'::regtype THEN 'bpchar[]'
                                     ELSE format_type(a.atttypid, NULL) END,
                     CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4
                          THEN ((a.atttypmod - 4) >> 16) & 65535 END,
