@@ -129,7 +129,8 @@ async fn two_groups_fan_out_and_a_third_replays_from_the_beginning() {
     let prefix = unique("fan");
     let capture = start_capture(&source, &prefix, &[]);
     wait_streaming(&source, &prefix).await;
-    let a = start_apply(&first, &prefix, &unique("a"), &[]);
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    let a = start_apply(&first, &prefix, &unique("a"), &["--metrics", &metrics]);
     let b = start_apply(&second, &prefix, &unique("b"), &["--workers", "1", "--batch-size", "7"]);
     for i in 0..20 {
         source
@@ -145,6 +146,29 @@ async fn two_groups_fan_out_and_a_third_replays_from_the_beginning() {
     }
     wait_equal(&source, &first, &["accounts"], CATCH_UP).await;
     wait_equal(&source, &second, &["accounts"], CATCH_UP).await;
+    // What apply did, in /metrics; /health says it streams.
+    let http = reqwest::Client::new();
+    let health = http.get(format!("http://{metrics}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let text = http
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {line_start} in {text}"))
+    };
+    assert_eq!(value("ferry_apply_rows_total{table=\"public.accounts\",op=\"r\"}"), 200.0);
+    assert_eq!(value("ferry_apply_rows_total{table=\"public.accounts\",op=\"u\"}"), 40.0);
+    assert_eq!(value("ferry_apply_rows_total{table=\"public.accounts\",op=\"d\"}"), 20.0);
+    assert!(value("ferry_apply_lag_ms") >= 0.0);
+    assert!(text.contains("ferry_apply_batch_seconds"), "{text}");
     assert!(capture.terminate().success());
     assert!(a.terminate().success());
     assert!(b.terminate().success());

@@ -112,41 +112,24 @@ impl Connect for PgConnect {
             ))
         })?;
         let offsets = TableId::new(schema.clone(), OFFSETS_TABLE);
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (
-                    consumer_group text NOT NULL,
-                    topic text NOT NULL,
-                    kafka_partition integer NOT NULL,
-                    next_offset bigint NOT NULL,
-                    batch_first_offset bigint NOT NULL,
-                    updated_at timestamptz NOT NULL DEFAULT now(),
-                    PRIMARY KEY (consumer_group, topic, kafka_partition))",
-                quoted(&offsets)
-            ))
-            .await
-            .map_err(|e| match classify(&e, &offsets) {
-                // Another process created it at the same moment.
-                TargetError::Rejected(m) => TargetError::Unavailable(m),
-                other => other,
-            })?;
+        ensure_table(
+            &client,
+            &offsets,
+            "next_offset bigint NOT NULL,
+             batch_first_offset bigint NOT NULL,
+             updated_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (consumer_group, topic, kafka_partition)",
+        )
+        .await?;
         let barriers = TableId::new(schema.clone(), BARRIERS_TABLE);
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (
-                    consumer_group text NOT NULL,
-                    topic text NOT NULL,
-                    barrier text NOT NULL,
-                    kafka_partition integer NOT NULL,
-                    arrived_at timestamptz NOT NULL DEFAULT now(),
-                    PRIMARY KEY (consumer_group, topic, barrier, kafka_partition))",
-                quoted(&barriers)
-            ))
-            .await
-            .map_err(|e| match classify(&e, &barriers) {
-                TargetError::Rejected(m) => TargetError::Unavailable(m),
-                other => other,
-            })?;
+        ensure_table(
+            &client,
+            &barriers,
+            "barrier text NOT NULL,
+             arrived_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (consumer_group, topic, barrier, kafka_partition)",
+        )
+        .await?;
         Ok(PgTarget {
             client,
             default_schema: schema,
@@ -156,6 +139,26 @@ impl Connect for PgConnect {
             statements: HashMap::new(),
         })
     }
+}
+
+/// Creates one of Ferry's own tables, keyed by group, topic and partition,
+/// with `rest` of its columns and its key.
+async fn ensure_table(client: &Client, table: &TableId, rest: &str) -> Result<(), TargetError> {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                consumer_group text NOT NULL,
+                topic text NOT NULL,
+                kafka_partition integer NOT NULL,
+                {rest})",
+            quoted(table)
+        ))
+        .await
+        .map_err(|e| match classify(&e, table) {
+            // Another process created it at the same moment.
+            TargetError::Rejected(m) => TargetError::Unavailable(m),
+            other => other,
+        })
 }
 
 /// How a table's rows are written: its name and, per column of the schema

@@ -25,6 +25,12 @@
 //! Ferry's size produced at the same pace with Ferry's settings, send to consumer).
 //!
 //! `FERRY_BENCH_CAPTURE_ARGS` adds flags to `ferry-capture-postgres` in the last three.
+//!
+//! `ferry-bench apply [EVENTS]` and `ferry-bench apply-latency [SECONDS] [RATE]`:
+//! see [`apply`]; `FERRY_BENCH_APPLY_ARGS` adds flags to `ferry-apply-postgres`.
+
+#[path = "../bench/apply.rs"]
+mod apply;
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +47,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::io::AsyncReadExt;
 
 const USAGE: &str = "usage: ferry-bench capture-stream [ROWS] | capture-snapshot [ROWS] | capture-rss [ROWS] \
-                     | capture-latency [SECONDS] [RATE]";
+                     | capture-latency [SECONDS] [RATE] | apply [EVENTS] | apply-latency [SECONDS] [RATE]";
 
 #[tokio::main]
 async fn main() {
@@ -60,6 +66,8 @@ async fn main() {
         Some("capture-snapshot") => capture_snapshot(number(1, 10_000_000)).await,
         Some("capture-rss") => capture_rss(number(1, 1_000_000)).await,
         Some("capture-latency") => capture_latency(number(1, 20), number(2, 5_000)).await,
+        Some("apply") => apply::throughput(number(1, 1_000_000)).await,
+        Some("apply-latency") => apply::latency(number(1, 20), number(2, 5_000)).await,
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);

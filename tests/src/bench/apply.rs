@@ -1,0 +1,291 @@
+//! `ferry-bench apply EVENTS` and `ferry-bench apply-latency SECONDS RATE`.
+//!
+//! `apply`: EVENTS change events (inserts, updates and deletes, 70% on a narrow
+//! table, 30% on a wide one) captured into Kafka first; then
+//! `ferry-apply-postgres` applies the whole log into an empty database, timed
+//! from its start until the target's stored offsets reach the end of every
+//! topic. Beside it, `COPY FROM` of as many rows of the same two shapes into the
+//! same database (the rows are generated first; only the COPY is timed).
+//!
+//! `apply-latency`: capture and apply running, a writer commits RATE rows/s for
+//! SECONDS; each row's latency from just after its COMMIT returned to its
+//! insert in the target (a target column defaulting to `clock_timestamp()`),
+//! beside the same rows' commit-to-Kafka-consumer latency in the same run.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use ferry_tests::{binary, brokers, topic_count, unique, wait_for, PgDatabase};
+
+use super::{paced_writer, timed_consumer, Latencies, Topics};
+
+const NARROW: &str = "n (id bigint PRIMARY KEY, v integer NOT NULL, s text)";
+const WIDE: &str = "w (id bigint PRIMARY KEY, a integer, b bigint, c numeric(12,2), d double precision,
+    e text, f text, g timestamptz, h date, i boolean, j uuid, k jsonb, l varchar(40), m numeric,
+    o smallint, p bytea, q text)";
+
+/// SQL for the rows `from..=to` of the narrow or the wide table.
+fn rows_sql(wide: bool, from: i64, to: i64) -> String {
+    if wide {
+        format!(
+            "SELECT i, i::int % 1000, i * 7, i * 0.25, i / 3.0, md5(i::text), repeat('x', 50),
+                    '2024-01-01'::timestamptz + i * interval '1 second', '2024-01-01'::date + (i % 1000)::int,
+                    i % 2 = 0, md5(i::text)::uuid, jsonb_build_object('i', i, 'tag', 'bench'), left(md5(i::text), 40),
+                    i / 7.0, (i % 30000)::smallint, decode(md5(i::text), 'hex'), 'row ' || i
+             FROM generate_series({from}, {to}) i"
+        )
+    } else {
+        format!("SELECT i, i::int % 100000, md5(i::text) FROM generate_series({from}, {to}) i")
+    }
+}
+
+/// Runs `sql` with `i` over `1..=n` in transactions of 10,000 rows.
+async fn chunked(client: &tokio_postgres::Client, n: i64, sql: impl Fn(i64, i64) -> String) {
+    let mut from = 1;
+    while from <= n {
+        let to = (from + 9_999).min(n);
+        client.batch_execute(&sql(from, to)).await.expect("workload");
+        from = to + 1;
+    }
+}
+
+/// Applied messages of `group` so far, by the target's stored offsets.
+async fn applied(client: &tokio_postgres::Client, group: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT coalesce(sum(next_offset), 0)::bigint FROM _ferry_offsets WHERE consumer_group = $1",
+            &[&group],
+        )
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(0)
+}
+
+fn spawn_apply(target: &PgDatabase, prefix: &str, group: &str) -> tokio::process::Child {
+    let topics = format!("{prefix}\\..*");
+    tokio::process::Command::new(binary("ferry-apply-postgres"))
+        .args(["--target", &target.url(), "--topics", &topics, "--group", group])
+        .args(["--brokers", &brokers()])
+        .args(std::env::var("FERRY_BENCH_APPLY_ARGS").unwrap_or_default().split_whitespace())
+        .env("FERRY_LOG", std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start ferry-apply-postgres")
+}
+
+fn spawn_capture(source: &PgDatabase, prefix: &str) -> tokio::process::Child {
+    tokio::process::Command::new(binary("ferry-capture-postgres"))
+        .args(["--source", &source.url(), "--prefix", prefix, "--brokers", &brokers()])
+        .env("FERRY_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start ferry-capture-postgres")
+}
+
+pub async fn throughput(events: i64) {
+    assert!(events >= 100, "EVENTS must be at least 100");
+    let source = PgDatabase::create();
+    source
+        .execute(&format!("CREATE TABLE {NARROW}; CREATE TABLE {WIDE};"))
+        .await;
+    let prefix = unique("benchapply");
+    let topics = Topics(prefix.clone());
+    let capture = spawn_capture(&source, &prefix);
+    ferry_tests::wait_streaming(&source, &prefix).await;
+
+    // 70% of the events on n, 30% on w: inserts, updates of the first rows, deletes of the last.
+    let client = source.client().await;
+    let mut written = 0;
+    for (wide, share) in [(false, 0.7), (true, 0.3)] {
+        let table = if wide { "w" } else { "n" };
+        let events = (events as f64 * share) as i64;
+        let (inserts, updates) = (events * 4 / 7, events * 2 / 7);
+        let deletes = events - inserts - updates;
+        chunked(&client, inserts, |from, to| {
+            format!("INSERT INTO {table} {}", rows_sql(wide, from, to))
+        })
+        .await;
+        let set = if wide { "a = a + 1, e = 'updated'" } else { "v = v + 1" };
+        chunked(&client, updates, |from, to| {
+            format!("UPDATE {table} SET {set} WHERE id BETWEEN {from} AND {to}")
+        })
+        .await;
+        chunked(&client, deletes, |from, to| {
+            format!(
+                "DELETE FROM {table} WHERE id BETWEEN {} AND {}",
+                inserts - to + 1,
+                inserts - from + 1
+            )
+        })
+        .await;
+        written += inserts + updates + deletes;
+    }
+    let topic = |t: &str| format!("{prefix}.public.{t}");
+    let messages = || topic_count(&topic("n")) + topic_count(&topic("w"));
+    wait_for("every event in Kafka", Duration::from_secs(1800), || async {
+        let before = messages();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        (before >= written && messages() == before).then_some(())
+    })
+    .await;
+    drop(capture);
+    let total = messages();
+
+    // Ferry: the whole log (its events, and a tombstone after each delete) into an empty database.
+    let target = PgDatabase::create();
+    let t = target.client().await;
+    let group = unique("bench");
+    let started = Instant::now();
+    let apply = spawn_apply(&target, &prefix, &group);
+    wait_for("apply to reach the end of the log", Duration::from_secs(3600), || async {
+        (applied(&t, &group).await >= total).then_some(())
+    })
+    .await;
+    let ferry = started.elapsed();
+    drop(apply);
+    for table in ["n", "w"] {
+        let sql = format!("SELECT count(*) FROM {table}");
+        let (got, want): (i64, i64) = (
+            t.query_one(&sql, &[]).await.expect("count").get(0),
+            client.query_one(&sql, &[]).await.expect("count").get(0),
+        );
+        assert_eq!(got, want, "table {table} differs");
+    }
+
+    // Reference: COPY FROM of as many rows of the same shapes into the same database.
+    let narrow_rows = (events as f64 * 0.7) as i64;
+    let mut copied = Duration::ZERO;
+    for (wide, rows, name) in [(false, narrow_rows, "n_copy"), (true, events - narrow_rows, "w_copy")] {
+        let shape = if wide { WIDE } else { NARROW };
+        let shape = shape.replacen(if wide { "w " } else { "n " }, &format!("{name} "), 1);
+        target.execute(&format!("CREATE TABLE {shape}")).await;
+        let data = copy_out(&client, &rows_sql(wide, 1, rows)).await;
+        let started = Instant::now();
+        copy_in(&t, name, data).await;
+        copied += started.elapsed();
+    }
+    drop(topics);
+
+    let ferry_rate = events as f64 / ferry.as_secs_f64();
+    let copy_rate = events as f64 / copied.as_secs_f64();
+    println!("| measure | rows | seconds | rows/s | vs COPY |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| `COPY FROM` (CSV) of {events} rows, 70% narrow, 30% wide (reference) | {events} | {:.1} | {copy_rate:.0} | 1.00 |",
+        copied.as_secs_f64()
+    );
+    println!(
+        "| ferry-apply-postgres, {events} change events ({total} messages with tombstones) from Kafka | {events} | {:.1} | {ferry_rate:.0} | {:.2} |",
+        ferry.as_secs_f64(),
+        ferry_rate / copy_rate
+    );
+    println!();
+    println!(
+        "Events: 4/7 inserts, 2/7 updates, 1/7 deletes, on a 3-column and a 17-column table; applied from the \
+         beginning of the log into an empty database (defaults: 2 writers, batches up to 20,000 messages), timed \
+         from the start of apply until the target's stored offsets reach the end of every topic."
+    );
+}
+
+/// The rows of `select` in COPY's CSV form.
+async fn copy_out(client: &tokio_postgres::Client, select: &str) -> Vec<u8> {
+    use futures::StreamExt;
+    let stream = client
+        .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT csv)"))
+        .await
+        .expect("copy out");
+    let mut stream = std::pin::pin!(stream);
+    let mut data = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        data.extend_from_slice(&chunk.expect("copy chunk"));
+    }
+    data
+}
+
+async fn copy_in(client: &tokio_postgres::Client, table: &str, data: Vec<u8>) {
+    let sink = client
+        .copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN (FORMAT csv)"))
+        .await
+        .expect("copy in");
+    use futures::SinkExt;
+    let mut sink = std::pin::pin!(sink);
+    sink.send(bytes::Bytes::from(data)).await.expect("copy data");
+    sink.as_mut().finish().await.expect("copy finish");
+}
+
+pub async fn latency(seconds: i64, rate: i64) {
+    assert!(seconds > 0 && rate > 0, "SECONDS and RATE must be positive");
+    let rows_per_tx = (rate / 200).max(1);
+    let total = seconds * rate;
+    let source = PgDatabase::create();
+    let target = PgDatabase::create();
+    source
+        .execute("CREATE TABLE t (id bigint PRIMARY KEY, v text, n numeric(12,2), at timestamptz DEFAULT clock_timestamp());")
+        .await;
+    // The target's own column: when apply inserted the row.
+    target
+        .execute(
+            "CREATE TABLE t (id bigint PRIMARY KEY, v text, n numeric(12,2), at timestamptz,
+                             applied_at timestamptz NOT NULL DEFAULT clock_timestamp());",
+        )
+        .await;
+    let prefix = unique("benchlat");
+    let topics = Topics(prefix.clone());
+    let capture = spawn_capture(&source, &prefix);
+    ferry_tests::wait_streaming(&source, &prefix).await;
+    let group = unique("bench");
+    let apply = spawn_apply(&target, &prefix, &group);
+    let t = target.client().await;
+    wait_for("apply to join", Duration::from_secs(120), || async {
+        t.query_one("SELECT 1 FROM pg_stat_activity WHERE application_name = 'ferry-apply-postgres' LIMIT 1", &[])
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let first = 1;
+    let kafka = timed_consumer(&format!("{prefix}.public.t"), first, total).await;
+    let (clock, wall) = (Instant::now(), SystemTime::now());
+    let commits = paced_writer(source.url(), first, seconds, rate, rows_per_tx).await;
+    let (in_kafka, _) = kafka.await.expect("consumer");
+    wait_for("every row in the target", Duration::from_secs(300), || async {
+        let n: i64 = t.query_one("SELECT count(*) FROM t", &[]).await.ok()?.get(0);
+        (n >= total).then_some(())
+    })
+    .await;
+    drop(apply);
+    drop(capture);
+    let mut in_target = vec![None; total as usize];
+    for row in t
+        .query("SELECT id, (extract(epoch FROM applied_at) * 1000000)::bigint FROM t", &[])
+        .await
+        .expect("applied_at")
+    {
+        let (id, micros): (i64, i64) = (row.get(0), row.get(1));
+        let since = Duration::from_micros(micros as u64)
+            .saturating_sub(wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
+        in_target[(id - first) as usize] = Some(clock + since);
+    }
+    drop(topics);
+    let kafka = Latencies::new(&commits, first, &in_kafka, "Kafka");
+    let end_to_end = Latencies::new(&commits, first, &in_target, "target");
+    println!("| measure | rows | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, l) in [
+        ("source commit → Kafka consumer (capture alone, same run)", &kafka),
+        ("source commit → row inserted in the target (capture + apply)", &end_to_end),
+    ] {
+        println!(
+            "| {name} | {} | {:.1} | {:.1} | {:.1} |",
+            l.sorted.len(),
+            l.percentile(0.5),
+            l.percentile(0.99),
+            l.percentile(1.0)
+        );
+    }
+    println!();
+    println!(
+        "{rate} rows/s for {seconds} s in transactions of {rows_per_tx} rows; apply with its defaults. Rows over 50 ms \
+         end to end: {}.",
+        end_to_end.slow()
+    );
+}
