@@ -64,7 +64,7 @@ pub enum ChangeKind {
     /// A row event of `target`, decoded with `codec`; `key` is the Kafka key's
     /// Avro bytes (absent for keyless tables).
     Row {
-        target: TableId,
+        target: Arc<TableId>,
         codec: Arc<TableCodec>,
         key: Option<Vec<u8>>,
         event: ChangeEvent,
@@ -177,9 +177,8 @@ impl TableChanges {
                     }
                     (state, _) => state,
                 };
-                // Moved to the end: a key deleted and re-created keeps its place
-                // after the changes it followed.
-                self.rows.shift_remove(&k);
+                // Replaced in place: the order of different keys does not
+                // matter, as a writer applies all deletes before all upserts.
                 self.rows.insert(k.clone(), RowChange { state, at, key: Some(k) });
             }
             _ => self.log.push(RowChange { state, at, key }),
@@ -211,7 +210,7 @@ impl Batch {
         match &change.what {
             ChangeKind::Row { target, codec, .. } => self
                 .tables
-                .get(target)
+                .get(&**target)
                 .is_some_and(|t| !Arc::ptr_eq(&t.codec, codec)),
             ChangeKind::Skip => false,
         }
@@ -234,10 +233,15 @@ impl Batch {
             if event.source.snapshot == ferry_core::envelope::Snapshot::False {
                 self.newest_source_ms = self.newest_source_ms.max(Some(event.source.ts_ms));
             }
-            self.tables
-                .entry(target.clone())
-                .or_insert_with(|| TableChanges::new(target, codec))
-                .add(at, key, event);
+            // Looked up before inserting: the entry API would clone the name per event.
+            match self.tables.get_mut(&*target) {
+                Some(table) => table.add(at, key, event),
+                None => {
+                    let mut table = TableChanges::new((*target).clone(), codec);
+                    table.add(at, key, event);
+                    self.tables.insert((*target).clone(), table);
+                }
+            }
         }
     }
 
@@ -294,7 +298,7 @@ mod tests {
                 offset,
             },
             what: ChangeKind::Row {
-                target: TableId::new("public", "t"),
+                target: Arc::new(TableId::new("public", "t")),
                 codec: Arc::clone(codec),
                 key: key.filter(|_| !codec.meta().key.is_empty()),
                 event: ChangeEvent {
@@ -371,12 +375,19 @@ mod tests {
                 unchanged: vec![2]
             }]
         );
-        // A key deleted and inserted again ends after the changes it followed.
+        // A key deleted and inserted again ends as its last state.
         batch.add(change(&c, 21, Op::Create, None, Some(row(5, "five", None))));
         batch.add(change(&c, 22, Op::Delete, Some(row(1, "x", None)), None));
         batch.add(change(&c, 23, Op::Create, None, Some(row(1, "new", None))));
-        let ids: Vec<_> = batch.tables[0].rows.values().map(|c| c.at.offset).collect();
-        assert_eq!(ids, vec![21, 23]);
+        let last: Vec<_> = batch.tables[0].rows.values().map(|c| c.at.offset).collect();
+        assert_eq!(last, vec![23, 21]);
+        assert_eq!(
+            batch.tables[0].rows.values().next().map(|c| c.state.clone()),
+            Some(RowState::Upsert {
+                row: row(1, "new", None),
+                unchanged: vec![]
+            })
+        );
     }
 
     #[test]

@@ -30,10 +30,15 @@ use crate::error::ApplyError;
 use crate::settings::{ApplySettings, StartFrom};
 use crate::target::Target;
 
+/// Most messages handed over at once.
+const HANDOFF: usize = 2_000;
+
 /// What the polling thread hands the pipeline, in order.
 #[derive(Debug)]
 pub enum Polled {
-    Message(OwnedMessage),
+    /// Messages in the order polled: what was waiting, handed over together
+    /// (one thread wake-up per run of messages, not one per message).
+    Messages(Vec<OwnedMessage>),
     /// Partitions are about to be revoked: write everything pending, then answer.
     Revoke(oneshot::Sender<()>),
     /// The consumer cannot go on (the target could not be asked for offsets).
@@ -45,6 +50,8 @@ pub type Applied = Arc<Mutex<HashMap<(Arc<str>, i32), i64>>>;
 
 struct Context<T> {
     tx: mpsc::Sender<Polled>,
+    /// Polled, not yet handed over.
+    pending: Mutex<Vec<OwnedMessage>>,
     loader: Arc<tokio::sync::Mutex<T>>,
     runtime: Handle,
     group: String,
@@ -73,6 +80,8 @@ impl<T: Target> ConsumerContext for Context<T> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) if tpl.count() > 0 => {
+                // What was polled before the revoke is written before it.
+                self.hand_over();
                 tracing::info!(partitions = tpl.count(), "partitions revoked: writing what is pending");
                 let (ack, done) = oneshot::channel();
                 if self.tx.blocking_send(Polled::Revoke(ack)).is_ok() {
@@ -91,6 +100,12 @@ impl<T: Target> ConsumerContext for Context<T> {
 }
 
 impl<T: Target> Context<T> {
+    /// Hands the pending messages to the pipeline; false once it is gone.
+    fn hand_over(&self) -> bool {
+        let messages = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        messages.is_empty() || self.tx.blocking_send(Polled::Messages(messages)).is_ok()
+    }
+
     /// Sets where each newly assigned partition starts: its stored offset, or `--from`.
     fn start_positions(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Result<(), ApplyError> {
         let partitions: Vec<(String, i32)> = tpl
@@ -175,6 +190,7 @@ impl ConsumerThread {
         }
         let context = Context {
             tx: tx.clone(),
+            pending: Mutex::new(Vec::with_capacity(HANDOFF)),
             loader,
             runtime: Handle::current(),
             group: settings.group.clone(),
@@ -211,14 +227,26 @@ impl Drop for ConsumerThread {
 }
 
 fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>, stop: Arc<AtomicBool>) {
+    let mut wait = Duration::from_millis(100);
     while !stop.load(Ordering::Relaxed) {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Ok(m)) => {
-                let handed = tx.blocking_send(Polled::Message(m.detach()));
-                if handed.is_err() {
+        match consumer.poll(wait) {
+            None => {
+                // Nothing more waiting: hand over what there is.
+                if !consumer.context().hand_over() {
                     break;
                 }
+                wait = Duration::from_millis(100);
+            }
+            Some(Ok(m)) => {
+                let full = {
+                    let mut pending = consumer.context().pending.lock().unwrap_or_else(|e| e.into_inner());
+                    pending.push(m.detach());
+                    pending.len() >= HANDOFF
+                };
+                if full && !consumer.context().hand_over() {
+                    break;
+                }
+                wait = Duration::ZERO;
             }
             Some(Err(e)) => {
                 metrics::counter!("ferry_apply_errors_total", "kind" => "kafka").increment(1);

@@ -33,7 +33,7 @@ pub enum DecodeFailure {
 }
 
 enum Writer {
-    Table { codec: Arc<TableCodec>, target: TableId },
+    Table { codec: Arc<TableCodec>, target: Arc<TableId> },
     NotATable,
 }
 
@@ -78,7 +78,7 @@ impl Decoder {
         };
         let writer = match TableCodec::from_value_schema(&schema.json) {
             Ok(codec) => {
-                let target = self.table_map.target(&codec.meta().id, &self.default_schema);
+                let target = Arc::new(self.table_map.target(&codec.meta().id, &self.default_schema));
                 Writer::Table {
                     codec: Arc::new(codec),
                     target,
@@ -116,7 +116,7 @@ impl Decoder {
         };
         let (id, datum) = wire::decode(value).map_err(|e| undecodable(format!("value: {e}")))?;
         let (codec, target) = match &*self.writer(id).await? {
-            Writer::Table { codec, target } => (Arc::clone(codec), target.clone()),
+            Writer::Table { codec, target } => (Arc::clone(codec), Arc::clone(target)),
             Writer::NotATable => {
                 if self.skipped_topics.insert(Arc::clone(&at.topic)) {
                     tracing::info!(topic = %at.topic, schema_id = id, "skipping a topic that does not carry table changes");

@@ -42,17 +42,17 @@ use crate::error::ApplyError;
 use crate::settings::{ApplySettings, OnError};
 use crate::target::{Connect, Target, TargetError};
 
-/// Messages the consumer thread may have handed over but not yet decoded.
-const POLL_QUEUE: usize = 10_000;
-/// Decoded changes waiting for a writer.
-const WRITER_QUEUE: usize = 20_000;
+/// Runs of messages (each up to 2,000) the consumer thread may have handed
+/// over but not yet decoded.
+const POLL_QUEUE: usize = 8;
+/// Runs of decoded changes waiting for each writer.
+const WRITER_QUEUE: usize = 8;
 /// Longest wait between two sessions.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-// Nearly every message is a change: boxing it would cost an allocation each.
-#[allow(clippy::large_enum_variant)]
 enum ToWriter {
-    Change(Change),
+    /// Changes in the order of their partitions.
+    Changes(Vec<Change>),
     /// Write what is pending, then answer.
     Flush(oneshot::Sender<()>),
 }
@@ -163,15 +163,9 @@ async fn session<C: Connect>(
                     }
                     let _ = ack.send(());
                 }
-                Some(Polled::Message(m)) => {
-                    let change = match decode(&mut decoder, &m, dead_letters.as_deref()).await {
-                        Ok(c) => c,
-                        Err(e) => break Err(e),
-                    };
-                    let w = writer_of(m.topic(), m.partition(), to_writers.len());
-                    if to_writers[w].send(ToWriter::Change(change)).await.is_err() {
-                        // The writer ended; its error comes from join_next.
-                        continue;
+                Some(Polled::Messages(messages)) => {
+                    if let Err(e) = dispatch(&mut decoder, messages, dead_letters.as_deref(), &to_writers).await {
+                        break Err(e);
                     }
                 }
             }
@@ -194,6 +188,27 @@ async fn session<C: Connect>(
         }
     }
     result
+}
+
+/// Decodes `messages` and hands each writer its share, in order.
+async fn dispatch(
+    decoder: &mut Decoder,
+    messages: Vec<OwnedMessage>,
+    dead_letters: Option<&DeadLetters>,
+    writers: &[mpsc::Sender<ToWriter>],
+) -> Result<(), ApplyError> {
+    let mut shares: Vec<Vec<Change>> = (0..writers.len()).map(|_| Vec::with_capacity(messages.len())).collect();
+    for m in &messages {
+        let change = decode(decoder, m, dead_letters).await?;
+        shares[writer_of(m.topic(), m.partition(), writers.len())].push(change);
+    }
+    for (writer, share) in writers.iter().zip(shares) {
+        // A writer that ended has its error collected by the session.
+        if !share.is_empty() && writer.send(ToWriter::Changes(share)).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Asks every writer to write what it holds, and waits until they have.
@@ -298,8 +313,8 @@ impl<T: Target> Writer<T> {
                 self.release().await?;
                 asked = Instant::now();
             }
-            let next = if let Some(change) = self.released.pop_front() {
-                Some(ToWriter::Change(change))
+            let next = if !self.released.is_empty() {
+                Some(ToWriter::Changes(self.released.drain(..).collect()))
             } else if batch.is_empty() && self.held.is_empty() {
                 rx.recv().await
             } else {
@@ -334,45 +349,53 @@ impl<T: Target> Writer<T> {
                     self.released.clear();
                     let _ = ack.send(());
                 }
-                Some(ToWriter::Change(change)) => {
-                    let partition = (Arc::clone(&change.at.topic), change.at.partition);
-                    if self.checked.insert(partition.clone()) {
-                        if let Some(barrier) = self
-                            .target
-                            .open_barriers(&self.group, &partition.0, partition.1)
-                            .await?
-                            .into_iter()
-                            .next()
-                        {
-                            tracing::info!(topic = %partition.0, partition = partition.1, "partition waits at a truncate for the others");
-                            self.held.insert(partition.clone(), Held {
-                                barrier,
-                                queue: VecDeque::new(),
-                            });
-                        }
-                    }
-                    if let Some(held) = self.held.get_mut(&partition) {
-                        held.queue.push_back(change);
-                        continue;
-                    }
-                    if let Some(barrier) = change.barrier.clone() {
-                        self.write(&mut batch).await?;
-                        self.arrive(change, barrier).await?;
-                        continue;
-                    }
-                    if batch.conflicts(&change) {
-                        self.write(&mut batch).await?;
-                    }
-                    if batch.is_empty() {
-                        opened = Instant::now();
-                    }
-                    batch.add(change);
-                    if batch.messages >= self.batch_size {
-                        self.write(&mut batch).await?;
+                Some(ToWriter::Changes(changes)) => {
+                    for change in changes {
+                        self.take(change, &mut batch, &mut opened).await?;
                     }
                 }
             }
         }
+    }
+
+    /// Adds `change` to the batch (writing it when full), or holds it, or
+    /// makes its partition arrive at its barrier.
+    async fn take(&mut self, change: Change, batch: &mut Batch, opened: &mut Instant) -> Result<(), ApplyError> {
+        let partition = (Arc::clone(&change.at.topic), change.at.partition);
+        if self.checked.insert(partition.clone()) {
+            if let Some(barrier) = self
+                .target
+                .open_barriers(&self.group, &partition.0, partition.1)
+                .await?
+                .into_iter()
+                .next()
+            {
+                tracing::info!(topic = %partition.0, partition = partition.1, "partition waits at a truncate for the others");
+                self.held.insert(partition.clone(), Held {
+                    barrier,
+                    queue: VecDeque::new(),
+                });
+            }
+        }
+        if let Some(held) = self.held.get_mut(&partition) {
+            held.queue.push_back(change);
+            return Ok(());
+        }
+        if let Some(barrier) = change.barrier.clone() {
+            self.write(batch).await?;
+            return self.arrive(change, barrier).await;
+        }
+        if batch.conflicts(&change) {
+            self.write(batch).await?;
+        }
+        if batch.is_empty() {
+            *opened = Instant::now();
+        }
+        batch.add(change);
+        if batch.messages >= self.batch_size {
+            self.write(batch).await?;
+        }
+        Ok(())
     }
 
     /// Records that a partition reached `barrier` (applying it if it is the last).

@@ -12,7 +12,9 @@ use apache_avro::types::Value as Avro;
 use serde_json::{json, Value as Json};
 
 use crate::codec::{write_long, write_string};
+use crate::codec::CodecError;
 use crate::position::PgLsn;
+use crate::read::{BadDatum, Cursor};
 use crate::value::Datum;
 
 /// The version Ferry writes into `source.version`.
@@ -445,48 +447,121 @@ pub(crate) fn source_from_avro(connector: Connector, value: &Avro) -> Result<Sou
             .0
             .insert(name, Field::from_avro(field.kind(), raw).ok_or_else(bad)?);
     }
-    let snapshot = Snapshot::parse(&fields.str("snapshot")).ok_or(MalformedBlock {
+    fields.into_source(connector)
+}
+
+/// The `source` record at `cursor`, written with [`source_schema`] of
+/// `connector`: its fields in [`source_fields`]' order (a test holds the two
+/// together), read without building the record.
+pub(crate) fn read_source(connector: Connector, c: &mut Cursor<'_>) -> Result<SourceInfo, CodecError> {
+    fn opt<'a, T>(c: &mut Cursor<'a>, read: impl FnOnce(&mut Cursor<'a>) -> Result<T, BadDatum>) -> Result<Option<T>, BadDatum> {
+        match c.branch()? {
+            0 => Ok(None),
+            1 => read(c).map(Some),
+            _ => Err(c.bad("a union branch Ferry does not write")),
+        }
+    }
+    let string = |c: &mut Cursor<'_>| c.str().map(str::to_owned);
+    let _version = c.str()?;
+    let _connector = c.str()?;
+    let name = string(c)?;
+    let ts_ms = c.long()?;
+    let snapshot = Snapshot::parse(c.str()?).ok_or(MalformedBlock {
         block: "source",
         field: "snapshot".into(),
     })?;
+    let db = string(c)?;
     let detail = match connector {
         Connector::Postgres => SourceDetail::Postgres {
-            schema: fields.str("schema"),
-            table: fields.str("table"),
-            tx_id: fields.opt_long("txId"),
-            lsn: fields.opt_long("lsn").map(|l| PgLsn(l as u64)),
+            schema: string(c)?,
+            table: string(c)?,
+            tx_id: opt(c, Cursor::long)?,
+            lsn: opt(c, Cursor::long)?.map(|l| PgLsn(l as u64)),
         },
         Connector::Mysql => SourceDetail::Mysql {
-            table: fields.opt_str("table"),
-            server_id: fields.long("server_id"),
-            gtid: fields.opt_str("gtid"),
-            file: fields.str("file"),
-            pos: fields.long("pos"),
-            row: fields.int("row"),
-            thread: fields.opt_long("thread"),
-            query: fields.opt_str("query"),
+            table: opt(c, string)?,
+            server_id: c.long()?,
+            gtid: opt(c, string)?,
+            file: string(c)?,
+            pos: c.long()?,
+            row: c.int()?,
+            thread: opt(c, Cursor::long)?,
+            query: opt(c, string)?,
         },
         Connector::Mongodb => SourceDetail::Mongodb {
-            collection: fields.str("collection"),
-            ord: fields.int("ord"),
-            resume_token: fields.opt_str("resume_token"),
-            lsid: fields.opt_str("lsid"),
-            txn_number: fields.opt_long("txnNumber"),
+            collection: string(c)?,
+            ord: c.int()?,
+            resume_token: opt(c, string)?,
+            lsid: opt(c, string)?,
+            txn_number: opt(c, Cursor::long)?,
         },
     };
     Ok(SourceInfo {
-        name: fields.str("name"),
-        ts_ms: fields.long("ts_ms"),
+        name,
+        ts_ms,
         snapshot,
-        db: fields.str("db"),
+        db,
         detail,
     })
+}
+
+/// The `transaction` block at `cursor`.
+pub(crate) fn read_transaction(cursor: &mut Cursor<'_>) -> Result<Option<TransactionBlock>, BadDatum> {
+    match cursor.branch()? {
+        0 => Ok(None),
+        1 => Ok(Some(TransactionBlock {
+            id: cursor.str()?.to_owned(),
+            total_order: cursor.long()?,
+            data_collection_order: cursor.long()?,
+        })),
+        _ => Err(cursor.bad("a union branch Ferry does not write")),
+    }
 }
 
 /// `source` fields already checked against the template's kinds, taken out by name.
 struct Decoded(std::collections::HashMap<&'static str, Field<'static>>);
 
 impl Decoded {
+    fn into_source(mut self, connector: Connector) -> Result<SourceInfo, MalformedBlock> {
+        let fields = &mut self;
+        let snapshot = Snapshot::parse(&fields.str("snapshot")).ok_or(MalformedBlock {
+            block: "source",
+            field: "snapshot".into(),
+        })?;
+        let detail = match connector {
+            Connector::Postgres => SourceDetail::Postgres {
+                schema: fields.str("schema"),
+                table: fields.str("table"),
+                tx_id: fields.opt_long("txId"),
+                lsn: fields.opt_long("lsn").map(|l| PgLsn(l as u64)),
+            },
+            Connector::Mysql => SourceDetail::Mysql {
+                table: fields.opt_str("table"),
+                server_id: fields.long("server_id"),
+                gtid: fields.opt_str("gtid"),
+                file: fields.str("file"),
+                pos: fields.long("pos"),
+                row: fields.int("row"),
+                thread: fields.opt_long("thread"),
+                query: fields.opt_str("query"),
+            },
+            Connector::Mongodb => SourceDetail::Mongodb {
+                collection: fields.str("collection"),
+                ord: fields.int("ord"),
+                resume_token: fields.opt_str("resume_token"),
+                lsid: fields.opt_str("lsid"),
+                txn_number: fields.opt_long("txnNumber"),
+            },
+        };
+        Ok(SourceInfo {
+            name: fields.str("name"),
+            ts_ms: fields.long("ts_ms"),
+            snapshot,
+            db: fields.str("db"),
+            detail,
+        })
+    }
+
     fn str(&mut self, name: &str) -> String {
         match self.0.remove(name) {
             Some(Field::Str(s)) => s.into_owned(),
@@ -666,6 +741,12 @@ mod tests {
             let connector = info.detail.connector();
             let avro = source_to_avro(&info);
             assert_eq!(source_from_avro(connector, &avro).unwrap(), info);
+            // The direct reader reads what the writer writes, field for field.
+            let mut bytes = Vec::new();
+            write_source(&info, &mut bytes);
+            let mut cursor = Cursor::new(&bytes);
+            assert_eq!(read_source(connector, &mut cursor).unwrap(), info);
+            assert!(cursor.is_done());
         }
         let tx = TransactionBlock {
             id: "771:0/16B374D8".into(),

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod names;
 pub mod pg;
 pub mod position;
+pub mod read;
 pub mod process;
 pub mod registry;
 pub mod schema;

@@ -39,7 +39,7 @@ use crate::batch::{Barrier, Batch, RowChange, RowState, TableChanges};
 use crate::target::{Connect, Rejected, Target, TargetError};
 
 use self::schema::TargetColumn;
-use self::text::pg_text;
+use self::text::{pg_text, write_pg_text};
 
 /// Ferry's offsets table, in the target's default schema.
 pub const OFFSETS_TABLE: &str = "_ferry_offsets";
@@ -262,24 +262,46 @@ impl Plan {
     }
 }
 
-/// Column-major text arrays of `rows` for the schema columns `columns`.
-fn arrays<'a>(
-    rows: impl Iterator<Item = &'a [Datum]> + Clone,
-    columns: &[usize],
-    table: &TableChanges,
-) -> Vec<Vec<Option<String>>> {
-    let meta = table.codec.meta();
-    columns
-        .iter()
-        .map(|&c| {
-            let zone = meta.columns[c].data_type == ferry_core::meta::DataType::TimestampTz;
-            rows.clone().map(|r| pg_text(&r[c], zone)).collect()
-        })
-        .collect()
+/// The text of `rows`' values in the schema columns `columns`, column by
+/// column: each column's values written into one string, so a batch costs one
+/// allocation per column rather than one per value.
+struct TextColumns {
+    arenas: Vec<String>,
+    spans: Vec<Vec<Option<(usize, usize)>>>,
 }
 
-fn params(arrays: &[Vec<Option<String>>]) -> Vec<&(dyn ToSql + Sync)> {
-    arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+impl TextColumns {
+    fn new<'a>(rows: impl Iterator<Item = &'a [Datum]> + Clone, columns: &[usize], table: &TableChanges) -> Self {
+        let meta = table.codec.meta();
+        let (mut arenas, mut spans) = (Vec::with_capacity(columns.len()), Vec::with_capacity(columns.len()));
+        for &c in columns {
+            let zone = meta.columns[c].data_type == ferry_core::meta::DataType::TimestampTz;
+            let mut arena = String::new();
+            let column = rows
+                .clone()
+                .map(|r| {
+                    let start = arena.len();
+                    write_pg_text(&r[c], zone, &mut arena).then_some((start, arena.len()))
+                })
+                .collect();
+            arenas.push(arena);
+            spans.push(column);
+        }
+        Self { arenas, spans }
+    }
+
+    /// One text array per column.
+    fn arrays(&self) -> Vec<Vec<Option<&str>>> {
+        self.arenas
+            .iter()
+            .zip(&self.spans)
+            .map(|(arena, spans)| spans.iter().map(|s| s.map(|(a, b)| &arena[a..b])).collect())
+            .collect()
+    }
+}
+
+fn params<T: ToSql + Sync>(values: &[T]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
 }
 
 /// One connection to a PostgreSQL target.
@@ -326,8 +348,8 @@ impl Writes<'_, '_> {
                 })
                 .collect();
             if !deletes.is_empty() {
-                let a = arrays(deletes.iter().copied(), &plan.key, table);
-                self.run(plan.delete_by_key(), &params(&a), &table.target).await?;
+                let text = TextColumns::new(deletes.iter().copied(), &plan.key, table);
+                self.run(plan.delete_by_key(), &params(&text.arrays()), &table.target).await?;
             }
             let mut upserts: BTreeMap<&[usize], Vec<&[Datum]>> = BTreeMap::new();
             for c in changes {
@@ -336,8 +358,8 @@ impl Writes<'_, '_> {
                 }
             }
             for (unchanged, rows) in upserts {
-                let a = arrays(rows.iter().copied(), &all, table);
-                self.run(plan.upsert(unchanged), &params(&a), &table.target).await?;
+                let text = TextColumns::new(rows.iter().copied(), &all, table);
+                self.run(plan.upsert(unchanged), &params(&text.arrays()), &table.target).await?;
             }
             return Ok(());
         }
@@ -348,13 +370,9 @@ impl Writes<'_, '_> {
                 RowState::Upsert { row, .. } => inserts.push(row),
                 RowState::Delete { row } => {
                     self.insert_all(plan, table, &mut inserts, &all).await?;
-                    let values: Vec<Option<String>> = arrays(std::iter::once(row.as_slice()), &all, table)
-                        .into_iter()
-                        .map(|mut column| column.pop().flatten())
-                        .collect();
-                    let params: Vec<&(dyn ToSql + Sync)> =
-                        values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                    self.run(plan.delete_one(), &params, &table.target).await?;
+                    let text = TextColumns::new(std::iter::once(row.as_slice()), &all, table);
+                    let values: Vec<Option<&str>> = text.arrays().into_iter().map(|c| c[0]).collect();
+                    self.run(plan.delete_one(), &params(&values), &table.target).await?;
                 }
             }
         }
@@ -369,8 +387,8 @@ impl Writes<'_, '_> {
         all: &[usize],
     ) -> Result<(), TargetError> {
         if !rows.is_empty() {
-            let a = arrays(rows.iter().copied(), all, table);
-            self.run(plan.upsert(&[]), &params(&a), &table.target).await?;
+            let text = TextColumns::new(rows.iter().copied(), all, table);
+            self.run(plan.upsert(&[]), &params(&text.arrays()), &table.target).await?;
             rows.clear();
         }
         Ok(())

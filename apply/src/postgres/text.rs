@@ -17,66 +17,91 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// `datum` as PostgreSQL text, `None` for NULL.
 pub fn pg_text(datum: &Datum, with_zone: bool) -> Option<String> {
-    Some(match datum {
-        Datum::Null => return None,
-        Datum::Bool(b) => if *b { "t" } else { "f" }.to_owned(),
-        Datum::Int(i) => i.to_string(),
-        Datum::Float32(f) => float(f64::from(*f), || format!("{f:e}")),
-        Datum::Float64(f) => float(*f, || format!("{f:e}")),
-        Datum::Decimal(d) => d.to_string(),
-        Datum::Special(s) => s.as_str().to_owned(),
-        Datum::Text(s) => s.clone(),
-        Datum::Bytes(b) => {
-            let mut out = String::with_capacity(2 + 2 * b.len());
-            out.push_str("\\x");
-            for byte in b {
-                let _ = write!(out, "{byte:02x}");
-            }
-            out
-        }
-        Datum::Date(d) => match *d {
-            i32::MAX => "infinity".to_owned(),
-            i32::MIN => "-infinity".to_owned(),
-            d => date(i64::from(d), ""),
-        },
-        Datum::Time(t) => time(*t),
-        Datum::Timestamp(t) => match *t {
-            i64::MAX => "infinity".to_owned(),
-            i64::MIN => "-infinity".to_owned(),
-            t => {
-                let (days, micros) = (t.div_euclid(MICROS_PER_DAY), t.rem_euclid(MICROS_PER_DAY));
-                let zone = if with_zone { "+00" } else { "" };
-                date(days, &format!(" {}{zone}", time(micros)))
-            }
-        },
-        Datum::Uuid(u) => u.hyphenated().to_string(),
-    })
+    let mut out = String::new();
+    write_pg_text(datum, with_zone, &mut out).then_some(out)
 }
 
-fn float(f: f64, shortest: impl FnOnce() -> String) -> String {
+/// Appends `datum` as PostgreSQL text to `out`; false (nothing written) for NULL.
+pub fn write_pg_text(datum: &Datum, with_zone: bool, out: &mut String) -> bool {
+    // Writing into a String cannot fail.
+    let _ = match datum {
+        Datum::Null => return false,
+        Datum::Bool(b) => {
+            out.push(if *b { 't' } else { 'f' });
+            Ok(())
+        }
+        Datum::Int(i) => write!(out, "{i}"),
+        Datum::Float32(f) => float(f64::from(*f), out, |out| write!(out, "{f:e}")),
+        Datum::Float64(f) => float(*f, out, |out| write!(out, "{f:e}")),
+        Datum::Decimal(d) => write!(out, "{d}"),
+        Datum::Special(s) => {
+            out.push_str(s.as_str());
+            Ok(())
+        }
+        Datum::Text(s) => {
+            out.push_str(s);
+            Ok(())
+        }
+        Datum::Bytes(b) => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.reserve(2 + 2 * b.len());
+            out.push_str("\\x");
+            for byte in b {
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0xf)]));
+            }
+            Ok(())
+        }
+        Datum::Date(d) => match *d {
+            i32::MAX => write!(out, "infinity"),
+            i32::MIN => write!(out, "-infinity"),
+            d => date(i64::from(d), "", out),
+        },
+        Datum::Time(t) => time(*t, out),
+        Datum::Timestamp(t) => match *t {
+            i64::MAX => write!(out, "infinity"),
+            i64::MIN => write!(out, "-infinity"),
+            t => {
+                let (days, micros) = (t.div_euclid(MICROS_PER_DAY), t.rem_euclid(MICROS_PER_DAY));
+                let mut rest = String::with_capacity(20);
+                rest.push(' ');
+                let _ = time(micros, &mut rest);
+                if with_zone {
+                    rest.push_str("+00");
+                }
+                date(days, &rest, out)
+            }
+        },
+        Datum::Uuid(u) => write!(out, "{}", u.hyphenated()),
+    };
+    true
+}
+
+fn float(f: f64, out: &mut String, shortest: impl FnOnce(&mut String) -> std::fmt::Result) -> std::fmt::Result {
     if f.is_nan() {
-        "NaN".to_owned()
+        out.push_str("NaN");
     } else if f.is_infinite() {
-        if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
     } else {
-        shortest()
+        return shortest(out);
     }
+    Ok(())
 }
 
 /// `HH:MM:SS.ffffff` (`24:00:00` included).
-fn time(micros: i64) -> String {
+fn time(micros: i64, out: &mut String) -> std::fmt::Result {
     let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
-    format!("{:02}:{:02}:{:02}.{frac:06}", secs / 3600, secs / 60 % 60, secs % 60)
+    write!(out, "{:02}:{:02}:{:02}.{frac:06}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// The date `days` after 1970-01-01 as `YYYY-MM-DD`, then `rest`, then ` BC`
 /// for years before 1 (PostgreSQL writes the era last).
-fn date(days: i64, rest: &str) -> String {
+fn date(days: i64, rest: &str, out: &mut String) -> std::fmt::Result {
     let (y, m, d) = civil(days);
     if y <= 0 {
-        format!("{:04}-{m:02}-{d:02}{rest} BC", 1 - y)
+        write!(out, "{:04}-{m:02}-{d:02}{rest} BC", 1 - y)
     } else {
-        format!("{y:04}-{m:02}-{d:02}{rest}")
+        write!(out, "{y:04}-{m:02}-{d:02}{rest}")
     }
 }
 

@@ -7,6 +7,8 @@
 //! topic. Beside it, `COPY FROM` of as many rows of the same two shapes into the
 //! same database (the rows are generated first; only the COPY is timed).
 //!
+//! `apply-paths`: see [`write_paths`].
+//!
 //! `apply-latency`: capture and apply running, a writer commits RATE rows/s for
 //! SECONDS; each row's latency from just after its COMMIT returned to its
 //! insert in the target (a target column defaulting to `clock_timestamp()`),
@@ -141,7 +143,34 @@ pub async fn throughput(events: i64) {
     })
     .await;
     let ferry = started.elapsed();
+    let apply_cpu = apply.id().and_then(super::proc_cpu_seconds).unwrap_or(f64::NAN);
     drop(apply);
+    // Kafka's side: a consumer with Ferry's settings reading the same messages.
+    let consumed = {
+        let topics = [topic("n"), topic("w")];
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let consumer: BaseConsumer = ferry_core::kafka::KafkaSettings::new(brokers())
+                .consumer(&unique("bench-read"))
+                .create()
+                .expect("consumer");
+            consumer
+                .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
+                .expect("subscribe");
+            let started = Instant::now();
+            let mut n = 0;
+            while n < total {
+                if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                    m.expect("consume");
+                    n += 1;
+                }
+                assert!(started.elapsed() < Duration::from_secs(1800), "read only {n} of {total}");
+            }
+            started.elapsed()
+        })
+        .await
+        .expect("reader")
+    };
     for table in ["n", "w"] {
         let sql = format!("SELECT count(*) FROM {table}");
         let (got, want): (i64, i64) = (
@@ -160,7 +189,7 @@ pub async fn throughput(events: i64) {
         target.execute(&format!("CREATE TABLE {shape}")).await;
         let data = copy_out(&client, &rows_sql(wide, 1, rows)).await;
         let started = Instant::now();
-        copy_in(&t, name, data).await;
+        copy_in(&t, name, data, "csv").await;
         copied += started.elapsed();
     }
     drop(topics);
@@ -177,6 +206,16 @@ pub async fn throughput(events: i64) {
         "| ferry-apply-postgres, {events} change events ({total} messages with tombstones) from Kafka | {events} | {:.1} | {ferry_rate:.0} | {:.2} |",
         ferry.as_secs_f64(),
         ferry_rate / copy_rate
+    );
+    println!(
+        "| a Kafka consumer with Ferry's settings reading the same {total} messages (reference: Kafka) | {total} | {:.1} | {:.0} | |",
+        consumed.as_secs_f64(),
+        total as f64 / consumed.as_secs_f64()
+    );
+    println!();
+    println!(
+        "ferry-apply-postgres used {apply_cpu:.1} s of CPU ({:.1} µs per event).",
+        apply_cpu * 1e6 / events as f64
     );
     println!();
     println!(
@@ -201,9 +240,9 @@ async fn copy_out(client: &tokio_postgres::Client, select: &str) -> Vec<u8> {
     data
 }
 
-async fn copy_in(client: &tokio_postgres::Client, table: &str, data: Vec<u8>) {
+async fn copy_in(client: &tokio_postgres::Client, table: &str, data: Vec<u8>, format: &str) {
     let sink = client
-        .copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN (FORMAT csv)"))
+        .copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN (FORMAT {format})"))
         .await
         .expect("copy in");
     use futures::SinkExt;
@@ -288,4 +327,123 @@ pub async fn latency(seconds: i64, rate: i64) {
          end to end: {}.",
         end_to_end.slow()
     );
+}
+
+/// `ferry-bench apply-paths ROWS`: the two ways a batch can be written, on the
+/// same rows of the wide table in batches of 20,000, once into an empty table
+/// (all inserts) and once more (all updates): the path apply takes (`INSERT ...
+/// SELECT FROM unnest($1::text[], ...) ON CONFLICT DO UPDATE`) and `COPY` into a
+/// temporary staging table followed by `INSERT ... SELECT ... ON CONFLICT DO
+/// UPDATE` from it.
+pub async fn write_paths(rows: i64) {
+    const BATCH: usize = 20_000;
+    let db = PgDatabase::create();
+    let client = db.client().await;
+    let shape = WIDE.replacen("w ", "paths ", 1);
+    db.execute(&format!("CREATE TABLE {shape}")).await;
+    // The rows as text, column by column per batch, as apply holds them.
+    let text_rows: Vec<Vec<Option<String>>> = client
+        .simple_query(&format!("SELECT * FROM ({}) r", rows_sql(true, 1, rows)))
+        .await
+        .expect("rows")
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect()),
+            _ => None,
+        })
+        .collect();
+    let types: Vec<String> = client
+        .query(
+            "SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = 'paths'::regclass AND attnum > 0 ORDER BY attnum",
+            &[],
+        )
+        .await
+        .expect("types")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let names: Vec<String> = (0..types.len()).map(|i| format!("c{i}")).collect();
+    let columns = "id, a, b, c, d, e, f, g, h, i, j, k, l, m, o, p, q";
+    let set: Vec<String> = columns.split(", ").skip(1).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    let conflict = format!("ON CONFLICT (id) DO UPDATE SET {}", set.join(", "));
+    let params: Vec<String> = (1..=types.len()).map(|i| format!("${i}::text[]")).collect();
+    let casts: Vec<String> = names.iter().zip(&types).map(|(n, t)| format!("{n}::{t}")).collect();
+    let unnest_sql = format!(
+        "INSERT INTO paths ({columns}) SELECT {} FROM unnest({}) AS v({}) {conflict}",
+        casts.join(", "),
+        params.join(", "),
+        names.join(", ")
+    );
+    let unnest = client.prepare(&unnest_sql).await.expect("prepare");
+    let mut results = Vec::new();
+    for round in ["empty table (inserts)", "same rows again (updates)"] {
+        for path in ["unnest", "copy"] {
+            if path == "unnest" {
+                client.batch_execute("TRUNCATE paths").await.expect("truncate");
+                if round.starts_with("same") {
+                    client
+                        .batch_execute(&format!("INSERT INTO paths {}", rows_sql(true, 1, rows)))
+                        .await
+                        .expect("fill");
+                }
+            } else if round.starts_with("empty") {
+                client.batch_execute("TRUNCATE paths").await.expect("truncate");
+            }
+            client.batch_execute("VACUUM ANALYZE paths").await.expect("vacuum");
+            let started = Instant::now();
+            for chunk in text_rows.chunks(BATCH) {
+                client.batch_execute("BEGIN").await.expect("begin");
+                if path == "unnest" {
+                    let arrays: Vec<Vec<Option<&str>>> = (0..types.len())
+                        .map(|c| chunk.iter().map(|r| r[c].as_deref()).collect())
+                        .collect();
+                    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                        arrays.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                    client.execute(&unnest, &refs).await.expect("unnest upsert");
+                } else {
+                    client
+                        .batch_execute("CREATE TEMP TABLE stage (LIKE paths) ON COMMIT DROP")
+                        .await
+                        .expect("stage");
+                    let mut data = String::new();
+                    for r in chunk {
+                        let fields: Vec<String> = r
+                            .iter()
+                            .map(|v| match v {
+                                None => "\\N".to_owned(),
+                                Some(s) => s
+                                    .replace('\\', "\\\\")
+                                    .replace('\t', "\\t")
+                                    .replace('\n', "\\n")
+                                    .replace('\r', "\\r"),
+                            })
+                            .collect();
+                        data.push_str(&fields.join("\t"));
+                        data.push('\n');
+                    }
+                    copy_in(&client, "stage", data.into_bytes(), "text").await;
+                    client
+                        .batch_execute(&format!("INSERT INTO paths SELECT * FROM stage {conflict}"))
+                        .await
+                        .expect("merge");
+                }
+                client.batch_execute("COMMIT").await.expect("commit");
+            }
+            results.push((round, path, started.elapsed()));
+        }
+    }
+    println!("| rows of the 17-column table, batches of {BATCH} | path | seconds | rows/s |");
+    println!("|---|---|---:|---:|");
+    for (round, path, took) in results {
+        let name = if path == "unnest" {
+            "`INSERT ... SELECT FROM unnest(text arrays) ON CONFLICT` (apply's path)"
+        } else {
+            "`COPY` into a temporary table, then `INSERT ... SELECT ... ON CONFLICT`"
+        };
+        println!(
+            "| {rows}, {round} | {name} | {:.1} | {:.0} |",
+            took.as_secs_f64(),
+            rows as f64 / took.as_secs_f64()
+        );
+    }
 }

@@ -26,7 +26,7 @@
 //!
 //! `FERRY_BENCH_CAPTURE_ARGS` adds flags to `ferry-capture-postgres` in the last three.
 //!
-//! `ferry-bench apply [EVENTS]` and `ferry-bench apply-latency [SECONDS] [RATE]`:
+//! `ferry-bench apply [EVENTS]`, `apply-latency [SECONDS] [RATE]` and `apply-paths [ROWS]`:
 //! see [`apply`]; `FERRY_BENCH_APPLY_ARGS` adds flags to `ferry-apply-postgres`.
 
 #[path = "../bench/apply.rs"]
@@ -47,7 +47,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::io::AsyncReadExt;
 
 const USAGE: &str = "usage: ferry-bench capture-stream [ROWS] | capture-snapshot [ROWS] | capture-rss [ROWS] \
-                     | capture-latency [SECONDS] [RATE] | apply [EVENTS] | apply-latency [SECONDS] [RATE]";
+                     | capture-latency [SECONDS] [RATE] | apply [EVENTS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS]";
 
 #[tokio::main]
 async fn main() {
@@ -68,6 +68,7 @@ async fn main() {
         Some("capture-latency") => capture_latency(number(1, 20), number(2, 5_000)).await,
         Some("apply") => apply::throughput(number(1, 1_000_000)).await,
         Some("apply-latency") => apply::latency(number(1, 20), number(2, 5_000)).await,
+        Some("apply-paths") => apply::write_paths(number(1, 200_000)).await,
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
