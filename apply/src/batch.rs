@@ -33,7 +33,11 @@ pub struct Position {
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "topic {} partition {} offset {}", self.topic, self.partition, self.offset)
+        write!(
+            f,
+            "topic {} partition {} offset {}",
+            self.topic, self.partition, self.offset
+        )
     }
 }
 
@@ -166,9 +170,13 @@ impl TableChanges {
         match key {
             Some(k) if self.keyed() => {
                 let state = match (state, self.rows.get(&k).map(|c| &c.state)) {
-                    (RowState::Upsert { mut row, unchanged }, Some(RowState::Upsert { row: old, unchanged: old_u }))
-                        if !unchanged.is_empty() =>
-                    {
+                    (
+                        RowState::Upsert { mut row, unchanged },
+                        Some(RowState::Upsert {
+                            row: old,
+                            unchanged: old_u,
+                        }),
+                    ) if !unchanged.is_empty() => {
                         for &i in &unchanged {
                             row[i] = old[i].clone();
                         }
@@ -179,7 +187,14 @@ impl TableChanges {
                 };
                 // Replaced in place: the order of different keys does not
                 // matter, as a writer applies all deletes before all upserts.
-                self.rows.insert(k.clone(), RowChange { state, at, key: Some(k) });
+                self.rows.insert(
+                    k.clone(),
+                    RowChange {
+                        state,
+                        at,
+                        key: Some(k),
+                    },
+                );
             }
             _ => self.log.push(RowChange { state, at, key }),
         }
@@ -286,7 +301,13 @@ mod tests {
         ]
     }
 
-    fn change(codec: &Arc<TableCodec>, offset: i64, op: Op, before: Option<Vec<Datum>>, after: Option<Vec<Datum>>) -> Change {
+    fn change(
+        codec: &Arc<TableCodec>,
+        offset: i64,
+        op: Op,
+        before: Option<Vec<Datum>>,
+        after: Option<Vec<Datum>>,
+    ) -> Change {
         let key = after.as_ref().or(before.as_ref()).map(|r| match &r[0] {
             Datum::Int(i) => i.to_be_bytes().to_vec(),
             _ => unreachable!(),
@@ -341,7 +362,13 @@ mod tests {
         batch.add(change(&c, 10, Op::Create, None, Some(row(1, "a", Some("BIG")))));
         batch.add(change(&c, 11, Op::Create, None, Some(row(2, "b", None))));
         // Unchanged TOAST: the value comes from the insert in the same batch.
-        batch.add(change(&c, 12, Op::Update, Some(row(1, "a", None)), Some(row(1, "a2", None))));
+        batch.add(change(
+            &c,
+            12,
+            Op::Update,
+            Some(row(1, "a", None)),
+            Some(row(1, "a2", None)),
+        ));
         batch.add(change(&c, 13, Op::Delete, Some(row(2, "b", None)), None));
         batch.add(Change {
             at: Position {
@@ -367,7 +394,13 @@ mod tests {
         assert_eq!(batch.newest_source_ms, Some(13));
         // An update whose TOAST value is not in the batch keeps the target's.
         let mut batch = Batch::default();
-        batch.add(change(&c, 20, Op::Update, Some(row(1, "a", None)), Some(row(1, "x", None))));
+        batch.add(change(
+            &c,
+            20,
+            Op::Update,
+            Some(row(1, "a", None)),
+            Some(row(1, "x", None)),
+        ));
         assert_eq!(
             states(&batch),
             vec![RowState::Upsert {
@@ -399,7 +432,13 @@ mod tests {
         assert_eq!(states(&batch).len(), 2);
         batch.add(change(&c, 3, Op::Truncate, None, None));
         batch.add(change(&c, 4, Op::Create, None, Some(row(7, "b", None))));
-        batch.add(change(&c, 5, Op::Update, Some(row(7, "b", None)), Some(row(7, "c", Some("x")))));
+        batch.add(change(
+            &c,
+            5,
+            Op::Update,
+            Some(row(7, "b", None)),
+            Some(row(7, "c", Some("x"))),
+        ));
         batch.add(change(&c, 6, Op::Delete, Some(row(7, "c", Some("x"))), None));
         let t = &batch.tables[0];
         assert_eq!(t.truncate.as_ref().map(|p| p.offset), Some(3));

@@ -17,8 +17,8 @@ use ferry_core::registry::{RegistryClient, RegistryError};
 use ferry_core::wire;
 
 use crate::batch::{Barrier, Change, ChangeKind, Position};
-use ferry_core::envelope::Op;
 use crate::settings::TableMap;
+use ferry_core::envelope::Op;
 
 /// A message no target can apply, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,10 @@ pub enum DecodeFailure {
 }
 
 enum Writer {
-    Table { codec: Arc<TableCodec>, target: Arc<TableId> },
+    Table {
+        codec: Arc<TableCodec>,
+        target: Arc<TableId>,
+    },
     NotATable,
 }
 
@@ -131,22 +134,21 @@ impl Decoder {
         let event = codec
             .decode_value(datum)
             .map_err(|e| undecodable(format!("value with schema id {id}: {e}")))?;
-        let key = match key {
-            Some(k) if !codec.meta().key.is_empty() => Some(
-                wire::decode(k)
-                    .map_err(|e| undecodable(format!("key: {e}")))?
-                    .1
-                    .to_vec(),
-            ),
-            // Keyed rows always travel with their key; should one not, its
-            // key columns stand in (rows collapse by key within a batch).
-            _ if !codec.meta().key.is_empty() => event
-                .after
-                .as_ref()
-                .or(event.before.as_ref())
-                .map(|row| format!("{:?}", codec.meta().key.iter().map(|&i| &row[i]).collect::<Vec<_>>()).into_bytes()),
-            _ => None,
-        };
+        let key =
+            match key {
+                Some(k) if !codec.meta().key.is_empty() => Some(
+                    wire::decode(k)
+                        .map_err(|e| undecodable(format!("key: {e}")))?
+                        .1
+                        .to_vec(),
+                ),
+                // Keyed rows always travel with their key; should one not, its
+                // key columns stand in (rows collapse by key within a batch).
+                _ if !codec.meta().key.is_empty() => event.after.as_ref().or(event.before.as_ref()).map(|row| {
+                    format!("{:?}", codec.meta().key.iter().map(|&i| &row[i]).collect::<Vec<_>>()).into_bytes()
+                }),
+                _ => None,
+            };
         let barrier = (event.op == Op::Truncate).then(|| Barrier {
             id: fnv1a(value),
             partitions: partitions.unwrap_or(1).max(1),

@@ -34,7 +34,9 @@ pub struct DeadLetters {
 
 impl std::fmt::Debug for DeadLetters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeadLetters").field("topic", &self.settings.dlq_topic).finish()
+        f.debug_struct("DeadLetters")
+            .field("topic", &self.settings.dlq_topic)
+            .finish()
     }
 }
 
@@ -118,7 +120,10 @@ impl DeadLetters {
 
     /// Reads the message at `at` back from Kafka and writes it as a dead letter.
     pub async fn send_from_log(&self, at: &Position, reason: &str) -> Result<(), ApplyError> {
-        let config = self.settings.kafka.consumer(&format!("{}.dead-letters", self.settings.group));
+        let config = self
+            .settings
+            .kafka
+            .consumer(&format!("{}.dead-letters", self.settings.group));
         let wanted = at.clone();
         let (key, value) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;

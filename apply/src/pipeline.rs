@@ -26,9 +26,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_core::envelope::TRUNCATE_PARTITIONS_HEADER;
 use ferry_core::metrics::Phase;
 use ferry_core::registry::RegistryClient;
-use ferry_core::envelope::TRUNCATE_PARTITIONS_HEADER;
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
@@ -371,10 +371,13 @@ impl<T: Target> Writer<T> {
                 .next()
             {
                 tracing::info!(topic = %partition.0, partition = partition.1, "partition waits at a truncate for the others");
-                self.held.insert(partition.clone(), Held {
-                    barrier,
-                    queue: VecDeque::new(),
-                });
+                self.held.insert(
+                    partition.clone(),
+                    Held {
+                        barrier,
+                        queue: VecDeque::new(),
+                    },
+                );
             }
         }
         if let Some(held) = self.held.get_mut(&partition) {
@@ -407,10 +410,13 @@ impl<T: Target> Writer<T> {
         let done = self.target.arrive(&self.group, &arrival, &barrier).await?;
         self.record(&arrival, started.elapsed());
         if !done {
-            self.held.insert(partition, Held {
-                barrier: barrier.id,
-                queue: VecDeque::new(),
-            });
+            self.held.insert(
+                partition,
+                Held {
+                    barrier: barrier.id,
+                    queue: VecDeque::new(),
+                },
+            );
         }
         Ok(())
     }

@@ -389,14 +389,16 @@ impl Publisher {
                 value: Some(&header),
             });
             for p in 0..t.partitions {
-                self.enqueue(&t.topic, None, Some(&value), Some(p), Some(&headers)).await?;
+                self.enqueue(&t.topic, None, Some(&value), Some(p), Some(&headers))
+                    .await?;
             }
             return Ok(());
         }
         // A keyless table's events have no key to keep them in order by: they
         // all go to partition 0, in source order.
         let partition = key.is_none().then_some(0);
-        self.enqueue(&t.topic, key.as_deref(), Some(&value), partition, None).await?;
+        self.enqueue(&t.topic, key.as_deref(), Some(&value), partition, None)
+            .await?;
         if event.op == Op::Delete && self.settings.tombstones && key.is_some() {
             self.enqueue(&t.topic, key.as_deref(), None, None, None).await?;
         }
@@ -553,8 +555,14 @@ impl Publisher {
         }
         let topic = t.offsets_topic.clone();
         for (key, value) in records {
-            self.enqueue(&topic, Some(key.as_bytes()), Some(value.to_string().as_bytes()), None, None)
-                .await?;
+            self.enqueue(
+                &topic,
+                Some(key.as_bytes()),
+                Some(value.to_string().as_bytes()),
+                None,
+                None,
+            )
+            .await?;
         }
         let producer = Arc::clone(&self.producer);
         tokio::task::spawn_blocking(move || producer.commit_transaction(TRANSACTION_TIMEOUT))

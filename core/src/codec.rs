@@ -6,8 +6,8 @@
 //! ([`TableCodec::from_value_schema`]). Both ends then agree on every value,
 //! because both go through [`crate::value`].
 
-use apache_avro::types::Value as Avro;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value as Avro;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use serde_json::Value as Json;
@@ -17,8 +17,8 @@ use crate::envelope::{
     write_source, ChangeEvent, Connector, MalformedBlock, Op,
 };
 use crate::meta::{DataType, TableId, TableMeta};
-use crate::read::{BadDatum, Cursor};
 use crate::names::unique_avro_names;
+use crate::read::{BadDatum, Cursor};
 use crate::schema::{envelope_schema, key_schema, table_meta, NotAnEnvelope};
 use crate::value::{from_avro, to_avro, to_avro_branch, Datum, Decimal, Special, ValueError};
 use num_bigint::BigInt;
@@ -574,10 +574,13 @@ impl TableCodec {
                 (DataType::Decimal { special: true, .. }, 2) => {
                     let text = c.str()?;
                     Datum::Special(Special::parse(text).ok_or_else(|| {
-                        self.value_error(i, ValueError::Decode {
-                            expected: column.data_type,
-                            got: text.to_owned(),
-                        })
+                        self.value_error(
+                            i,
+                            ValueError::Decode {
+                                expected: column.data_type,
+                                got: text.to_owned(),
+                            },
+                        )
                     })?)
                 }
                 (_, 1) => read_value(c, column.data_type).map_err(|e| match e {
@@ -665,7 +668,9 @@ fn read_value(c: &mut Cursor<'_>, ty: DataType) -> Result<Datum, CodecError> {
         DataType::Int64 => Datum::Int(c.long()?),
         DataType::Float32 => Datum::Float32(c.float()?),
         DataType::Float64 => Datum::Float64(c.double()?),
-        DataType::Decimal { scale, .. } => Datum::Decimal(Decimal::new(BigInt::from_signed_bytes_be(c.bytes()?), scale)),
+        DataType::Decimal { scale, .. } => {
+            Datum::Decimal(Decimal::new(BigInt::from_signed_bytes_be(c.bytes()?), scale))
+        }
         DataType::Numeric => {
             let text = c.str()?;
             match Special::parse(text) {
@@ -705,7 +710,11 @@ fn ferry_layout(json: &Json, meta: &TableMeta, connector: Connector) -> bool {
             f["ferry.column"] == c.name.as_str()
                 && f["type"][0] == "null"
                 && f["type"].as_array().map(Vec::len)
-                    == Some(if matches!(c.data_type, DataType::Decimal { special: true, .. }) { 3 } else { 2 })
+                    == Some(if matches!(c.data_type, DataType::Decimal { special: true, .. }) {
+                        3
+                    } else {
+                        2
+                    })
         });
     let source_names = |schema: &Json| -> Vec<String> {
         schema["fields"]

@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use apache_avro::types::Value as Avro;
 use serde_json::{json, Value as Json};
 
-use crate::codec::{write_long, write_string};
 use crate::codec::CodecError;
+use crate::codec::{write_long, write_string};
 use crate::position::PgLsn;
 use crate::read::{BadDatum, Cursor};
 use crate::value::Datum;
@@ -454,7 +454,10 @@ pub(crate) fn source_from_avro(connector: Connector, value: &Avro) -> Result<Sou
 /// `connector`: its fields in [`source_fields`]' order (a test holds the two
 /// together), read without building the record.
 pub(crate) fn read_source(connector: Connector, c: &mut Cursor<'_>) -> Result<SourceInfo, CodecError> {
-    fn opt<'a, T>(c: &mut Cursor<'a>, read: impl FnOnce(&mut Cursor<'a>) -> Result<T, BadDatum>) -> Result<Option<T>, BadDatum> {
+    fn opt<'a, T>(
+        c: &mut Cursor<'a>,
+        read: impl FnOnce(&mut Cursor<'a>) -> Result<T, BadDatum>,
+    ) -> Result<Option<T>, BadDatum> {
         match c.branch()? {
             0 => Ok(None),
             1 => read(c).map(Some),

@@ -27,7 +27,11 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("{flag} {url} is not a PostgreSQL URL: {reason}")]
-    BadUrl { flag: &'static str, url: String, reason: String },
+    BadUrl {
+        flag: &'static str,
+        url: String,
+        reason: String,
+    },
     #[error("cannot connect to PostgreSQL at {url}: {reason}")]
     Unreachable { url: String, reason: String },
 }

@@ -37,7 +37,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], BadDatum> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or(self.bad(what))?;
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or(self.bad(what))?;
         let out = &self.bytes[self.at..end];
         self.at = end;
         Ok(out)

@@ -560,7 +560,14 @@ pub fn start_apply(target: &PgDatabase, prefix: &str, group: &str, extra: &[&str
     let url = target.url();
     let broker = brokers();
     let mut args = vec![
-        "--target", &url, "--topics", &topics, "--group", group, "--brokers", &broker,
+        "--target",
+        &url,
+        "--topics",
+        &topics,
+        "--group",
+        group,
+        "--brokers",
+        &broker,
     ];
     args.extend(extra);
     Running::start("ferry-apply-postgres", &args)
@@ -569,7 +576,10 @@ pub fn start_apply(target: &PgDatabase, prefix: &str, group: &str, extra: &[&str
 /// Every row of `table` as PostgreSQL prints it, sorted.
 pub async fn table_rows(client: &tokio_postgres::Client, table: &str) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
-        .query(&format!("SELECT ferry_row::text FROM {table} ferry_row ORDER BY 1"), &[])
+        .query(
+            &format!("SELECT ferry_row::text FROM {table} ferry_row ORDER BY 1"),
+            &[],
+        )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }

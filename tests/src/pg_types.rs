@@ -289,4 +289,3 @@ pub fn update(id: i64, row: Option<usize>) -> String {
         row_values(row)
     )
 }
-

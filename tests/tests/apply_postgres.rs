@@ -164,9 +164,18 @@ async fn two_groups_fan_out_and_a_third_replays_from_the_beginning() {
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or_else(|| panic!("no {line_start} in {text}"))
     };
-    assert_eq!(value("ferry_apply_rows_total{table=\"public.accounts\",op=\"r\"}"), 200.0);
-    assert_eq!(value("ferry_apply_rows_total{table=\"public.accounts\",op=\"u\"}"), 40.0);
-    assert_eq!(value("ferry_apply_rows_total{table=\"public.accounts\",op=\"d\"}"), 20.0);
+    assert_eq!(
+        value("ferry_apply_rows_total{table=\"public.accounts\",op=\"r\"}"),
+        200.0
+    );
+    assert_eq!(
+        value("ferry_apply_rows_total{table=\"public.accounts\",op=\"u\"}"),
+        40.0
+    );
+    assert_eq!(
+        value("ferry_apply_rows_total{table=\"public.accounts\",op=\"d\"}"),
+        20.0
+    );
     assert!(value("ferry_apply_lag_ms") >= 0.0);
     assert!(text.contains("ferry_apply_batch_seconds"), "{text}");
     assert!(capture.terminate().success());
@@ -256,7 +265,10 @@ async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
     assert_eq!(in_target, in_source);
     let big = (rounds + 49) / 50;
     assert_eq!(in_source, big * 2000 + rounds - big);
-    assert_eq!(table_rows(&t, "counters").await.unwrap(), table_rows(&s, "counters").await.unwrap());
+    assert_eq!(
+        table_rows(&t, "counters").await.unwrap(),
+        table_rows(&s, "counters").await.unwrap()
+    );
     assert!(apply.terminate().success());
     assert!(capture.terminate().success());
 }
@@ -337,7 +349,9 @@ async fn poison_setup() -> (PgDatabase, PgDatabase, String, ferry_tests::Running
     let capture = start_capture(&source, &prefix, &[]);
     wait_streaming(&source, &prefix).await;
     source
-        .execute("INSERT INTO orders VALUES (1, 5); INSERT INTO orders VALUES (2, 500); INSERT INTO orders VALUES (3, 7);")
+        .execute(
+            "INSERT INTO orders VALUES (1, 5); INSERT INTO orders VALUES (2, 500); INSERT INTO orders VALUES (3, 7);",
+        )
         .await;
     (source, target, prefix, capture)
 }
@@ -370,7 +384,11 @@ async fn a_rejected_row_stops_apply_naming_where_it_is() {
     );
     // Nothing of the failed batch was kept.
     let t = target.client().await;
-    let kept: i64 = t.query_one("SELECT count(*) FROM orders WHERE qty >= 100", &[]).await.unwrap().get(0);
+    let kept: i64 = t
+        .query_one("SELECT count(*) FROM orders WHERE qty >= 100", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(kept, 0);
     assert!(capture.terminate().success());
 }
@@ -396,7 +414,12 @@ async fn dead_letters_hold_rejected_and_undecodable_events() {
     producer.flush(Duration::from_secs(10)).unwrap();
 
     let dlq = unique("dlq");
-    let apply = start_apply(&target, &prefix, &unique("g"), &["--on-error", "dlq", "--dlq-topic", &dlq]);
+    let apply = start_apply(
+        &target,
+        &prefix,
+        &unique("g"),
+        &["--on-error", "dlq", "--dlq-topic", &dlq],
+    );
     // The good rows arrive, the bad one does not, and apply goes on.
     wait_for("rows 1 and 3", CATCH_UP, || async {
         let t = target.client().await;
@@ -425,7 +448,12 @@ async fn dead_letters_hold_rejected_and_undecodable_events() {
                 .headers()
                 .map(|h| {
                     h.iter()
-                        .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -433,14 +461,21 @@ async fn dead_letters_hold_rejected_and_undecodable_events() {
         }
     }
     assert_eq!(letters.len(), 2, "{letters:?}");
-    let garbage = letters.iter().find(|(_, h)| h["ferry.topic"] == garbage_topic).expect("the garbage");
+    let garbage = letters
+        .iter()
+        .find(|(_, h)| h["ferry.topic"] == garbage_topic)
+        .expect("the garbage");
     assert_eq!(garbage.0.as_deref(), Some(b"not avro".as_slice()));
     assert!(garbage.1["ferry.error"].contains("magic byte"), "{:?}", garbage.1);
     let rejected = letters
         .iter()
         .find(|(_, h)| h["ferry.topic"] == format!("{prefix}.public.orders"))
         .expect("the rejected row");
-    assert!(rejected.1["ferry.error"].contains("orders_qty_check"), "{:?}", rejected.1);
+    assert!(
+        rejected.1["ferry.error"].contains("orders_qty_check"),
+        "{:?}",
+        rejected.1
+    );
     assert!(rejected.1["ferry.offset"].parse::<i64>().is_ok());
     // The original event, byte for byte: the wire header and the Avro envelope.
     assert_eq!(rejected.0.as_ref().unwrap()[0], 0);

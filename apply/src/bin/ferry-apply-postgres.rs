@@ -12,6 +12,11 @@ use ferry_core::process::{exit_code, shutdown_signal};
 use ferry_core::telemetry::init_logging;
 use serde::Serialize;
 
+/// Apply allocates and frees every event's values; with mimalloc it used 40%
+/// less CPU per event than with the system allocator (`scripts/bench apply`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Applies change events from Kafka to a PostgreSQL database, exactly once.
 #[derive(Debug, Parser, Serialize)]
 #[command(name = "ferry-apply-postgres", version)]
@@ -26,7 +31,8 @@ struct Args {
 }
 
 async fn main_inner(args: Args) -> Result<(), ApplyError> {
-    let file: ApplyFile = config::load(args.common.config.as_deref(), &args).map_err(|e| ApplyError::Config(e.to_string()))?;
+    let file: ApplyFile =
+        config::load(args.common.config.as_deref(), &args).map_err(|e| ApplyError::Config(e.to_string()))?;
     init_logging(file.log_format);
     let (settings, target) = file.settings().map_err(ApplyError::Config)?;
     let target = target.ok_or_else(|| {

@@ -25,7 +25,7 @@
 pub mod schema;
 pub mod text;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use ferry_core::config::SecretUrl;
@@ -84,9 +84,7 @@ pub struct PgConnect {
 impl PgConnect {
     pub fn new(url: SecretUrl) -> Result<Self, ConnectError> {
         let mut config = ferry_core::pg::config(&url, "--target")?;
-        config
-            .options(SESSION_OPTIONS)
-            .application_name("ferry-apply-postgres");
+        config.options(SESSION_OPTIONS).application_name("ferry-apply-postgres");
         Ok(Self { url, config })
     }
 }
@@ -137,6 +135,7 @@ impl Connect for PgConnect {
             barriers,
             plans: HashMap::new(),
             statements: HashMap::new(),
+            stages: HashSet::new(),
         })
     }
 }
@@ -162,7 +161,8 @@ async fn ensure_table(client: &Client, table: &TableId, rest: &str) -> Result<()
 }
 
 /// How a table's rows are written: its name and, per column of the schema
-/// version, the target column's quoted name and the type text is cast to.
+/// version, the target column's quoted name and the type text is cast to
+/// (for the one statement that takes values as parameters).
 #[derive(Debug)]
 struct Plan {
     name: String,
@@ -191,57 +191,61 @@ impl Plan {
         })
     }
 
-    /// `unnest($1::text[], ...) AS v(c0, ...)` over `n` parameters from `$first`.
-    fn unnest(first: usize, n: usize) -> String {
-        let params: Vec<_> = (0..n).map(|i| format!("${}::text[]", first + i)).collect();
-        let names: Vec<_> = (0..n).map(|i| format!("c{i}")).collect();
-        format!("unnest({}) AS v({})", params.join(", "), names.join(", "))
-    }
-
-    fn upsert(&self, unchanged: &[usize]) -> String {
-        let names: Vec<_> = self.columns.iter().map(|(n, _)| n.as_str()).collect();
-        let casts: Vec<_> = self
-            .columns
+    fn names(&self, columns: &[usize]) -> String {
+        columns
             .iter()
-            .enumerate()
-            .map(|(i, (_, cast))| format!("c{i}::{cast}"))
-            .collect();
-        let mut sql = format!(
-            "INSERT INTO {} ({}) SELECT {} FROM {}",
-            self.name,
-            names.join(", "),
-            casts.join(", "),
-            Self::unnest(1, self.columns.len())
-        );
-        if !self.key.is_empty() {
-            let key: Vec<_> = self.key.iter().map(|&i| names[i]).collect();
-            let set: Vec<_> = (0..names.len())
-                .filter(|i| !self.key.contains(i) && !unchanged.contains(i))
-                .map(|i| format!("{0} = EXCLUDED.{0}", names[i]))
-                .collect();
-            sql.push_str(&format!(" ON CONFLICT ({}) ", key.join(", ")));
-            if set.is_empty() {
-                sql.push_str("DO NOTHING");
-            } else {
-                sql.push_str(&format!("DO UPDATE SET {}", set.join(", ")));
-            }
-        }
-        sql
+            .map(|&i| self.columns[i].0.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
-    fn delete_by_key(&self) -> String {
+    /// The session's staging table for `columns` of this table: same types,
+    /// no constraints (an update's unchanged columns are NULL there).
+    fn stage(&self, columns: &[usize]) -> (String, String) {
+        let names = self.names(columns);
+        let hash = format!("{} {names}", self.name)
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        let stage = format!("ferry_stage_{hash:016x}");
+        let create = format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {names} FROM {} WITH NO DATA",
+            self.name
+        );
+        (stage, create)
+    }
+
+    /// Rows staged in `stage` (all columns) into the table: inserted, or
+    /// updated by key leaving the `unchanged` columns as they are.
+    fn merge(&self, stage: &str, unchanged: &[usize]) -> String {
+        let all: Vec<usize> = (0..self.columns.len()).collect();
+        let names = self.names(&all);
+        let key = self.names(&self.key);
+        let set: Vec<_> = all
+            .iter()
+            .filter(|i| !self.key.contains(i) && !unchanged.contains(i))
+            .map(|&i| format!("{0} = EXCLUDED.{0}", self.columns[i].0))
+            .collect();
+        let action = if set.is_empty() {
+            "DO NOTHING".to_owned()
+        } else {
+            format!("DO UPDATE SET {}", set.join(", "))
+        };
+        format!(
+            "INSERT INTO {} ({names}) SELECT {names} FROM {stage} ON CONFLICT ({key}) {action}",
+            self.name
+        )
+    }
+
+    /// The rows whose keys are staged in `stage`, deleted.
+    fn delete_staged(&self, stage: &str) -> String {
         let on: Vec<_> = self
             .key
             .iter()
-            .enumerate()
-            .map(|(i, &k)| format!("t.{} = v.c{i}::{}", self.columns[k].0, self.columns[k].1))
+            .map(|&k| format!("t.{0} = k.{0}", self.columns[k].0))
             .collect();
-        format!(
-            "DELETE FROM {} t USING {} WHERE {}",
-            self.name,
-            Self::unnest(1, self.key.len()),
-            on.join(" AND ")
-        )
+        format!("DELETE FROM {} t USING {stage} k WHERE {}", self.name, on.join(" AND "))
     }
 
     /// One row of a keyless table equal to the old row, compared as the
@@ -262,46 +266,40 @@ impl Plan {
     }
 }
 
-/// The text of `rows`' values in the schema columns `columns`, column by
-/// column: each column's values written into one string, so a batch costs one
-/// allocation per column rather than one per value.
-struct TextColumns {
-    arenas: Vec<String>,
-    spans: Vec<Vec<Option<(usize, usize)>>>,
-}
-
-impl TextColumns {
-    fn new<'a>(rows: impl Iterator<Item = &'a [Datum]> + Clone, columns: &[usize], table: &TableChanges) -> Self {
-        let meta = table.codec.meta();
-        let (mut arenas, mut spans) = (Vec::with_capacity(columns.len()), Vec::with_capacity(columns.len()));
-        for &c in columns {
-            let zone = meta.columns[c].data_type == ferry_core::meta::DataType::TimestampTz;
-            let mut arena = String::new();
-            let column = rows
-                .clone()
-                .map(|r| {
-                    let start = arena.len();
-                    write_pg_text(&r[c], zone, &mut arena).then_some((start, arena.len()))
-                })
-                .collect();
-            arenas.push(arena);
-            spans.push(column);
+/// `rows`' values in the schema columns `columns` in `COPY`'s text format.
+fn copy_text(rows: &[&[Datum]], columns: &[usize], table: &TableChanges) -> Vec<u8> {
+    let meta = table.codec.meta();
+    let zones: Vec<bool> = columns
+        .iter()
+        .map(|&c| meta.columns[c].data_type == ferry_core::meta::DataType::TimestampTz)
+        .collect();
+    let mut out = String::with_capacity(rows.len() * columns.len() * 12);
+    let mut value = String::new();
+    for row in rows {
+        for (j, &c) in columns.iter().enumerate() {
+            if j > 0 {
+                out.push('\t');
+            }
+            value.clear();
+            if !write_pg_text(&row[c], zones[j], &mut value) {
+                out.push_str("\\N");
+            } else if !value.bytes().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) {
+                out.push_str(&value);
+            } else {
+                for ch in value.chars() {
+                    match ch {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        ch => out.push(ch),
+                    }
+                }
+            }
         }
-        Self { arenas, spans }
+        out.push('\n');
     }
-
-    /// One text array per column.
-    fn arrays(&self) -> Vec<Vec<Option<&str>>> {
-        self.arenas
-            .iter()
-            .zip(&self.spans)
-            .map(|(arena, spans)| spans.iter().map(|s| s.map(|(a, b)| &arena[a..b])).collect())
-            .collect()
-    }
-}
-
-fn params<T: ToSql + Sync>(values: &[T]) -> Vec<&(dyn ToSql + Sync)> {
-    values.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+    out.into_bytes()
 }
 
 /// One connection to a PostgreSQL target.
@@ -314,6 +312,7 @@ pub struct PgTarget {
     /// Per target table and schema version (the codec's address, stable for a session).
     plans: HashMap<(TableId, usize), Arc<Plan>>,
     statements: HashMap<String, Statement>,
+    stages: HashSet<String>,
 }
 
 /// The writes of one transaction, apart from the connection's caches so both
@@ -321,6 +320,8 @@ pub struct PgTarget {
 struct Writes<'a, 't> {
     tx: &'a Transaction<'t>,
     statements: &'a mut HashMap<String, Statement>,
+    /// Staging tables this session has (dropped with a failed transaction).
+    stages: &'a mut HashSet<String>,
 }
 
 impl Writes<'_, '_> {
@@ -333,7 +334,56 @@ impl Writes<'_, '_> {
                 s
             }
         };
-        self.tx.execute(&statement, params).await.map_err(|e| classify(&e, table))
+        self.tx
+            .execute(&statement, params)
+            .await
+            .map_err(|e| classify(&e, table))
+    }
+
+    /// `COPY`s `rows` (their `columns`) into `into`.
+    async fn copy(
+        &mut self,
+        into: &str,
+        names: &str,
+        rows: &[&[Datum]],
+        columns: &[usize],
+        table: &TableChanges,
+    ) -> Result<(), TargetError> {
+        use futures::SinkExt;
+        let err = |e: tokio_postgres::Error| classify(&e, &table.target);
+        let sink = self
+            .tx
+            .copy_in::<_, bytes::Bytes>(&format!("COPY {into} ({names}) FROM STDIN"))
+            .await
+            .map_err(err)?;
+        let mut sink = std::pin::pin!(sink);
+        sink.send(bytes::Bytes::from(copy_text(rows, columns, table)))
+            .await
+            .map_err(err)?;
+        sink.as_mut().finish().await.map_err(err)?;
+        Ok(())
+    }
+
+    /// Stages `rows` (their `columns`) in the session's staging table, runs
+    /// what `then` makes of its name, and empties it.
+    async fn staged(
+        &mut self,
+        plan: &Plan,
+        rows: &[&[Datum]],
+        columns: &[usize],
+        table: &TableChanges,
+        then: impl FnOnce(&str) -> String,
+    ) -> Result<(), TargetError> {
+        let err = |e: tokio_postgres::Error| classify(&e, &table.target);
+        let (stage, create) = plan.stage(columns);
+        if !self.stages.contains(&stage) {
+            self.tx.batch_execute(&create).await.map_err(err)?;
+            self.stages.insert(stage.clone());
+        }
+        self.copy(&stage, &plan.names(columns), rows, columns, table).await?;
+        self.run(then(&stage), &[], &table.target).await?;
+        self.tx.batch_execute(&format!("TRUNCATE {stage}")).await.map_err(err)?;
+        Ok(())
     }
 
     /// Writes `changes` of `table` (a subset of its batch, in order).
@@ -348,8 +398,8 @@ impl Writes<'_, '_> {
                 })
                 .collect();
             if !deletes.is_empty() {
-                let text = TextColumns::new(deletes.iter().copied(), &plan.key, table);
-                self.run(plan.delete_by_key(), &params(&text.arrays()), &table.target).await?;
+                self.staged(plan, &deletes, &plan.key, table, |stage| plan.delete_staged(stage))
+                    .await?;
             }
             let mut upserts: BTreeMap<&[usize], Vec<&[Datum]>> = BTreeMap::new();
             for c in changes {
@@ -358,38 +408,35 @@ impl Writes<'_, '_> {
                 }
             }
             for (unchanged, rows) in upserts {
-                let text = TextColumns::new(rows.iter().copied(), &all, table);
-                self.run(plan.upsert(unchanged), &params(&text.arrays()), &table.target).await?;
+                self.staged(plan, &rows, &all, table, |stage| plan.merge(stage, unchanged))
+                    .await?;
             }
             return Ok(());
         }
-        // Keyless: runs of inserts in one statement, each delete on its own, in order.
+        // Keyless: runs of inserts copied straight in, each delete on its own, in order.
         let mut inserts: Vec<&[Datum]> = Vec::new();
+        let names = plan.names(&all);
         for c in changes {
             match &c.state {
                 RowState::Upsert { row, .. } => inserts.push(row),
                 RowState::Delete { row } => {
-                    self.insert_all(plan, table, &mut inserts, &all).await?;
-                    let text = TextColumns::new(std::iter::once(row.as_slice()), &all, table);
-                    let values: Vec<Option<&str>> = text.arrays().into_iter().map(|c| c[0]).collect();
-                    self.run(plan.delete_one(), &params(&values), &table.target).await?;
+                    if !inserts.is_empty() {
+                        self.copy(&plan.name, &names, &inserts, &all, table).await?;
+                        inserts.clear();
+                    }
+                    let meta = table.codec.meta();
+                    let values: Vec<Option<String>> = row
+                        .iter()
+                        .zip(&meta.columns)
+                        .map(|(d, c)| pg_text(d, c.data_type == ferry_core::meta::DataType::TimestampTz))
+                        .collect();
+                    let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                    self.run(plan.delete_one(), &params, &table.target).await?;
                 }
             }
         }
-        self.insert_all(plan, table, &mut inserts, &all).await
-    }
-
-    async fn insert_all(
-        &mut self,
-        plan: &Plan,
-        table: &TableChanges,
-        rows: &mut Vec<&[Datum]>,
-        all: &[usize],
-    ) -> Result<(), TargetError> {
-        if !rows.is_empty() {
-            let text = TextColumns::new(rows.iter().copied(), all, table);
-            self.run(plan.upsert(&[]), &params(&text.arrays()), &table.target).await?;
-            rows.clear();
+        if !inserts.is_empty() {
+            self.copy(&plan.name, &names, &inserts, &all, table).await?;
         }
         Ok(())
     }
@@ -452,6 +499,7 @@ impl PgTarget {
             let mut writes = Writes {
                 tx: &tx,
                 statements: &mut self.statements,
+                stages: &mut self.stages,
             };
             for table in batch.tables.values() {
                 let plan = Self::plan(&self.plans, writes.tx, table).await?;
@@ -477,8 +525,10 @@ impl PgTarget {
                 Ok(done)
             }
             Err(e) => {
-                // The failed transaction may have taken DDL the plans relied on.
+                // The failed transaction may have taken DDL the plans relied
+                // on, and the staging tables it created.
                 self.plans.clear();
+                self.stages.clear();
                 Err(e)
             }
         }
@@ -652,33 +702,46 @@ impl Target for PgTarget {
     async fn find_rejected(&mut self, batch: &Batch) -> Result<Vec<Rejected>, TargetError> {
         let offsets = self.offsets.clone();
         self.plans.clear();
-        let tx = self.client.transaction().await.map_err(|e| classify(&e, &offsets))?;
-        let mut writes = Writes {
-            tx: &tx,
-            statements: &mut self.statements,
-        };
-        let mut rejected = Vec::new();
-        for table in batch.tables.values() {
-            let plan = Self::plan(&self.plans, writes.tx, table).await?;
-            for change in table.changes() {
-                writes.tx.batch_execute("SAVEPOINT ferry_row").await.map_err(|e| classify(&e, &offsets))?;
-                match writes.rows(&plan, table, &[change]).await {
-                    Ok(()) => writes.tx.batch_execute("RELEASE SAVEPOINT ferry_row").await,
-                    Err(TargetError::Rejected(reason)) => {
-                        rejected.push(Rejected {
-                            at: change.at.clone(),
-                            table: table.target.to_string(),
-                            key: Self::key_text(table, change),
-                            reason,
-                        });
-                        writes.tx.batch_execute("ROLLBACK TO SAVEPOINT ferry_row").await
+        let result = async {
+            let tx = self.client.transaction().await.map_err(|e| classify(&e, &offsets))?;
+            let mut writes = Writes {
+                tx: &tx,
+                statements: &mut self.statements,
+                stages: &mut self.stages,
+            };
+            let mut rejected = Vec::new();
+            for table in batch.tables.values() {
+                let plan = Self::plan(&self.plans, writes.tx, table).await?;
+                for change in table.changes() {
+                    writes
+                        .tx
+                        .batch_execute("SAVEPOINT ferry_row")
+                        .await
+                        .map_err(|e| classify(&e, &offsets))?;
+                    // A rolled-back row takes the staging table it created with it.
+                    writes.stages.clear();
+                    match writes.rows(&plan, table, &[change]).await {
+                        Ok(()) => writes.tx.batch_execute("RELEASE SAVEPOINT ferry_row").await,
+                        Err(TargetError::Rejected(reason)) => {
+                            rejected.push(Rejected {
+                                at: change.at.clone(),
+                                table: table.target.to_string(),
+                                key: Self::key_text(table, change),
+                                reason,
+                            });
+                            writes.tx.batch_execute("ROLLBACK TO SAVEPOINT ferry_row").await
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Err(e) => return Err(e),
+                    .map_err(|e| classify(&e, &offsets))?;
                 }
-                .map_err(|e| classify(&e, &offsets))?;
             }
+            tx.rollback().await.map_err(|e| classify(&e, &offsets))?;
+            Ok(rejected)
         }
-        tx.rollback().await.map_err(|e| classify(&e, &offsets))?;
-        Ok(rejected)
+        .await;
+        // Whatever it created was rolled back.
+        self.stages.clear();
+        result
     }
 }

@@ -140,7 +140,11 @@ pub async fn ensure(
             let mut defs = Vec::new();
             for c in &meta.columns {
                 let null = if c.nullable { "" } else { " NOT NULL" };
-                defs.push(format!("{} {}{null}", quote_ident(&c.name), column_type(tx, c, connector).await?));
+                defs.push(format!(
+                    "{} {}{null}",
+                    quote_ident(&c.name),
+                    column_type(tx, c, connector).await?
+                ));
             }
             if !meta.key.is_empty() {
                 let key: Vec<_> = meta.key.iter().map(|&i| quote_ident(&meta.columns[i].name)).collect();
@@ -225,7 +229,9 @@ mod tests {
         assert!(check_numeric(&t, &column, &target(Some((12, 4)))).is_ok());
         assert!(check_numeric(&t, &column, &target(Some((20, 6)))).is_ok());
         assert!(check_numeric(&t, &column, &target(None)).is_ok());
-        let err = check_numeric(&t, &column, &target(Some((12, 2)))).unwrap_err().to_string();
+        let err = check_numeric(&t, &column, &target(Some((12, 2))))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("numeric(12,2)") && err.contains("ALTER TABLE"), "{err}");
         assert!(check_numeric(&t, &column, &target(Some((10, 4)))).is_err());
     }

@@ -91,7 +91,13 @@ fn float(f: f64, out: &mut String, shortest: impl FnOnce(&mut String) -> std::fm
 /// `HH:MM:SS.ffffff` (`24:00:00` included).
 fn time(micros: i64, out: &mut String) -> std::fmt::Result {
     let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
-    write!(out, "{:02}:{:02}:{:02}.{frac:06}", secs / 3600, secs / 60 % 60, secs % 60)
+    write!(
+        out,
+        "{:02}:{:02}:{:02}.{frac:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// The date `days` after 1970-01-01 as `YYYY-MM-DD`, then `rest`, then ` BC`
@@ -138,7 +144,10 @@ mod tests {
         assert_eq!(pg_text(&Datum::Date(i32::MAX), false).unwrap(), "infinity");
         assert_eq!(pg_text(&Datum::Time(86_400_000_000), false).unwrap(), "24:00:00.000000");
         assert_eq!(pg_text(&Datum::Time(45_296_789_000), false).unwrap(), "12:34:56.789000");
-        assert_eq!(pg_text(&Datum::Timestamp(-1), true).unwrap(), "1969-12-31 23:59:59.999999+00");
+        assert_eq!(
+            pg_text(&Datum::Timestamp(-1), true).unwrap(),
+            "1969-12-31 23:59:59.999999+00"
+        );
         assert_eq!(pg_text(&Datum::Timestamp(i64::MIN), false).unwrap(), "-infinity");
         assert_eq!(
             pg_text(&Datum::Timestamp(-62_135_596_800_000_001), false).unwrap(),

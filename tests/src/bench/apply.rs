@@ -67,8 +67,15 @@ fn spawn_apply(target: &PgDatabase, prefix: &str, group: &str) -> tokio::process
     tokio::process::Command::new(binary("ferry-apply-postgres"))
         .args(["--target", &target.url(), "--topics", &topics, "--group", group])
         .args(["--brokers", &brokers()])
-        .args(std::env::var("FERRY_BENCH_APPLY_ARGS").unwrap_or_default().split_whitespace())
-        .env("FERRY_LOG", std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()))
+        .args(
+            std::env::var("FERRY_BENCH_APPLY_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
+        .env(
+            "FERRY_LOG",
+            std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .kill_on_drop(true)
         .spawn()
         .expect("start ferry-apply-postgres")
@@ -138,9 +145,11 @@ pub async fn throughput(events: i64) {
     let group = unique("bench");
     let started = Instant::now();
     let apply = spawn_apply(&target, &prefix, &group);
-    wait_for("apply to reach the end of the log", Duration::from_secs(3600), || async {
-        (applied(&t, &group).await >= total).then_some(())
-    })
+    wait_for(
+        "apply to reach the end of the log",
+        Duration::from_secs(3600),
+        || async { (applied(&t, &group).await >= total).then_some(()) },
+    )
     .await;
     let ferry = started.elapsed();
     let apply_cpu = apply.id().and_then(super::proc_cpu_seconds).unwrap_or(f64::NAN);
@@ -164,7 +173,10 @@ pub async fn throughput(events: i64) {
                     m.expect("consume");
                     n += 1;
                 }
-                assert!(started.elapsed() < Duration::from_secs(1800), "read only {n} of {total}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(1800),
+                    "read only {n} of {total}"
+                );
             }
             started.elapsed()
         })
@@ -275,10 +287,13 @@ pub async fn latency(seconds: i64, rate: i64) {
     let apply = spawn_apply(&target, &prefix, &group);
     let t = target.client().await;
     wait_for("apply to join", Duration::from_secs(120), || async {
-        t.query_one("SELECT 1 FROM pg_stat_activity WHERE application_name = 'ferry-apply-postgres' LIMIT 1", &[])
-            .await
-            .ok()
-            .map(|_| ())
+        t.query_one(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'ferry-apply-postgres' LIMIT 1",
+            &[],
+        )
+        .await
+        .ok()
+        .map(|_| ())
     })
     .await;
     let first = 1;
@@ -295,7 +310,10 @@ pub async fn latency(seconds: i64, rate: i64) {
     drop(capture);
     let mut in_target = vec![None; total as usize];
     for row in t
-        .query("SELECT id, (extract(epoch FROM applied_at) * 1000000)::bigint FROM t", &[])
+        .query(
+            "SELECT id, (extract(epoch FROM applied_at) * 1000000)::bigint FROM t",
+            &[],
+        )
         .await
         .expect("applied_at")
     {
@@ -311,7 +329,10 @@ pub async fn latency(seconds: i64, rate: i64) {
     println!("|---|---:|---:|---:|---:|");
     for (name, l) in [
         ("source commit → Kafka consumer (capture alone, same run)", &kafka),
-        ("source commit → row inserted in the target (capture + apply)", &end_to_end),
+        (
+            "source commit → row inserted in the target (capture + apply)",
+            &end_to_end,
+        ),
     ] {
         println!(
             "| {name} | {} | {:.1} | {:.1} | {:.1} |",
@@ -348,7 +369,9 @@ pub async fn write_paths(rows: i64) {
         .expect("rows")
         .into_iter()
         .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect()),
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+            }
             _ => None,
         })
         .collect();
@@ -364,7 +387,11 @@ pub async fn write_paths(rows: i64) {
         .collect();
     let names: Vec<String> = (0..types.len()).map(|i| format!("c{i}")).collect();
     let columns = "id, a, b, c, d, e, f, g, h, i, j, k, l, m, o, p, q";
-    let set: Vec<String> = columns.split(", ").skip(1).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    let set: Vec<String> = columns
+        .split(", ")
+        .skip(1)
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
     let conflict = format!("ON CONFLICT (id) DO UPDATE SET {}", set.join(", "));
     let params: Vec<String> = (1..=types.len()).map(|i| format!("${i}::text[]")).collect();
     let casts: Vec<String> = names.iter().zip(&types).map(|(n, t)| format!("{n}::{t}")).collect();
@@ -397,8 +424,10 @@ pub async fn write_paths(rows: i64) {
                     let arrays: Vec<Vec<Option<&str>>> = (0..types.len())
                         .map(|c| chunk.iter().map(|r| r[c].as_deref()).collect())
                         .collect();
-                    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                        arrays.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = arrays
+                        .iter()
+                        .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+                        .collect();
                     client.execute(&unnest, &refs).await.expect("unnest upsert");
                 } else {
                     client
