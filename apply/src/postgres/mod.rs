@@ -4,19 +4,22 @@
 //!
 //! ```text
 //!  per table:  TRUNCATE (if the batch holds one)
-//!              DELETE ... USING unnest($1::text[], ...)            keys whose last state is a delete
-//!              INSERT ... SELECT ... FROM unnest($1::text[], ...)   rows whose last state is a row,
-//!                ON CONFLICT (key) DO UPDATE SET ...                 one statement per set of unchanged columns
+//!              COPY keys INTO a staging table; DELETE ... USING it     keys whose last state is a delete
+//!              COPY rows INTO a staging table; INSERT ... SELECT ...   rows whose last state is a row, one
+//!                ON CONFLICT (key) DO UPDATE SET ...                    merge per set of unchanged columns
+//!              (keyless tables: COPY straight in; a delete removes one equal row)
 //!  offsets:    INSERT INTO _ferry_offsets ... ON CONFLICT DO UPDATE ... WHERE next_offset <= batch start
 //!  COMMIT
 //! ```
 //!
-//! Each column travels as one text array parameter and is cast on the server
-//! (see [`text`]): one round trip per statement whatever the batch size, every
-//! type through its own input function, and statements that are prepared once
-//! per table and column set. `COPY` into a staging table and a merge was the
-//! other candidate; the benchmark (`scripts/bench apply`) measures the path
-//! taken against plain `COPY` of the same rows.
+//! Values go in `COPY`'s text form (see [`text`]), so every type — built-in,
+//! array, enum, domain, range — goes through its own input function, with one
+//! round trip per table whatever the batch size. The staging tables are
+//! temporary tables of the session with the target's column types and no
+//! constraints (an update's unchanged columns are NULL there), created on first
+//! use. The other candidate, one `INSERT ... SELECT FROM unnest($1::text[],
+//! ...)` with every column a text array cast on the server, was 15-20% slower
+//! in `scripts/bench apply-paths` (inserts and updates of a 17-column table).
 //!
 //! Ferry's offsets table, `_ferry_offsets` in the target's default schema,
 //! holds one row per consumer group, topic and partition: the next offset to

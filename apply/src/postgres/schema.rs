@@ -10,8 +10,8 @@
 //! the target have no value for them. Defaults, indexes and foreign keys are
 //! not created here (they may name objects the target does not have).
 //!
-//! Columns are cast to the target column's own type, read from the catalog, so
-//! a table the operator created with other (compatible) types works too. A
+//! Values are read by the target column's own type (the staging tables copy
+//! it), so a table the operator created with other (compatible) types works too. A
 //! decimal column whose target is narrower than what the source now sends would
 //! be rounded, so it stops the table instead.
 

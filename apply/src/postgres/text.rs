@@ -1,8 +1,7 @@
 //! Values in PostgreSQL's text input form.
 //!
-//! Rows are written as one text array per column and cast to each column's
-//! type on the server (`unnest($1::text[], ...)`), so every type — built-in,
-//! array, enum, domain, range — goes through its own input function, and values
+//! Rows are written in `COPY`'s text form, so every type — built-in, array,
+//! enum, domain, range — goes through its own input function, and values
 //! that travel as text (`jsonb`, `interval`, `int4range`...) arrive exactly as
 //! the source printed them. This module writes the values Ferry carries as
 //! Avro types (numbers, dates, times, bytes, uuids) in a form every PostgreSQL
