@@ -490,3 +490,61 @@ async fn dead_letters_hold_rejected_and_undecodable_events() {
     assert!(apply.terminate().success());
     assert!(capture.terminate().success());
 }
+
+#[tokio::test]
+async fn lost_target_connections_are_retried_and_lose_nothing() {
+    let source = PgDatabase::create();
+    let target = PgDatabase::create();
+    source
+        .execute(
+            "CREATE TABLE events (id int PRIMARY KEY, n int NOT NULL);
+             CREATE TABLE log (line int); ALTER TABLE log REPLICA IDENTITY FULL;",
+        )
+        .await;
+    let prefix = unique("drop");
+    let capture = start_capture(&source, &prefix, &[]);
+    wait_streaming(&source, &prefix).await;
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    let apply = start_apply(
+        &target,
+        &prefix,
+        &unique("g"),
+        &["--metrics", &metrics, "--batch-size", "50"],
+    );
+    let t = target.client().await;
+    let killed = format!(
+        "SELECT count(pg_terminate_backend(pid))::bigint FROM pg_stat_activity
+         WHERE datname = '{}' AND application_name = 'ferry-apply-postgres'",
+        target.name
+    );
+    let mut terminated = 0;
+    for round in 0..10 {
+        source
+            .execute(&format!(
+                "INSERT INTO events SELECT i, {round} FROM generate_series({0}, {0} + 99) i
+                   ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n;
+                 INSERT INTO log SELECT {round} FROM generate_series(1, 20);",
+                round * 50
+            ))
+            .await;
+        // The target drops apply's connections (a restart, a failover, an idle killer).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        terminated += t.query_one(&killed, &[]).await.unwrap().get::<_, i64>(0);
+    }
+    assert!(terminated > 0, "no apply connection was ever dropped");
+    wait_equal(&source, &target, &["events", "log"], CATCH_UP).await;
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let restarts = text
+        .lines()
+        .find(|l| l.starts_with("ferry_apply_restarts_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(restarts >= 1.0, "{text}");
+    assert!(apply.terminate().success());
+    assert!(capture.terminate().success());
+}
