@@ -94,8 +94,6 @@ pub enum RowState {
 pub struct RowChange {
     pub state: RowState,
     pub at: Position,
-    /// The Kafka key, to name the row in errors.
-    pub key: Option<Vec<u8>>,
 }
 
 /// A table's changes in a batch, all of one schema version.
@@ -144,7 +142,6 @@ impl TableChanges {
                 self.log.push(RowChange {
                     state: RowState::Delete { row: before },
                     at: at.clone(),
-                    key: None,
                 });
             }
         }
@@ -187,16 +184,9 @@ impl TableChanges {
                 };
                 // Replaced in place: the order of different keys does not
                 // matter, as a writer applies all deletes before all upserts.
-                self.rows.insert(
-                    k.clone(),
-                    RowChange {
-                        state,
-                        at,
-                        key: Some(k),
-                    },
-                );
+                self.rows.insert(k, RowChange { state, at });
             }
-            _ => self.log.push(RowChange { state, at, key }),
+            _ => self.log.push(RowChange { state, at }),
         }
     }
 }

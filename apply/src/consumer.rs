@@ -22,7 +22,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::OwnedMessage;
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -258,13 +258,4 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
     // pipeline's receiver dropped and returns at once.
     drop(tx);
     drop(consumer);
-}
-
-/// The topic, partition and offset of a consumed message.
-pub fn position_of(m: &OwnedMessage) -> crate::batch::Position {
-    crate::batch::Position {
-        topic: Arc::from(m.topic()),
-        partition: m.partition(),
-        offset: m.offset(),
-    }
 }

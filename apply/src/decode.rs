@@ -48,6 +48,8 @@ pub struct Decoder {
     default_schema: String,
     writers: HashMap<u32, Arc<Writer>>,
     skipped_topics: HashSet<Arc<str>>,
+    /// Topic names, shared by every position in them rather than allocated per message.
+    topics: HashSet<Arc<str>>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -67,6 +69,24 @@ impl Decoder {
             default_schema,
             writers: HashMap::new(),
             skipped_topics: HashSet::new(),
+            topics: HashSet::new(),
+        }
+    }
+
+    /// Where a consumed message is.
+    pub fn position(&mut self, topic: &str, partition: i32, offset: i64) -> Position {
+        let topic = match self.topics.get(topic) {
+            Some(t) => Arc::clone(t),
+            None => {
+                let t: Arc<str> = Arc::from(topic);
+                self.topics.insert(Arc::clone(&t));
+                t
+            }
+        };
+        Position {
+            topic,
+            partition,
+            offset,
         }
     }
 

@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinSet;
 
 use crate::batch::{Barrier, Batch, Change, ChangeKind};
-use crate::consumer::{position_of, Applied, ConsumerThread, Polled};
+use crate::consumer::{Applied, ConsumerThread, Polled};
 use crate::decode::{DecodeFailure, Decoder};
 use crate::dlq::DeadLetters;
 use crate::error::ApplyError;
@@ -234,7 +234,7 @@ async fn decode(
     m: &OwnedMessage,
     dead_letters: Option<&DeadLetters>,
 ) -> Result<Change, ApplyError> {
-    let at = position_of(m);
+    let at = decoder.position(m.topic(), m.partition(), m.offset());
     let partitions = m.headers().and_then(|h| {
         h.iter()
             .find(|h| h.key == TRUNCATE_PARTITIONS_HEADER)
