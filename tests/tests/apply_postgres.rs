@@ -8,17 +8,27 @@
 
 use std::time::Duration;
 
-use ferry_tests::{start_apply, start_capture, table_rows, unique, wait_equal, wait_for, wait_streaming, PgDatabase};
+use ferry_tests::{
+    start_apply, start_capture, table_rows, unique, wait_equal, wait_for, wait_streaming, PgDatabase, Running,
+};
 
 const CATCH_UP: Duration = Duration::from_secs(90);
 
-#[tokio::test]
-async fn snapshot_and_live_changes_arrive_row_for_row() {
+/// A source database with `ddl` run in it, an empty target, and a capture of
+/// the source under a fresh prefix, streaming.
+async fn captured(name: &str, ddl: &str) -> (PgDatabase, PgDatabase, String, Running) {
     let source = PgDatabase::create();
     let target = PgDatabase::create();
-    source
-        .execute(
-            "CREATE TABLE orders (id int PRIMARY KEY, note text, amount numeric(10,2), big text, at timestamptz);
+    source.execute(ddl).await;
+    let prefix = unique(name);
+    let capture = start_capture(&source, &prefix, &[]);
+    wait_streaming(&source, &prefix).await;
+    (source, target, prefix, capture)
+}
+
+#[tokio::test]
+async fn snapshot_and_live_changes_arrive_row_for_row() {
+    let (source, target, prefix, capture) = captured("e2e", "CREATE TABLE orders (id int PRIMARY KEY, note text, amount numeric(10,2), big text, at timestamptz);
              ALTER TABLE orders ALTER COLUMN big SET STORAGE EXTERNAL;
              CREATE TABLE lines (order_id int, sku text, qty int, PRIMARY KEY (order_id, sku));
              CREATE TABLE log (line text, n int); ALTER TABLE log REPLICA IDENTITY FULL;
@@ -27,12 +37,7 @@ async fn snapshot_and_live_changes_arrive_row_for_row() {
                FROM generate_series(1, 500) i;
              INSERT INTO lines SELECT i % 50, 'sku-' || i, i FROM generate_series(1, 300) i;
              INSERT INTO log VALUES ('first', 1), ('first', 1), ('second', 2);
-             INSERT INTO scratch SELECT i, 'old' FROM generate_series(1, 20) i;",
-        )
-        .await;
-    let prefix = unique("e2e");
-    let capture = start_capture(&source, &prefix, &[]);
-    wait_streaming(&source, &prefix).await;
+             INSERT INTO scratch SELECT i, 'old' FROM generate_series(1, 20) i;",).await;
     let apply = start_apply(&target, &prefix, &unique("g"), &[]);
     // A large value, stored out of line, that later updates do not send again.
     let big: String = (0..4000).map(|i| format!("{:x}", (i * 7919) % 65_521)).collect();
@@ -81,14 +86,11 @@ async fn snapshot_and_live_changes_arrive_row_for_row() {
 
 #[tokio::test]
 async fn a_schema_change_mid_stream_adds_the_column() {
-    let source = PgDatabase::create();
-    let target = PgDatabase::create();
-    source
-        .execute("CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL); INSERT INTO items VALUES (1, 'a');")
-        .await;
-    let prefix = unique("schema");
-    let capture = start_capture(&source, &prefix, &[]);
-    wait_streaming(&source, &prefix).await;
+    let (source, target, prefix, capture) = captured(
+        "schema",
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL); INSERT INTO items VALUES (1, 'a');",
+    )
+    .await;
     let apply = start_apply(&target, &prefix, &unique("g"), &[]);
     wait_equal(&source, &target, &["items"], CATCH_UP).await;
     source
@@ -189,19 +191,14 @@ async fn two_groups_fan_out_and_a_third_replays_from_the_beginning() {
 
 #[tokio::test]
 async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
-    let source = PgDatabase::create();
-    let target = PgDatabase::create();
-    source
-        .execute(
-            "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);
+    let (source, target, prefix, capture) = captured(
+        "kill",
+        "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);
              INSERT INTO counters SELECT i, 0 FROM generate_series(1, 50) i;
              CREATE TABLE appended (k int, v int); ALTER TABLE appended REPLICA IDENTITY FULL;
              CREATE TABLE emptied (id int PRIMARY KEY, round int NOT NULL);",
-        )
-        .await;
-    let prefix = unique("kill");
-    let capture = start_capture(&source, &prefix, &[]);
-    wait_streaming(&source, &prefix).await;
+    )
+    .await;
     let group = unique("g");
     // A steady workload: increments and appends, many small transactions and some big ones.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -344,18 +341,12 @@ async fn every_column_type_arrives_equal() {
 }
 
 /// A source whose `orders` the target refuses for quantities of 100 or more.
-async fn poison_setup() -> (PgDatabase, PgDatabase, String, ferry_tests::Running) {
-    let source = PgDatabase::create();
-    let target = PgDatabase::create();
-    source
-        .execute("CREATE TABLE orders (id int PRIMARY KEY, qty int NOT NULL);")
-        .await;
+async fn poison_setup() -> (PgDatabase, PgDatabase, String, Running) {
+    let (source, target, prefix, capture) =
+        captured("poison", "CREATE TABLE orders (id int PRIMARY KEY, qty int NOT NULL);").await;
     target
         .execute("CREATE TABLE orders (id int PRIMARY KEY, qty int NOT NULL CHECK (qty < 100));")
         .await;
-    let prefix = unique("poison");
-    let capture = start_capture(&source, &prefix, &[]);
-    wait_streaming(&source, &prefix).await;
     source
         .execute(
             "INSERT INTO orders VALUES (1, 5); INSERT INTO orders VALUES (2, 500); INSERT INTO orders VALUES (3, 7);",
@@ -493,17 +484,12 @@ async fn dead_letters_hold_rejected_and_undecodable_events() {
 
 #[tokio::test]
 async fn lost_target_connections_are_retried_and_lose_nothing() {
-    let source = PgDatabase::create();
-    let target = PgDatabase::create();
-    source
-        .execute(
-            "CREATE TABLE events (id int PRIMARY KEY, n int NOT NULL);
+    let (source, target, prefix, capture) = captured(
+        "drop",
+        "CREATE TABLE events (id int PRIMARY KEY, n int NOT NULL);
              CREATE TABLE log (line int); ALTER TABLE log REPLICA IDENTITY FULL;",
-        )
-        .await;
-    let prefix = unique("drop");
-    let capture = start_capture(&source, &prefix, &[]);
-    wait_streaming(&source, &prefix).await;
+    )
+    .await;
     let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
     let apply = start_apply(
         &target,
@@ -546,5 +532,64 @@ async fn lost_target_connections_are_retried_and_lose_nothing() {
         .unwrap_or(0.0);
     assert!(restarts >= 1.0, "{text}");
     assert!(apply.terminate().success());
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn two_processes_of_one_group_share_the_partitions_and_hand_them_over() {
+    let (source, target, prefix, capture) = captured(
+        "share",
+        "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);
+         INSERT INTO counters SELECT i, 0 FROM generate_series(1, 60) i;
+         CREATE TABLE appended (k int, v int); ALTER TABLE appended REPLICA IDENTITY FULL;",
+    )
+    .await;
+    let group = unique("g");
+    let args = ["--batch-size", "100"];
+    let first = start_apply(&target, &prefix, &group, &args);
+    let second = start_apply(&target, &prefix, &group, &args);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (url, stop) = (source.url(), std::sync::Arc::clone(&stop));
+        tokio::spawn(async move {
+            let client = ferry_tests::connect_pg(&url).await;
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                client
+                    .batch_execute(&format!(
+                        "UPDATE counters SET n = n + 1 WHERE id % 7 = {}; INSERT INTO appended VALUES ({rounds}, 1);",
+                        rounds % 7
+                    ))
+                    .await
+                    .unwrap();
+                rounds += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            rounds
+        })
+    };
+    let t = target.client().await;
+    let applied = "SELECT coalesce(sum(next_offset), 0)::bigint FROM _ferry_offsets";
+    let progress = |after: i64| {
+        let t = &t;
+        async move {
+            wait_for("apply to make progress", CATCH_UP, || async move {
+                let now: i64 = t.query_one(applied, &[]).await.ok()?.get(0);
+                (now > after).then_some(now)
+            })
+            .await
+        }
+    };
+    let before = progress(0).await;
+    // One process leaves while rows keep coming: its partitions move to the
+    // other, which starts them exactly where the target says.
+    assert!(second.terminate().success());
+    progress(before).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds: i64 = writer.await.unwrap();
+    wait_equal(&source, &target, &["counters", "appended"], CATCH_UP).await;
+    let appended: i64 = t.query_one("SELECT count(*) FROM appended", &[]).await.unwrap().get(0);
+    assert_eq!(appended, rounds, "each append exactly once");
+    assert!(first.terminate().success());
     assert!(capture.terminate().success());
 }
