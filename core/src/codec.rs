@@ -681,7 +681,7 @@ fn read_value(c: &mut Cursor<'_>, ty: DataType) -> Result<Datum, CodecError> {
         DataType::Text => Datum::Text(c.str()?.to_owned()),
         DataType::Bytes => Datum::Bytes(c.bytes()?.to_vec()),
         DataType::Date => Datum::Date(c.int()?),
-        DataType::Time => Datum::Time(c.long()?),
+        DataType::Time | DataType::Duration => Datum::Time(c.long()?),
         DataType::Timestamp | DataType::TimestampTz => Datum::Timestamp(c.long()?),
         DataType::Uuid => {
             let text = c.str()?;

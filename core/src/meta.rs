@@ -65,6 +65,9 @@ pub enum DataType {
     Date,
     /// Microseconds since midnight.
     Time,
+    /// A signed length of time in microseconds: MySQL `TIME`, which runs from
+    /// `-838:59:59` to `838:59:59` (Debezium's `MicroTime`).
+    Duration,
     /// Wall-clock time without zone, microseconds since 1970-01-01 00:00:00;
     /// `i64::MIN` / `i64::MAX` stand for -infinity / infinity.
     Timestamp,
@@ -98,6 +101,7 @@ impl fmt::Display for DataType {
             DataType::Bytes => f.write_str("bytes"),
             DataType::Date => f.write_str("date"),
             DataType::Time => f.write_str("time"),
+            DataType::Duration => f.write_str("duration"),
             DataType::Timestamp => f.write_str("timestamp"),
             DataType::TimestampTz => f.write_str("timestamptz"),
             DataType::Uuid => f.write_str("uuid"),
@@ -127,6 +131,7 @@ impl FromStr for DataType {
             "bytes" => DataType::Bytes,
             "date" => DataType::Date,
             "time" => DataType::Time,
+            "duration" => DataType::Duration,
             "timestamp" => DataType::Timestamp,
             "timestamptz" => DataType::TimestampTz,
             "uuid" => DataType::Uuid,
@@ -271,6 +276,7 @@ mod tests {
             DataType::Bytes,
             DataType::Date,
             DataType::Time,
+            DataType::Duration,
             DataType::Timestamp,
             DataType::TimestampTz,
             DataType::Uuid,

@@ -51,6 +51,7 @@ fn type_schema(ty: DataType) -> Json {
         DataType::Bytes => json!("bytes"),
         DataType::Date => json!({"type": "int", "logicalType": "date"}),
         DataType::Time => json!({"type": "long", "logicalType": "time-micros"}),
+        DataType::Duration => json!("long"),
         DataType::Timestamp => json!({"type": "long", "logicalType": "local-timestamp-micros"}),
         DataType::TimestampTz => json!({"type": "long", "logicalType": "timestamp-micros"}),
         DataType::Uuid => json!({"type": "string", "logicalType": "uuid"}),

@@ -294,6 +294,7 @@ fn non_null_to_avro(datum: &Datum, ty: DataType) -> Result<(u32, Avro), ValueErr
             }
             Avro::TimeMicros(*t)
         }
+        (DataType::Duration, Datum::Time(t)) => Avro::Long(*t),
         (DataType::Timestamp, Datum::Timestamp(t)) => Avro::LocalTimestampMicros(*t),
         (DataType::TimestampTz, Datum::Timestamp(t)) => Avro::TimestampMicros(*t),
         (DataType::Uuid, Datum::Uuid(u)) => Avro::Uuid(*u),
@@ -335,7 +336,7 @@ pub fn from_avro(value: &Avro, ty: DataType) -> Result<Datum, ValueError> {
         (DataType::Text, Avro::String(s)) => Datum::Text(s.clone()),
         (DataType::Bytes, Avro::Bytes(b)) => Datum::Bytes(b.clone()),
         (DataType::Date, Avro::Date(d) | Avro::Int(d)) => Datum::Date(*d),
-        (DataType::Time, Avro::TimeMicros(t) | Avro::Long(t)) => Datum::Time(*t),
+        (DataType::Time | DataType::Duration, Avro::TimeMicros(t) | Avro::Long(t)) => Datum::Time(*t),
         (
             DataType::Timestamp | DataType::TimestampTz,
             Avro::LocalTimestampMicros(t) | Avro::TimestampMicros(t) | Avro::Long(t),
@@ -558,6 +559,10 @@ mod tests {
         );
         assert!(to_avro(&Datum::Time(MICROS_PER_DAY + 1), DataType::Time, true).is_err());
         assert!(to_avro(&Datum::Time(-1), DataType::Time, true).is_err());
+        // MySQL TIME: negative and past a day.
+        let longest = -(838 * 3_600 + 59 * 60 + 59) * 1_000_000;
+        assert_eq!(round_trip(Datum::Time(longest), DataType::Duration), Datum::Time(longest));
+        assert_eq!(round_trip(Datum::Time(-longest), DataType::Duration), Datum::Time(-longest));
     }
 
     #[test]

@@ -178,7 +178,7 @@ fn agrees(ty: DataType, pg: &PgValue, got: &Datum) -> Result<(), String> {
             infinity @ (i32::MIN | i32::MAX) => infinity,
             days => days.checked_add(EPOCH_2000_DAYS).ok_or("date beyond i32 days")?,
         }),
-        DataType::Time => Datum::Time(i64::from_be_bytes(be(raw)?)),
+        DataType::Time | DataType::Duration => Datum::Time(i64::from_be_bytes(be(raw)?)),
         DataType::Timestamp | DataType::TimestampTz => Datum::Timestamp(match i64::from_be_bytes(be(raw)?) {
             infinity @ (i64::MIN | i64::MAX) => infinity,
             micros => micros

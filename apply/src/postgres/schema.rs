@@ -52,6 +52,7 @@ pub fn pg_type(ty: DataType) -> String {
         DataType::Bytes => "bytea".into(),
         DataType::Date => "date".into(),
         DataType::Time => "time".into(),
+        DataType::Duration => "interval".into(),
         DataType::Timestamp => "timestamp".into(),
         DataType::TimestampTz => "timestamptz".into(),
         DataType::Uuid => "uuid".into(),

@@ -89,6 +89,11 @@ fn float(f: f64, out: &mut String, shortest: impl FnOnce(&mut String) -> std::fm
 
 /// `HH:MM:SS.ffffff` (`24:00:00` included).
 fn time(micros: i64, out: &mut String) -> std::fmt::Result {
+    if micros < 0 {
+        // A MySQL TIME duration (into an interval column).
+        out.push('-');
+    }
+    let micros = micros.unsigned_abs();
     let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
     write!(
         out,
@@ -143,6 +148,7 @@ mod tests {
         assert_eq!(pg_text(&Datum::Date(i32::MAX), false).unwrap(), "infinity");
         assert_eq!(pg_text(&Datum::Time(86_400_000_000), false).unwrap(), "24:00:00.000000");
         assert_eq!(pg_text(&Datum::Time(45_296_789_000), false).unwrap(), "12:34:56.789000");
+        assert_eq!(pg_text(&Datum::Time(-3_020_399_000_001), false).unwrap(), "-838:59:59.000001");
         assert_eq!(
             pg_text(&Datum::Timestamp(-1), true).unwrap(),
             "1969-12-31 23:59:59.999999+00"

@@ -199,7 +199,7 @@ fn parse_str(data_type: DataType, s: &str) -> Result<Datum, String> {
         DataType::Text => Datum::Text(s.to_owned()),
         DataType::Bytes => Datum::Bytes(parse_bytea(s.as_bytes())?),
         DataType::Date => Datum::Date(parse_date(s)?),
-        DataType::Time => Datum::Time(parse_time(s)?),
+        DataType::Time | DataType::Duration => Datum::Time(parse_time(s)?),
         DataType::Timestamp => Datum::Timestamp(parse_timestamp(s, false)?),
         DataType::TimestampTz => Datum::Timestamp(parse_timestamp(s, true)?),
         DataType::Uuid => Datum::Uuid(uuid::Uuid::try_parse(s).map_err(|e| e.to_string())?),
