@@ -6,6 +6,7 @@
 //! addresses `scripts/services` gives them; `FERRY_TEST_BROKERS` overrides the
 //! broker's.
 
+pub mod mariadb;
 pub mod pg_types;
 
 use std::future::Future;

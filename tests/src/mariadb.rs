@@ -1,0 +1,76 @@
+//! A MariaDB database of the development stack for one test, and ways to look
+//! into it.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+
+use crate::{unique, wait_for};
+
+/// The development server, as root (no password on loopback).
+pub const SERVER: &str = "mysql://root@127.0.0.1:3306";
+
+/// A database made for one test (dropped by nobody: names are unique).
+#[derive(Debug)]
+pub struct MariaDatabase {
+    pub name: String,
+}
+
+impl MariaDatabase {
+    pub async fn create() -> MariaDatabase {
+        let name = unique("ferry_test");
+        let mut conn = connect(SERVER).await;
+        conn.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+            .await
+            .expect("create database");
+        conn.disconnect().await.ok();
+        MariaDatabase { name }
+    }
+
+    /// `mysql://root@127.0.0.1:3306/<name>`.
+    pub fn url(&self) -> String {
+        format!("{SERVER}/{}", self.name)
+    }
+
+    /// A connection as root, with this database as the default.
+    pub async fn conn(&self) -> mysql_async::Conn {
+        connect(&self.url()).await
+    }
+
+    /// Runs `sql` (several statements allowed) and panics on error.
+    pub async fn execute(&self, sql: &str) {
+        let mut conn = self.conn().await;
+        conn.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.disconnect().await.ok();
+    }
+}
+
+/// A connection to `url`, waiting up to 30 s for the server (it may be restarting).
+pub async fn connect(url: &str) -> mysql_async::Conn {
+    let opts = mysql_async::Opts::from_url(url).expect("a MySQL URL");
+    wait_for(&format!("MariaDB at {url}"), Duration::from_secs(30), || {
+        let opts = opts.clone();
+        async move { mysql_async::Conn::new(opts).await.ok() }
+    })
+    .await
+}
+
+/// Every row of `table` (in the connection's database), each as its values'
+/// SQL literals joined by `,`, sorted.
+pub async fn table_rows(conn: &mut mysql_async::Conn, table: &str) -> Result<Vec<String>, mysql_async::Error> {
+    let rows: Vec<mysql_async::Row> = conn.query(format!("SELECT * FROM {table}")).await?;
+    let mut out: Vec<String> = rows
+        .into_iter()
+        .map(|row| {
+            row.unwrap()
+                .iter()
+                .map(|v| v.as_sql(true))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
