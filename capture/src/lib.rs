@@ -9,3 +9,13 @@ pub mod offsets;
 pub mod policy;
 pub mod postgres;
 pub mod publish;
+pub mod snapshot;
+pub mod transaction;
+
+/// Milliseconds since the epoch, now: an event's `ts_ms`.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

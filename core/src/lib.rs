@@ -20,6 +20,7 @@ pub mod kafka;
 pub mod message;
 pub mod meta;
 pub mod metrics;
+pub mod mysql;
 pub mod names;
 pub mod pg;
 pub mod position;

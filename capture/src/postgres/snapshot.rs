@@ -27,7 +27,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ferry_core::config::SecretUrl;
 use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo};
@@ -39,6 +39,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
 
+use crate::now_ms;
 use crate::offsets::SnapshotState;
 use crate::postgres::catalog::table_meta;
 use crate::postgres::copy::{fields, Lines};
@@ -47,13 +48,10 @@ use crate::postgres::replication::connect;
 use crate::postgres::rows::PgTable;
 use crate::postgres::validate::{quote_ident, quoted};
 use crate::publish::Publisher;
+use crate::snapshot::{collect, Collect, FromWorker, TableProgress, BATCH_ROWS};
 
-/// Rows a worker hands over at once.
-const BATCH_ROWS: usize = 1_000;
 /// Heap pages per chunk by default: 32 MiB at PostgreSQL's 8 KiB pages.
 pub const CHUNK_PAGES: i64 = 4_096;
-/// How often progress is logged.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Where the snapshot runs and what it reports.
 #[derive(Debug)]
@@ -89,20 +87,8 @@ impl Chunk {
     }
 }
 
-/// A table being read.
-#[derive(Debug)]
-struct Progress {
-    table: Arc<PgTable>,
-    select: String,
-    chunks_left: usize,
-    rows: u64,
-    estimate: u64,
-    started: Instant,
-    /// `ferry_capture_snapshot_rows{table}`.
-    rows_gauge: metrics::Gauge,
-}
-
-type FromWorker = Result<(usize, Option<Vec<Vec<Datum>>>), CaptureError>;
+/// A table's select list and parser, shared with the workers.
+type Query = (Arc<PgTable>, String);
 
 async fn begin_in(client: &Client, snapshot_name: &str) -> Result<(), CaptureError> {
     client
@@ -135,6 +121,7 @@ pub async fn run(
         .await?
         .get(0);
     let mut tables = Vec::with_capacity(ids.len());
+    let mut queries: Vec<Query> = Vec::with_capacity(ids.len());
     let mut chunks = VecDeque::new();
     for (i, id) in ids.iter().enumerate() {
         let meta = table_meta(&client, id).await?;
@@ -170,30 +157,21 @@ pub async fn run(
             chunks.push_back(Chunk { table: i, pages: None });
         }
         let columns = meta.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>();
-        let label = id.to_string();
-        metrics::gauge!("ferry_capture_snapshot_rows_estimate", "table" => label.clone()).set(estimate as f64);
-        let rows_gauge = metrics::gauge!("ferry_capture_snapshot_rows", "table" => label);
-        rows_gauge.set(0.0);
-        tables.push(Progress {
-            rows_gauge,
-            select: format!("SELECT {} FROM {}", columns.join(", "), quoted(id)),
-            table: Arc::new(PgTable::new(meta)),
-            chunks_left: chunks.len() - before,
-            rows: 0,
-            estimate: u64::try_from(estimate).unwrap_or_default(),
-            started: Instant::now(),
-        });
+        tables.push(TableProgress::new(
+            id.clone(),
+            chunks.len() - before,
+            u64::try_from(estimate).unwrap_or_default(),
+        ));
+        queries.push((
+            Arc::new(PgTable::new(meta)),
+            format!("SELECT {} FROM {}", columns.join(", "), quoted(id)),
+        ));
     }
 
-    let queries: Arc<Vec<(Arc<PgTable>, String)>> = Arc::new(
-        tables
-            .iter()
-            .map(|t| (Arc::clone(&t.table), t.select.clone()))
-            .collect(),
-    );
+    let queries = Arc::new(queries);
     let workers = spec.workers.clamp(1, chunks.len().max(1));
     let queue = Arc::new(Mutex::new(chunks));
-    let (tx, mut rx) = mpsc::channel::<FromWorker>(workers * 4);
+    let (tx, rx) = mpsc::channel::<FromWorker<CaptureError>>(workers * 4);
     let mut tasks = JoinSet::new();
     for _ in 0..workers {
         tasks.spawn(worker(
@@ -206,62 +184,13 @@ pub async fn run(
     }
     drop(tx);
 
-    let remaining = metrics::gauge!("ferry_capture_snapshot_tables_remaining");
-    remaining.set(tables.len() as f64);
     let started = Instant::now();
-    let mut rows = 0u64;
-    // One event is held back so the snapshot's last event can say `last`; a
-    // table whose final event is the held one is recorded once that is sent.
-    let mut held: Option<(usize, ChangeEvent)> = None;
-    let mut waiting: Vec<usize> = Vec::new();
-    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
-    loop {
-        let message = tokio::select! {
-            m = rx.recv() => m,
-            _ = progress.tick() => {
-                log_progress(&tables);
-                continue;
-            }
-        };
-        match message {
-            None => break,
-            Some(Err(e)) => return Err(e),
-            Some(Ok((t, Some(batch)))) => {
-                tables[t].rows += batch.len() as u64;
-                tables[t].rows_gauge.set(tables[t].rows as f64);
-                if rows / crate::publish::COMMIT_EVENTS < (rows + batch.len() as u64) / crate::publish::COMMIT_EVENTS {
-                    publisher.commit_snapshot_rows().await?;
-                }
-                rows += batch.len() as u64;
-                for row in batch {
-                    let event = read_event(spec, &tables[t].table.meta.id, row);
-                    if let Some((previous_table, previous)) = held.replace((t, event)) {
-                        publisher.send(&tables[previous_table].table.meta.id, &previous).await?;
-                        for done in waiting.drain(..) {
-                            complete(spec, &tables[done], publisher, state).await?;
-                        }
-                    }
-                }
-            }
-            Some(Ok((t, None))) => {
-                tables[t].chunks_left -= 1;
-                if tables[t].chunks_left == 0 {
-                    if held.as_ref().is_some_and(|(h, _)| *h == t) {
-                        waiting.push(t);
-                    } else {
-                        complete(spec, &tables[t], publisher, state).await?;
-                    }
-                }
-            }
-        }
-    }
-    if let Some((t, mut last)) = held {
-        last.source.snapshot = Snapshot::Last;
-        publisher.send(&tables[t].table.meta.id, &last).await?;
-    }
-    for done in waiting {
-        complete(spec, &tables[done], publisher, state).await?;
-    }
+    let collecting = Collect {
+        at: SourcePosition::Postgres { lsn: spec.at },
+        state_key: spec.state_key,
+        event: |id: &TableId, row| read_event(spec, id, row),
+    };
+    let rows = collect(&collecting, &mut tables, rx, publisher, state).await?;
     while let Some(joined) = tasks.join_next().await {
         joined.map_err(|e| CaptureError::Protocol(format!("a snapshot worker failed: {e}")))?;
     }
@@ -269,13 +198,6 @@ pub async fn run(
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     tracing::info!(rows, rate = (rows as f64 / secs) as u64, workers, "snapshot read");
     Ok(rows)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn read_event(spec: &SnapshotSpec<'_>, id: &TableId, row: Vec<Datum>) -> ChangeEvent {
@@ -302,46 +224,14 @@ fn read_event(spec: &SnapshotSpec<'_>, id: &TableId, row: Vec<Datum>) -> ChangeE
     }
 }
 
-/// Records a table whose every event has been sent: stored once they are in Kafka.
-async fn complete(
-    spec: &SnapshotSpec<'_>,
-    table: &Progress,
-    publisher: &mut Publisher,
-    state: &mut SnapshotState,
-) -> Result<(), CaptureError> {
-    let id = &table.table.meta.id;
-    state.complete(id.clone(), SourcePosition::Postgres { lsn: spec.at });
-    publisher.store_after_sent(spec.state_key.to_owned(), state).await?;
-    metrics::gauge!("ferry_capture_snapshot_tables_remaining").decrement(1.0);
-    let secs = table.started.elapsed().as_secs_f64().max(1e-9);
-    tracing::info!(table = %id, rows = table.rows, rate = (table.rows as f64 / secs) as u64, "snapshot of table done");
-    Ok(())
-}
-
-fn log_progress(tables: &[Progress]) {
-    for t in tables.iter().filter(|t| t.chunks_left > 0 && t.rows > 0) {
-        let secs = t.started.elapsed().as_secs_f64().max(1e-9);
-        let rate = t.rows as f64 / secs;
-        let eta = (t.estimate.saturating_sub(t.rows) as f64 / rate.max(1.0)).round() as u64;
-        tracing::info!(
-            table = %t.table.meta.id,
-            rows = t.rows,
-            of_about = t.estimate,
-            rate = rate as u64,
-            eta_s = eta,
-            "snapshot progress"
-        );
-    }
-}
-
 /// Reads chunks until none is left; rows go to the coordinator in batches,
 /// then `(table, None)` when a chunk is done.
 async fn worker(
     source: SecretUrl,
     snapshot_name: String,
-    queries: Arc<Vec<(Arc<PgTable>, String)>>,
+    queries: Arc<Vec<Query>>,
     queue: Arc<Mutex<VecDeque<Chunk>>>,
-    tx: mpsc::Sender<FromWorker>,
+    tx: mpsc::Sender<FromWorker<CaptureError>>,
 ) {
     let result = async {
         let client = connect(&source).await?;

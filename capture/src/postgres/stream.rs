@@ -35,19 +35,20 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo, TransactionBlock};
+use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo};
 use ferry_core::message::LogicalMessage;
 use ferry_core::meta::TableId;
 use ferry_core::position::{PgLsn, SourcePosition};
-use ferry_core::transaction::{TransactionRecord, TxStatus};
 use ferry_core::value::Datum;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use tokio_postgres::Client;
 
+use crate::now_ms;
 use crate::postgres::error::CaptureError;
 use crate::postgres::pgoutput::{decode, Message};
 use crate::postgres::rows::{relation_table, PgTable, TypeNames};
 use crate::publish::Publisher;
+use crate::transaction::OpenTransaction;
 
 /// The prefix of the messages capture writes as heartbeats; not published.
 pub const HEARTBEAT_PREFIX: &str = "ferry.heartbeat";
@@ -61,34 +62,10 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// The transaction being read.
 #[derive(Debug)]
 struct Tx {
-    /// `xid:final_lsn`: an xid alone repeats after wraparound.
-    id: String,
+    open: OpenTransaction,
     xid: u32,
     /// The commit record's LSN.
     final_lsn: PgLsn,
-    ts_ms: i64,
-    total: i64,
-    /// Events per table; a transaction touches few tables, so a list.
-    per_table: Vec<(TableId, i64)>,
-}
-
-impl Tx {
-    fn record(&self, status: TxStatus) -> TransactionRecord {
-        let mut collections: Vec<(String, i64)> = self
-            .per_table
-            .iter()
-            .map(|(t, n)| (format!("{}.{}", t.schema, t.table), *n))
-            .collect();
-        collections.sort();
-        let end = status == TxStatus::End;
-        TransactionRecord {
-            status,
-            id: self.id.clone(),
-            event_count: end.then_some(self.total),
-            data_collections: if end { collections } else { vec![] },
-            ts_ms: self.ts_ms,
-        }
-    }
 }
 
 /// Turns the replication stream into published events.
@@ -108,13 +85,6 @@ pub struct Streamer<'a> {
     checkpointed: PgLsn,
     /// Tables whose snapshot was read after `from`, with its point.
     snapshotted_at: HashMap<TableId, PgLsn>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 impl<'a> Streamer<'a> {
@@ -189,17 +159,18 @@ impl<'a> Streamer<'a> {
                 commit_time_micros,
             } => {
                 self.tx = Some(Tx {
-                    id: format!("{xid}:{}", PgLsn(final_lsn.0)),
+                    // `xid:final_lsn`: an xid alone repeats after wraparound.
+                    open: OpenTransaction::new(
+                        format!("{xid}:{}", PgLsn(final_lsn.0)),
+                        (commit_time_micros + PG_EPOCH_MICROS) / 1000,
+                    ),
                     xid,
                     final_lsn: PgLsn(final_lsn.0),
-                    ts_ms: (commit_time_micros + PG_EPOCH_MICROS) / 1000,
-                    total: 0,
-                    per_table: Vec::new(),
                 });
             }
             ReplicationEvent::Commit { end_lsn, .. } => {
-                if let Some(tx) = self.tx.take().filter(|tx| tx.total > 0) {
-                    publisher.send_transaction(&tx.record(TxStatus::End)).await?;
+                if let Some(tx) = self.tx.take() {
+                    tx.open.end(publisher).await?;
                 }
                 self.checkpoint(PgLsn(end_lsn.0), publisher).await?;
             }
@@ -225,7 +196,7 @@ impl<'a> Streamer<'a> {
                 let (ts_ms, tx_id) = self
                     .tx
                     .as_ref()
-                    .map_or((now_ms(), None), |tx| (tx.ts_ms, Some(i64::from(tx.xid))));
+                    .map_or((now_ms(), None), |tx| (tx.open.ts_ms, Some(i64::from(tx.xid))));
                 let message = LogicalMessage {
                     prefix,
                     content: content.to_vec(),
@@ -384,21 +355,8 @@ impl<'a> Streamer<'a> {
         }
         let (ts_ms, tx_id, transaction) = match &mut self.tx {
             Some(tx) => {
-                if tx.total == 0 {
-                    publisher.send_transaction(&tx.record(TxStatus::Begin)).await?;
-                }
-                tx.total += 1;
-                let at = tx.per_table.iter().position(|(t, _)| t == id).unwrap_or_else(|| {
-                    tx.per_table.push((id.clone(), 0));
-                    tx.per_table.len() - 1
-                });
-                tx.per_table[at].1 += 1;
-                let block = TransactionBlock {
-                    id: tx.id.clone(),
-                    total_order: tx.total,
-                    data_collection_order: tx.per_table[at].1,
-                };
-                (tx.ts_ms, Some(i64::from(tx.xid)), Some(block))
+                let block = tx.open.next(id, publisher).await?;
+                (tx.open.ts_ms, Some(i64::from(tx.xid)), Some(block))
             }
             None => (now_ms(), None, None),
         };

@@ -1,0 +1,171 @@
+//! What every source's snapshot shares: workers read tables in chunks and hand
+//! rows over a channel; [`collect`] turns them into `op = "r"` events, reports
+//! progress, and records each table as read once all its events are in Kafka.
+//!
+//! A table counts as done only when every one of its events is in Kafka:
+//! [`SnapshotState`] is stored through the publisher after them. A crash
+//! loses only the tables in progress, which the next start reads again. One
+//! event is held back so that the snapshot's very last event can say
+//! `snapshot = "last"`. Memory is bounded by the channel.
+
+use std::time::{Duration, Instant};
+
+use ferry_core::envelope::{ChangeEvent, Snapshot};
+use ferry_core::meta::TableId;
+use ferry_core::position::SourcePosition;
+use ferry_core::value::Datum;
+use tokio::sync::mpsc;
+
+use crate::offsets::SnapshotState;
+use crate::publish::{PublishError, Publisher, COMMIT_EVENTS};
+
+/// Rows a worker hands over at once.
+pub const BATCH_ROWS: usize = 1_000;
+/// How often progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// What a worker sends: a batch of rows of table `.0`, or `None` when one of
+/// the table's chunks is done.
+pub type FromWorker<E> = Result<(usize, Option<Vec<Vec<Datum>>>), E>;
+
+/// A table being read.
+#[derive(Debug)]
+pub struct TableProgress {
+    pub id: TableId,
+    chunks_left: usize,
+    rows: u64,
+    estimate: u64,
+    started: Instant,
+    /// `ferry_capture_snapshot_rows{table}`.
+    rows_gauge: metrics::Gauge,
+}
+
+impl TableProgress {
+    /// A table read in `chunks` chunks, about `estimate` rows.
+    pub fn new(id: TableId, chunks: usize, estimate: u64) -> Self {
+        let label = id.to_string();
+        metrics::gauge!("ferry_capture_snapshot_rows_estimate", "table" => label.clone()).set(estimate as f64);
+        let rows_gauge = metrics::gauge!("ferry_capture_snapshot_rows", "table" => label);
+        rows_gauge.set(0.0);
+        Self {
+            id,
+            chunks_left: chunks,
+            rows: 0,
+            estimate,
+            started: Instant::now(),
+            rows_gauge,
+        }
+    }
+}
+
+/// Where the snapshot was read and how its events look.
+#[derive(Debug)]
+pub struct Collect<'a, F> {
+    /// The position the snapshot was read at: recorded for each table.
+    pub at: SourcePosition,
+    /// The offsets key of the [`SnapshotState`].
+    pub state_key: &'a str,
+    /// The read event of a row of a table.
+    pub event: F,
+}
+
+/// Publishes the rows the workers send until every sender is gone; records
+/// each finished table in `state`. Returns the rows read.
+pub async fn collect<E, F>(
+    spec: &Collect<'_, F>,
+    tables: &mut [TableProgress],
+    mut rx: mpsc::Receiver<FromWorker<E>>,
+    publisher: &mut Publisher,
+    state: &mut SnapshotState,
+) -> Result<u64, E>
+where
+    E: From<PublishError>,
+    F: Fn(&TableId, Vec<Datum>) -> ChangeEvent,
+{
+    let remaining = metrics::gauge!("ferry_capture_snapshot_tables_remaining");
+    remaining.set(tables.len() as f64);
+    let mut rows = 0u64;
+    // A table whose final event is the held one is recorded once that is sent.
+    let mut held: Option<(usize, ChangeEvent)> = None;
+    let mut waiting: Vec<usize> = Vec::new();
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    loop {
+        let message = tokio::select! {
+            m = rx.recv() => m,
+            _ = progress.tick() => {
+                log_progress(tables);
+                continue;
+            }
+        };
+        match message {
+            None => break,
+            Some(Err(e)) => return Err(e),
+            Some(Ok((t, Some(batch)))) => {
+                tables[t].rows += batch.len() as u64;
+                tables[t].rows_gauge.set(tables[t].rows as f64);
+                if rows / COMMIT_EVENTS < (rows + batch.len() as u64) / COMMIT_EVENTS {
+                    publisher.commit_snapshot_rows().await?;
+                }
+                rows += batch.len() as u64;
+                for row in batch {
+                    let event = (spec.event)(&tables[t].id, row);
+                    if let Some((previous_table, previous)) = held.replace((t, event)) {
+                        publisher.send(&tables[previous_table].id, &previous).await?;
+                        for done in waiting.drain(..) {
+                            complete(spec, &tables[done], publisher, state).await?;
+                        }
+                    }
+                }
+            }
+            Some(Ok((t, None))) => {
+                tables[t].chunks_left -= 1;
+                if tables[t].chunks_left == 0 {
+                    if held.as_ref().is_some_and(|(h, _)| *h == t) {
+                        waiting.push(t);
+                    } else {
+                        complete(spec, &tables[t], publisher, state).await?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some((t, mut last)) = held {
+        last.source.snapshot = Snapshot::Last;
+        publisher.send(&tables[t].id, &last).await?;
+    }
+    for done in waiting {
+        complete(spec, &tables[done], publisher, state).await?;
+    }
+    Ok(rows)
+}
+
+/// Records a table whose every event has been sent: stored once they are in Kafka.
+async fn complete<F>(
+    spec: &Collect<'_, F>,
+    table: &TableProgress,
+    publisher: &mut Publisher,
+    state: &mut SnapshotState,
+) -> Result<(), PublishError> {
+    state.complete(table.id.clone(), spec.at.clone());
+    publisher.store_after_sent(spec.state_key.to_owned(), state).await?;
+    metrics::gauge!("ferry_capture_snapshot_tables_remaining").decrement(1.0);
+    let secs = table.started.elapsed().as_secs_f64().max(1e-9);
+    tracing::info!(table = %table.id, rows = table.rows, rate = (table.rows as f64 / secs) as u64, "snapshot of table done");
+    Ok(())
+}
+
+fn log_progress(tables: &[TableProgress]) {
+    for t in tables.iter().filter(|t| t.chunks_left > 0 && t.rows > 0) {
+        let secs = t.started.elapsed().as_secs_f64().max(1e-9);
+        let rate = t.rows as f64 / secs;
+        let eta = (t.estimate.saturating_sub(t.rows) as f64 / rate.max(1.0)).round() as u64;
+        tracing::info!(
+            table = %t.id,
+            rows = t.rows,
+            of_about = t.estimate,
+            rate = rate as u64,
+            eta_s = eta,
+            "snapshot progress"
+        );
+    }
+}
