@@ -9,6 +9,7 @@ pub mod offsets;
 pub mod policy;
 pub mod postgres;
 pub mod publish;
+pub mod settings;
 pub mod snapshot;
 pub mod transaction;
 

@@ -37,13 +37,10 @@ pub mod validate;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::config::SecretUrl;
 use ferry_core::envelope::Connector;
-use ferry_core::kafka::KafkaSettings;
 use ferry_core::meta::TableId;
 use ferry_core::metrics::Phase;
 use ferry_core::position::{PgLsn, SourcePosition};
@@ -51,38 +48,23 @@ use ferry_core::registry::RegistryClient;
 use pgwire_replication::Lsn;
 use tokio::sync::watch;
 
-use crate::filter::TableFilter;
 use crate::offsets::{snapshot_key, Offsets, SnapshotState};
-use crate::policy::{Scope, SnapshotMode};
-use crate::publish::{Publisher, PublisherSettings};
+use crate::policy::Scope;
+use crate::publish::Publisher;
+use crate::settings::CaptureSettings;
 
 pub use error::CaptureError;
 
 /// Everything `run` needs, already validated by the binary.
 #[derive(Debug, Clone)]
 pub struct PgCaptureConfig {
-    pub source: SecretUrl,
-    pub kafka: KafkaSettings,
-    pub registry: SecretUrl,
-    pub prefix: String,
-    pub tables: TableFilter,
-    pub snapshot: SnapshotMode,
-    /// Connections reading the snapshot at once.
-    pub snapshot_workers: usize,
+    pub common: CaptureSettings,
     /// Heap pages per snapshot chunk.
     pub snapshot_chunk_pages: i64,
     pub slot: String,
     pub publication: String,
-    pub partitions: i32,
-    pub tombstones: bool,
-    pub transaction_topic: bool,
-    /// Events and positions in Kafka transactions.
-    pub exactly_once: bool,
-    pub offsets_topic: String,
     /// How often to write a heartbeat into the WAL; `None`: never.
     pub heartbeat: Option<Duration>,
-    /// Where to serve `/metrics` and `/health`.
-    pub metrics: Option<SocketAddr>,
 }
 
 impl PgCaptureConfig {
@@ -106,36 +88,36 @@ impl PgCaptureConfig {
 /// snapshot is in Kafka).
 pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
     let (phase, phases) = watch::channel(Phase::Starting);
-    if let Some(addr) = config.metrics {
+    if let Some(addr) = config.common.metrics {
         // Served until the capture ends (the watch's sender is dropped).
         ferry_core::metrics::spawn_server(addr, phases)
             .await
             .map_err(|e| CaptureError::Config(format!("cannot serve --metrics on {addr}: {e}")))?;
     }
-    let client = replication::connect(&config.source).await?;
-    let (tables, problems) = validate::validate(&client, &config.tables, &config.slot).await?;
+    let client = replication::connect(&config.common.source).await?;
+    let (tables, problems) = validate::validate(&client, &config.common.tables, &config.slot).await?;
     if !problems.is_empty() {
         return Err(CaptureError::Invalid(problems));
     }
     let database: String = client.query_one("SELECT current_database()::text", &[]).await?.get(0);
     replication::ensure_publication(&client, &config.publication, &tables).await?;
 
-    let offsets = Offsets::open(&config.kafka, &config.offsets_topic).await?;
-    let state_key = snapshot_key(&config.prefix);
-    let stored = offsets.load_all(&[&config.prefix, &state_key]).await?;
-    let stored_lsn = match stored.get(&config.prefix)? {
+    let offsets = Offsets::open(&config.common.kafka, &config.common.offsets_topic).await?;
+    let state_key = snapshot_key(&config.common.prefix);
+    let stored = offsets.load_all(&[&config.common.prefix, &state_key]).await?;
+    let stored_lsn = match stored.get(&config.common.prefix)? {
         Some(SourcePosition::Postgres { lsn }) => Some(lsn),
         Some(other) => {
             return Err(CaptureError::Config(format!(
                 "the offsets topic holds a non-PostgreSQL position for prefix {}: {other:?}; use another --prefix",
-                config.prefix
+                config.common.prefix
             )))
         }
         None => None,
     };
     let mut state: SnapshotState = stored.get(&state_key)?.unwrap_or_default();
     let slot_exists = replication::slot_exists(&client, &config.slot).await?;
-    let plan = config.snapshot.plan(stored_lsn.is_some(), slot_exists);
+    let plan = config.common.snapshot.plan(stored_lsn.is_some(), slot_exists);
     if stored_lsn.is_some() && !slot_exists && plan.snapshot != Scope::All {
         return Err(CaptureError::Config(format!(
             "replication slot {} is gone, and with it the changes since the stored position {}; \
@@ -145,18 +127,9 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
         )));
     }
 
-    let registry = Arc::new(RegistryClient::new(&config.registry)?);
+    let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
     let mut publisher = Publisher::start(
-        PublisherSettings {
-            kafka: config.kafka.clone(),
-            prefix: config.prefix.clone(),
-            connector: Connector::Postgres,
-            partitions: config.partitions,
-            tombstones: config.tombstones,
-            transaction_topic: config.transaction_topic,
-            exactly_once: config.exactly_once,
-            offsets_topic: config.offsets_topic.clone(),
-        },
+        config.common.publisher(Connector::Postgres),
         registry,
     )
     .await?;
@@ -168,19 +141,19 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
 
     let new_slot = plan.snapshot == Scope::All || !slot_exists;
     let mut repl = replication::replication(
-        &config.source,
+        &config.common.source,
         &config.slot,
         &config.publication,
         if new_slot { None } else { stored_lsn },
     )
     .await?;
     let spec = |snapshot_name, at| snapshot::SnapshotSpec {
-        source: &config.source,
+        source: &config.common.source,
         snapshot_name,
         at,
-        prefix: &config.prefix,
+        prefix: &config.common.prefix,
         database: &database,
-        workers: config.snapshot_workers,
+        workers: config.common.snapshot_workers,
         chunk_pages: config.snapshot_chunk_pages,
         state_key: &state_key,
     };
@@ -207,7 +180,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
         let missing: Vec<TableId> = tables.iter().filter(|t| state.get(t).is_none()).cloned().collect();
         if plan.snapshot == Scope::Missing && !missing.is_empty() {
             let (mut session, at, snapshot_name) =
-                replication::temporary_snapshot(&config.source, &config.slot, &config.publication).await?;
+                replication::temporary_snapshot(&config.common.source, &config.slot, &config.publication).await?;
             phase.send_replace(Phase::Snapshot);
             tracing::info!(%at, tables = missing.len(), "snapshot of the tables not yet read starting");
             snapshot::run(&spec(&snapshot_name, at), &missing, &mut publisher, &mut state).await?;
@@ -237,7 +210,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
     phase.send_replace(Phase::Streaming);
     repl = stream::Streamer::new(
         &client,
-        &config.prefix,
+        &config.common.prefix,
         &database,
         &config.slot,
         config.heartbeat,

@@ -1,0 +1,259 @@
+//! Checks the source server before anything is read, and says in one line per
+//! problem what is wrong and what to run.
+//!
+//! Every check runs, so an operator fixes everything in one go. Nothing here
+//! changes the server. The binlog settings are the ones row-based capture
+//! needs: ROW format with FULL images (every column of the old and new row),
+//! FULL row metadata (column names, signedness, charsets and keys travel in the
+//! binlog itself, so old events decode with the schema they were written
+//! with), and no compression (compressed events cannot be read).
+
+use std::fmt;
+
+use ferry_core::meta::TableId;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use crate::filter::TableFilter;
+use crate::mysql::types::{self, SourceColumn};
+
+/// One thing wrong with the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    InvalidSetting {
+        setting: &'static str,
+        expected: &'static str,
+        actual: String,
+    },
+    MissingPrivilege {
+        user: String,
+        privilege: &'static str,
+    },
+    UnknownTable {
+        pattern: String,
+    },
+    NoTables,
+    UnsupportedColumn {
+        table: TableId,
+        reason: String,
+    },
+    ServerIdInUse {
+        server_id: u32,
+        by: String,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::InvalidSetting {
+                setting,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "{setting} is {actual}, needs {expected}: run SET GLOBAL {setting} = {expected} \
+                 and put {setting} = {expected} in the server's config file"
+            ),
+            Problem::MissingPrivilege { user, privilege } => {
+                write!(f, "user {user} lacks {privilege}: run GRANT {privilege} ON *.* TO {user}")
+            }
+            Problem::UnknownTable { pattern } => {
+                write!(f, "table {pattern} does not exist: check --tables (database.table)")
+            }
+            Problem::NoTables => write!(
+                f,
+                "no tables to capture: check --tables, or create the tables first"
+            ),
+            Problem::UnsupportedColumn { table, reason } => write!(
+                f,
+                "table {table}: {reason}; leave the table out of --tables or change the column"
+            ),
+            Problem::ServerIdInUse { server_id, by } => write!(
+                f,
+                "--server-id {server_id} is already used by {by}: every replica of a server needs \
+                 its own id; choose another --server-id"
+            ),
+        }
+    }
+}
+
+/// Databases that are the server's own.
+const SYSTEM: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+
+/// The base tables `filter` includes, sorted.
+pub async fn included_tables(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableId>, mysql_async::Error> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
+             WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY 1, 2",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(s, t)| TableId::new(s, t))
+        .filter(|t| !SYSTEM.contains(&t.schema.as_str()) && filter.includes(t))
+        .collect())
+}
+
+/// A table's columns as `information_schema` describes them now, and the
+/// positions of its primary key columns.
+pub async fn table_columns(
+    conn: &mut Conn,
+    table: &TableId,
+) -> Result<Result<(Vec<SourceColumn>, Vec<usize>), types::TypeError>, mysql_async::Error> {
+    type ColumnRow = (String, String, String, Option<String>, String, Option<String>, String);
+    let rows: Vec<ColumnRow> = conn
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, CHARACTER_SET_NAME, IS_NULLABLE, COLUMN_DEFAULT, COLUMN_KEY
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (&table.schema, &table.table),
+        )
+        .await?;
+    let keys: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+            (&table.schema, &table.table),
+        )
+        .await?;
+    let mut columns = Vec::with_capacity(rows.len());
+    for (name, column_type, data_type, charset, nullable, default, _) in rows {
+        match types::from_information_schema(&name, &column_type, &data_type, charset.as_deref(), nullable == "YES", default) {
+            Ok(c) => columns.push(c),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    let key = keys
+        .iter()
+        .filter_map(|k| columns.iter().position(|c| &c.name == k))
+        .collect();
+    Ok(Ok((columns, key)))
+}
+
+async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql_async::Error> {
+    let row: Option<(String, String)> = conn.exec_first("SHOW GLOBAL VARIABLES WHERE Variable_name = ?", (name,)).await?;
+    Ok(row.map(|(_, v)| v))
+}
+
+/// How long a replica that went away may stay listed in `SHOW SLAVE HOSTS`:
+/// a few of the heartbeats capture asks for.
+const REPLICA_GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The host of a replica registered with `server_id`, if any.
+async fn replica_with_id(conn: &mut Conn, server_id: u32) -> Result<Option<String>, mysql_async::Error> {
+    let hosts: Vec<mysql_async::Row> = conn.query("SHOW SLAVE HOSTS").await?;
+    Ok(hosts.into_iter().find_map(|row| {
+        let id: Option<u32> = row.get(0);
+        (id == Some(server_id)).then(|| row.get::<String, _>(1).unwrap_or_default())
+    }))
+}
+
+/// Runs every check; an empty list means the source is ready.
+pub async fn validate(
+    conn: &mut Conn,
+    filter: &TableFilter,
+    server_id: u32,
+    mariadb: bool,
+) -> Result<(Vec<TableId>, Vec<Problem>), mysql_async::Error> {
+    let mut problems = Vec::new();
+    let settings: [(&'static str, &'static str); 5] = [
+        ("log_bin", "ON"),
+        ("binlog_format", "ROW"),
+        ("binlog_row_image", "FULL"),
+        ("binlog_row_metadata", "FULL"),
+        ("log_bin_compress", "OFF"),
+    ];
+    for (setting, expected) in settings {
+        match variable(conn, setting).await? {
+            Some(actual) if !actual.eq_ignore_ascii_case(expected) => {
+                problems.push(Problem::InvalidSetting {
+                    setting,
+                    expected,
+                    actual,
+                })
+            }
+            // MySQL has no log_bin_compress; MySQL before 8.0.1 no row metadata.
+            None if setting == "binlog_row_metadata" => problems.push(Problem::InvalidSetting {
+                setting,
+                expected,
+                actual: "not available (MySQL 8.0.1 / MariaDB 10.5 or later needed)".into(),
+            }),
+            _ => {}
+        }
+    }
+
+    let user: String = conn.query_first("SELECT CURRENT_USER()").await?.unwrap_or_default();
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
+    let global: Vec<&String> = grants.iter().filter(|g| g.contains(" ON *.* ")).collect();
+    let has = |privilege: &str| {
+        global
+            .iter()
+            .any(|g| g.contains("ALL PRIVILEGES") || g.contains(privilege))
+    };
+    let quoted_user = match user.split_once('@') {
+        Some((u, h)) => format!("'{u}'@'{h}'"),
+        None => user.clone(),
+    };
+    let monitor: &'static str = if mariadb { "BINLOG MONITOR" } else { "REPLICATION CLIENT" };
+    let monitor_ok = has(monitor) || has("REPLICATION CLIENT") || has("SUPER");
+    for (privilege, ok) in [
+        ("REPLICATION SLAVE", has("REPLICATION SLAVE")),
+        (monitor, monitor_ok),
+        ("SELECT", has("SELECT")),
+    ] {
+        if !ok {
+            problems.push(Problem::MissingPrivilege {
+                user: quoted_user.clone(),
+                privilege,
+            });
+        }
+    }
+
+    let own: Option<u32> = conn.query_first("SELECT @@server_id").await?;
+    if own == Some(server_id) {
+        problems.push(Problem::ServerIdInUse {
+            server_id,
+            by: "the source server itself (@@server_id)".into(),
+        });
+    }
+    if monitor_ok {
+        // A capture killed a moment ago stays listed until the server notices
+        // (at its next heartbeat): look again for a few seconds before saying so.
+        let deadline = std::time::Instant::now() + REPLICA_GONE_WITHIN;
+        loop {
+            let by = replica_with_id(conn, server_id).await?;
+            match by {
+                Some(host) if std::time::Instant::now() >= deadline => {
+                    problems.push(Problem::ServerIdInUse {
+                        server_id,
+                        by: format!("a replica connected from {host}"),
+                    });
+                    break;
+                }
+                Some(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+                None => break,
+            }
+        }
+    }
+
+    let tables = included_tables(conn, filter).await?;
+    problems.extend(
+        filter
+            .unmatched(&tables)
+            .into_iter()
+            .map(|pattern| Problem::UnknownTable { pattern }),
+    );
+    if tables.is_empty() {
+        problems.push(Problem::NoTables);
+    }
+    for table in &tables {
+        if let Err(e) = table_columns(conn, table).await? {
+            problems.push(Problem::UnsupportedColumn {
+                table: table.clone(),
+                reason: e.to_string(),
+            });
+        }
+    }
+    Ok((tables, problems))
+}
