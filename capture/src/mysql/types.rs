@@ -221,8 +221,12 @@ pub enum Kind {
     Text {
         charset: Charset,
     },
-    /// `BINARY`, `VARBINARY`, `*BLOB`.
+    /// `VARBINARY`, `*BLOB`.
     Bytes,
+    /// `BINARY(len)`: the binlog drops its trailing zero bytes, which are put back.
+    Binary {
+        len: u32,
+    },
     /// MySQL's binary `JSON`.
     Json,
     /// Zero dates become `NULL` when `nullable`, else the epoch.
@@ -278,7 +282,7 @@ impl Kind {
             Kind::Float => DataType::Float32,
             Kind::Double => DataType::Float64,
             Kind::Bit { bits: 1 } => DataType::Boolean,
-            Kind::Bit { .. } | Kind::Bytes | Kind::Geometry => DataType::Bytes,
+            Kind::Bit { .. } | Kind::Bytes | Kind::Binary { .. } | Kind::Geometry => DataType::Bytes,
             Kind::Text { .. } | Kind::Json | Kind::Enum { .. } | Kind::Set { .. } => DataType::Text,
             Kind::Date { .. } => DataType::Date,
             Kind::DateTime { .. } => DataType::Timestamp,
@@ -305,6 +309,7 @@ impl fmt::Display for Kind {
             Kind::Bit { bits } => write!(f, "bit({bits})"),
             Kind::Text { charset } => write!(f, "text ({})", charset.name()),
             Kind::Bytes => f.write_str("binary string"),
+            Kind::Binary { len } => write!(f, "binary({len})"),
             Kind::Json => f.write_str("json"),
             Kind::Date { .. } => f.write_str("date"),
             Kind::DateTime { fsp, .. } => write!(f, "datetime({fsp})"),
@@ -385,8 +390,14 @@ pub fn from_information_schema(
             .filter(|n| *n <= 6)
             .ok_or_else(|| bad("precision above 6"))
     };
+    let fixed_binary = || -> Result<Kind, TypeError> {
+        Ok(Kind::Binary {
+            len: numbers(1)?.first().copied().unwrap_or(1),
+        })
+    };
     let text = || -> Result<Kind, TypeError> {
         match charset {
+            Some(c) if c.eq_ignore_ascii_case("binary") && data_type.eq_ignore_ascii_case("char") => fixed_binary(),
             Some(c) if c.eq_ignore_ascii_case("binary") => Ok(Kind::Bytes),
             Some(c) => Charset::from_name(c)
                 .map(|charset| Kind::Text { charset })
@@ -425,7 +436,8 @@ pub fn from_information_schema(
             Kind::Bit { bits }
         }
         "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => text()?,
-        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => Kind::Bytes,
+        "binary" => fixed_binary()?,
+        "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => Kind::Bytes,
         "date" => Kind::Date { nullable },
         "datetime" => Kind::DateTime { fsp: fsp()?, nullable },
         "timestamp" => Kind::Timestamp { fsp: fsp()?, nullable },
@@ -519,8 +531,11 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(Vec<SourceColumn>, Vec
     let mut enum_values = Vec::new();
     let mut set_values = Vec::new();
     let mut geometry_types = Vec::new();
+    // MySQL 8.0.23+ always writes column visibility with full metadata; MariaDB never does.
+    let mut mysql = false;
     for field in tme.iter_optional_meta() {
         match field.map_err(meta_error)? {
+            OptionalMetadataField::ColumnVisibility(_) => mysql = true,
             OptionalMetadataField::EnumStrValue(v) => {
                 for members in v.iter_values() {
                     let members = members.map_err(meta_error)?;
@@ -570,12 +585,13 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(Vec<SourceColumn>, Vec
             .ok_or_else(|| TypeError(format!("table {table}: column `{name}` has no type")))?;
         let meta = tme.get_column_metadata(i).unwrap_or(&[]);
         let nullable = nulls.get(i).is_some_and(|b| *b);
+        // Both servers give YEAR a signedness bit (mysql_common's rule).
         let unsigned = if col_type.is_numeric_type() {
             signedness.next().unwrap_or(false)
         } else {
             false
         };
-        let charset = if col_type.is_character_type() {
+        let charset = if has_charset(col_type, mysql) {
             Some(charsets.next().transpose().map_err(meta_error)?)
         } else if col_type.is_enum_or_set_type() {
             Some(enum_set_charsets.next().transpose().map_err(meta_error)?)
@@ -634,7 +650,7 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(Vec<SourceColumn>, Vec
                 };
                 let len = u32::try_from(len).unwrap_or(u32::MAX);
                 match text_charset()? {
-                    None => (Kind::Bytes, format!("binary({len})")),
+                    None => (Kind::Binary { len }, format!("binary({len})")),
                     Some(charset) => (Kind::Text { charset }, format!("char({})", len / charset.max_len())),
                 }
             }
@@ -702,6 +718,14 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(Vec<SourceColumn>, Vec
             }
             ColumnType::MYSQL_TYPE_JSON => (Kind::Json, "json".into()),
             ColumnType::MYSQL_TYPE_GEOMETRY => {
+                // MariaDB gives geometry a charset slot; it must be binary, or the slots are misread.
+                if let Some(Some(id)) = charset {
+                    if collation(id) != Some(Collation::Binary) {
+                        return Err(column_error(format!(
+                            "geometry with collation {id}: the table map's character sets cannot be matched to columns"
+                        )));
+                    }
+                }
                 use mysql_async::consts::GeometryType as G;
                 let subtype = match geometries.next() {
                     Some(G::GEOM_POINT) => "point",
@@ -740,6 +764,12 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(Vec<SourceColumn>, Vec
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((columns, key))
+}
+
+/// Whether a column of type `t` has a slot in the table map's character set
+/// field: MariaDB counts `GEOMETRY` (a blob underneath), MySQL does not.
+fn has_charset(t: ColumnType, mysql: bool) -> bool {
+    t.is_character_type() || (!mysql && t == ColumnType::MYSQL_TYPE_GEOMETRY)
 }
 
 fn with_fsp(name: &str, fsp: u8) -> String {
@@ -789,6 +819,7 @@ pub fn from_text(kind: &Kind, text: &[u8]) -> Result<Datum, TypeError> {
     };
     match kind {
         Kind::Bytes => return Ok(Datum::Bytes(text.to_vec())),
+        Kind::Binary { len } => return binary(*len, text).map_err(fail),
         Kind::Bit { bits } => return bit(*bits, text).map_err(fail),
         Kind::Geometry => return geometry(text).map_err(fail),
         _ => {}
@@ -844,7 +875,9 @@ fn text_value(kind: &Kind, s: &str) -> Result<Datum, String> {
             }
             Datum::Int(y)
         }
-        Kind::Bit { .. } | Kind::Bytes | Kind::Geometry => unreachable!("binary kinds are read from bytes"),
+        Kind::Bit { .. } | Kind::Bytes | Kind::Binary { .. } | Kind::Geometry => {
+            unreachable!("binary kinds are read from bytes")
+        }
     })
 }
 
@@ -873,11 +906,8 @@ pub fn from_binlog(kind: &Kind, value: &BinlogValue<'_>) -> Result<Datum, TypeEr
     };
     let mismatch = || fail("unexpected value for this type".into());
     let result = match (kind, v) {
-        (Kind::Int { bytes, .. }, Value::Int(i)) => int_signed(*bytes, *i).or_else(|e| match kind {
-            Kind::Int { unsigned: true, .. } => u64::try_from(*i).map_err(|_| e).and_then(|u| int_unsigned(*bytes, u)),
-            _ => Err(e),
-        }),
-        (Kind::Int { bytes, .. }, Value::UInt(u)) => int_unsigned(*bytes, *u),
+        (Kind::Int { bytes, unsigned }, Value::Int(i)) => int_bits(*bytes, *unsigned, i128::from(*i)),
+        (Kind::Int { bytes, unsigned }, Value::UInt(u)) => int_bits(*bytes, *unsigned, i128::from(*u)),
         (Kind::Decimal { precision, scale }, Value::Bytes(b)) => std::str::from_utf8(b)
             .map_err(|e| e.to_string())
             .and_then(|s| decimal(*precision, *scale, s)),
@@ -886,6 +916,7 @@ pub fn from_binlog(kind: &Kind, value: &BinlogValue<'_>) -> Result<Datum, TypeEr
         (Kind::Bit { bits }, Value::Bytes(b)) => bit(*bits, b),
         (Kind::Text { charset }, Value::Bytes(b)) => charset.decode(b).map(Datum::Text),
         (Kind::Bytes, Value::Bytes(b)) => Ok(Datum::Bytes(b.clone())),
+        (Kind::Binary { len }, Value::Bytes(b)) => binary(*len, b),
         (Kind::Json, Value::Bytes(b)) => Charset::Utf8mb4.decode(b).map(Datum::Text),
         (Kind::Geometry, Value::Bytes(b)) => geometry(b),
         (Kind::Date { nullable }, Value::Date(y, m, d, 0, 0, 0, 0)) => Ok(date(i64::from(*y), *m, *d, *nullable)),
@@ -939,6 +970,25 @@ fn excerpt(s: &str) -> String {
     }
 }
 
+/// A binlog integer read by its stored bits. mysql_common decodes an integer
+/// with the signedness it reads from the table map under MySQL's rules, and
+/// does not sign-extend a negative `MEDIUMINT` (-1 arrives as 16777215); the
+/// column's own signedness decides here.
+fn int_bits(bytes: u8, unsigned: bool, v: i128) -> Result<Datum, String> {
+    let bits = u32::from(bytes) * 8;
+    let span = 1i128 << bits;
+    if v < -(span / 2) || v >= span {
+        return Err(format!("{v} does not fit in {}", int_name(bytes)));
+    }
+    let raw = v.rem_euclid(span);
+    if unsigned {
+        int_unsigned(bytes, u64::try_from(raw).map_err(|e| e.to_string())?)
+    } else {
+        let signed = if raw >= span / 2 { raw - span } else { raw };
+        int_signed(bytes, i64::try_from(signed).map_err(|e| e.to_string())?)
+    }
+}
+
 fn int_signed(bytes: u8, i: i64) -> Result<Datum, String> {
     let bits = u32::from(bytes) * 8;
     let (min, max) = if bits >= 64 {
@@ -989,6 +1039,17 @@ fn parse_double(s: &str) -> Result<f64, String> {
         return Err("not a finite number".into());
     }
     Ok(d)
+}
+
+/// A `BINARY(len)` value, padded with the zero bytes the binlog leaves out.
+fn binary(len: u32, bytes: &[u8]) -> Result<Datum, String> {
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if bytes.len() > len {
+        return Err(format!("{} bytes in binary({len})", bytes.len()));
+    }
+    let mut out = bytes.to_vec();
+    out.resize(len, 0);
+    Ok(Datum::Bytes(out))
 }
 
 fn bit(bits: u32, bytes: &[u8]) -> Result<Datum, String> {
@@ -1348,7 +1409,24 @@ mod tests {
         assert!(from_text(&tu, b"-1").is_err());
         let ti = col("tinyint(4)", "tinyint", None);
         assert_eq!(from_text(&ti, b"-128").unwrap(), Datum::Int(-128));
-        assert!(from_binlog(&ti, &bin(Value::Int(128))).is_err());
+        // A value read as unsigned by mistake is read back by its bits.
+        assert_eq!(from_binlog(&ti, &bin(Value::Int(128))).unwrap(), Datum::Int(-128));
+        assert!(from_binlog(&ti, &bin(Value::Int(256))).is_err());
+        // mysql_common's MEDIUMINT without sign extension, and misread signedness.
+        let mi = col("mediumint", "mediumint", None);
+        assert_eq!(from_binlog(&mi, &bin(Value::Int(16_777_215))).unwrap(), Datum::Int(-1));
+        assert_eq!(
+            from_binlog(&mi, &bin(Value::Int(8_388_608))).unwrap(),
+            Datum::Int(-8_388_608)
+        );
+        assert!(from_binlog(&mi, &bin(Value::Int(16_777_216))).is_err());
+        assert_eq!(from_binlog(&tu, &bin(Value::Int(-1))).unwrap(), Datum::Int(255));
+        let bi = col("bigint", "bigint", None);
+        assert_eq!(from_binlog(&bi, &bin(Value::UInt(u64::MAX))).unwrap(), Datum::Int(-1));
+        assert_eq!(
+            from_binlog(&bu, &bin(Value::Int(-1))).unwrap(),
+            dec("18446744073709551615")
+        );
         let iu = col("int unsigned", "int", None);
         assert_eq!(
             from_binlog(&iu, &bin(Value::UInt(4_294_967_295))).unwrap(),
@@ -1462,7 +1540,18 @@ mod tests {
             }
         );
         assert_eq!(col("varbinary(3)", "varbinary", None), Kind::Bytes);
-        assert_eq!(col("char(3)", "char", Some("binary")), Kind::Bytes);
+        assert_eq!(col("char(3)", "char", Some("binary")), Kind::Binary { len: 3 });
+        let b4 = col("binary(4)", "binary", None);
+        assert_eq!(b4, Kind::Binary { len: 4 });
+        assert_eq!(
+            from_binlog(&b4, &bin(Value::Bytes(vec![0, 0xff]))).unwrap(),
+            Datum::Bytes(vec![0, 0xff, 0, 0])
+        );
+        assert_eq!(
+            from_text(&b4, &[0, 0xff, 0, 0]).unwrap(),
+            Datum::Bytes(vec![0, 0xff, 0, 0])
+        );
+        assert!(from_text(&b4, &[0; 5]).is_err());
         assert!(
             from_information_schema("c", "varchar(3)", "varchar", Some("sjis"), true, None)
                 .unwrap_err()
