@@ -5,7 +5,7 @@
 //!  Kafka ─► consumer (consumer.rs; offsets from the target at assignment)
 //!        ─► decode (decode.rs; schemas from the registry)
 //!        ─► writers (pipeline.rs; one batch = one target transaction with its offsets, batch.rs)
-//!        ─► Target (target.rs): postgres/ ...
+//!        ─► Target (target.rs): postgres/, mysql/
 //! ```
 //!
 //! The pipeline is the same for every target; a target implements the small
@@ -14,10 +14,12 @@
 //! [`settings::ApplyArgs`] plus its `--target` and calls [`pipeline::run`].
 
 pub mod batch;
+pub mod calendar;
 pub mod consumer;
 pub mod decode;
 pub mod dlq;
 pub mod error;
+pub mod mysql;
 pub mod pipeline;
 pub mod postgres;
 pub mod settings;

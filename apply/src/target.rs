@@ -18,7 +18,15 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use crate::batch::{Barrier, Batch, Position};
+use ferry_core::meta::Column;
+use ferry_core::value::Datum;
+
+use crate::batch::{Barrier, Batch, Position, RowChange, RowState, TableChanges};
+
+/// Ferry's offsets table, in the target's default schema (database).
+pub const OFFSETS_TABLE: &str = "_ferry_offsets";
+/// Truncate barriers: which partitions reached which truncate (`-1`: applied).
+pub const BARRIERS_TABLE: &str = "_ferry_barriers";
 
 /// Why a target operation failed, split by what the pipeline does about it.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +62,29 @@ pub struct Rejected {
     /// The row's key values, printable.
     pub key: String,
     pub reason: String,
+}
+
+/// A changed row's key (every column, for a keyless table) as `(name=value,
+/// ...)`, each value as `show` prints it for `column` (`None`: NULL), to name a
+/// rejected row.
+pub fn key_text(table: &TableChanges, change: &RowChange, show: impl Fn(&Datum, &Column) -> Option<String>) -> String {
+    let meta = table.codec.meta();
+    let row = match &change.state {
+        RowState::Upsert { row, .. } | RowState::Delete { row } => row,
+    };
+    let columns: Vec<usize> = if meta.key.is_empty() {
+        (0..meta.columns.len()).collect()
+    } else {
+        meta.key.clone()
+    };
+    let parts: Vec<_> = columns
+        .iter()
+        .map(|&i| {
+            let value = show(&row[i], &meta.columns[i]).unwrap_or_else(|| "NULL".into());
+            format!("{}={value}", meta.columns[i].name)
+        })
+        .collect();
+    format!("({})", parts.join(", "))
 }
 
 /// One connection to a target.

@@ -557,12 +557,17 @@ pub fn start_capture(db: &PgDatabase, prefix: &str, extra: &[&str]) -> Running {
 /// `ferry-apply-postgres` of the topics of `prefix` into `target` as `group`,
 /// then `extra`.
 pub fn start_apply(target: &PgDatabase, prefix: &str, group: &str, extra: &[&str]) -> Running {
+    start_apply_with("ferry-apply-postgres", &target.url(), prefix, group, extra)
+}
+
+/// The apply binary `binary` of the topics of `prefix` into the target at
+/// `url` as `group`, then `extra`.
+pub fn start_apply_with(binary: &str, url: &str, prefix: &str, group: &str, extra: &[&str]) -> Running {
     let topics = format!("{}\\..*", prefix.replace('.', "\\."));
-    let url = target.url();
     let broker = brokers();
     let mut args = vec![
         "--target",
-        &url,
+        url,
         "--topics",
         &topics,
         "--group",
@@ -571,7 +576,7 @@ pub fn start_apply(target: &PgDatabase, prefix: &str, group: &str, extra: &[&str
         &broker,
     ];
     args.extend(extra);
-    Running::start("ferry-apply-postgres", &args)
+    Running::start(binary, &args)
 }
 
 /// Every row of `table` as PostgreSQL prints it, sorted.

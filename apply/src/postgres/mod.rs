@@ -39,15 +39,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::batch::{Barrier, Batch, RowChange, RowState, TableChanges};
-use crate::target::{Connect, Rejected, Target, TargetError};
+use crate::target::{key_text, Connect, Rejected, Target, TargetError};
 
 use self::schema::TargetColumn;
 use self::text::{pg_text, write_pg_text};
 
-/// Ferry's offsets table, in the target's default schema.
-pub const OFFSETS_TABLE: &str = "_ferry_offsets";
-/// Truncate barriers: which partitions reached which truncate (`-1`: applied).
-pub const BARRIERS_TABLE: &str = "_ferry_barriers";
+pub use crate::target::{BARRIERS_TABLE, OFFSETS_TABLE};
 
 /// Settings every apply session pins: UTC for values written without a zone,
 /// ISO dates for input that could be read either way.
@@ -462,30 +459,6 @@ impl PgTarget {
         Ok(Arc::new(Plan::new(&table.target, table, &existing)?))
     }
 
-    fn key_text(table: &TableChanges, change: &RowChange) -> String {
-        let meta = table.codec.meta();
-        let row = match &change.state {
-            RowState::Upsert { row, .. } | RowState::Delete { row } => row,
-        };
-        let columns: Vec<usize> = if meta.key.is_empty() {
-            (0..meta.columns.len()).collect()
-        } else {
-            meta.key.clone()
-        };
-        let parts: Vec<_> = columns
-            .iter()
-            .map(|&i| {
-                let zone = meta.columns[i].data_type == ferry_core::meta::DataType::TimestampTz;
-                format!(
-                    "{}={}",
-                    meta.columns[i].name,
-                    pg_text(&row[i], zone).unwrap_or_else(|| "NULL".into())
-                )
-            })
-            .collect();
-        format!("({})", parts.join(", "))
-    }
-
     /// Writes `batch` and its offsets in one transaction. With a barrier (the
     /// batch is then one message), records the partition's arrival first and
     /// applies the batch's truncate only if it is the last to arrive; returns
@@ -729,7 +702,9 @@ impl Target for PgTarget {
                             rejected.push(Rejected {
                                 at: change.at.clone(),
                                 table: table.target.to_string(),
-                                key: Self::key_text(table, change),
+                                key: key_text(table, change, |d, c| {
+                                    pg_text(d, c.data_type == ferry_core::meta::DataType::TimestampTz)
+                                }),
                                 reason,
                             });
                             writes.tx.batch_execute("ROLLBACK TO SAVEPOINT ferry_row").await

@@ -12,7 +12,7 @@ use std::fmt::Write;
 
 use ferry_core::value::Datum;
 
-const MICROS_PER_DAY: i64 = 86_400_000_000;
+use crate::calendar::{civil, write_clock, MICROS_PER_DAY};
 
 /// `datum` as PostgreSQL text, `None` for NULL.
 pub fn pg_text(datum: &Datum, with_zone: bool) -> Option<String> {
@@ -56,7 +56,10 @@ pub fn write_pg_text(datum: &Datum, with_zone: bool, out: &mut String) -> bool {
             i32::MIN => write!(out, "-infinity"),
             d => date(i64::from(d), "", out),
         },
-        Datum::Time(t) => time(*t, out),
+        Datum::Time(t) => {
+            write_clock(*t, out);
+            Ok(())
+        }
         Datum::Timestamp(t) => match *t {
             i64::MAX => write!(out, "infinity"),
             i64::MIN => write!(out, "-infinity"),
@@ -64,7 +67,7 @@ pub fn write_pg_text(datum: &Datum, with_zone: bool, out: &mut String) -> bool {
                 let (days, micros) = (t.div_euclid(MICROS_PER_DAY), t.rem_euclid(MICROS_PER_DAY));
                 let mut rest = String::with_capacity(20);
                 rest.push(' ');
-                let _ = time(micros, &mut rest);
+                write_clock(micros, &mut rest);
                 if with_zone {
                     rest.push_str("+00");
                 }
@@ -87,23 +90,6 @@ fn float(f: f64, out: &mut String, shortest: impl FnOnce(&mut String) -> std::fm
     Ok(())
 }
 
-/// `HH:MM:SS.ffffff` (`24:00:00` included).
-fn time(micros: i64, out: &mut String) -> std::fmt::Result {
-    if micros < 0 {
-        // A MySQL TIME duration (into an interval column).
-        out.push('-');
-    }
-    let micros = micros.unsigned_abs();
-    let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
-    write!(
-        out,
-        "{:02}:{:02}:{:02}.{frac:06}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 /// The date `days` after 1970-01-01 as `YYYY-MM-DD`, then `rest`, then ` BC`
 /// for years before 1 (PostgreSQL writes the era last).
 fn date(days: i64, rest: &str, out: &mut String) -> std::fmt::Result {
@@ -115,21 +101,6 @@ fn date(days: i64, rest: &str, out: &mut String) -> std::fmt::Result {
     }
 }
 
-/// Proleptic Gregorian (year, month, day) of a day count from 1970-01-01, for
-/// any `i64` of days (H. Hinnant's algorithm); year 0 is 1 BC.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,9 +108,6 @@ mod tests {
 
     #[test]
     fn dates_and_times() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(-1), (1969, 12, 31));
-        assert_eq!(civil(11_016), (2000, 2, 29));
         // PostgreSQL's earliest date, 4714-11-24 BC, is Julian day 0.
         assert_eq!(pg_text(&Datum::Date(-2_440_588), false).unwrap(), "4714-11-24 BC");
         assert_eq!(pg_text(&Datum::Date(-719_163), false).unwrap(), "0001-12-31 BC");
@@ -148,7 +116,10 @@ mod tests {
         assert_eq!(pg_text(&Datum::Date(i32::MAX), false).unwrap(), "infinity");
         assert_eq!(pg_text(&Datum::Time(86_400_000_000), false).unwrap(), "24:00:00.000000");
         assert_eq!(pg_text(&Datum::Time(45_296_789_000), false).unwrap(), "12:34:56.789000");
-        assert_eq!(pg_text(&Datum::Time(-3_020_399_000_001), false).unwrap(), "-838:59:59.000001");
+        assert_eq!(
+            pg_text(&Datum::Time(-3_020_399_000_001), false).unwrap(),
+            "-838:59:59.000001"
+        );
         assert_eq!(
             pg_text(&Datum::Timestamp(-1), true).unwrap(),
             "1969-12-31 23:59:59.999999+00"
