@@ -61,7 +61,24 @@
 //!   (`{"a": 1, "b": [1, 2]}`, keys in stored order) so it matches the text the
 //!   snapshot reads; MariaDB's JSON is text already.
 //! - Text is read as it is stored; nothing is trimmed (a `CHAR` column's
-//!   trailing spaces are dropped by the server in both paths).
+//!   trailing spaces are dropped by the server in both paths). The binlog
+//!   drops a `BINARY(n)` value's trailing zero bytes; they are put back, as the
+//!   snapshot reads them.
+//!
+//! Binlog facts this relies on (checked against MariaDB 10.11 by
+//! `tests/tests/capture_mysql_types.rs`):
+//!
+//! - The table map's character set field has one slot per text or binary
+//!   string column in MySQL, and also one per `GEOMETRY` column in MariaDB.
+//!   The two are told apart by the column visibility field, which MySQL
+//!   8.0.23+ always writes with full metadata and MariaDB never does; a
+//!   geometry slot that is not `binary` is an error, never a guess. (MySQL
+//!   8.0.1..8.0.22 is read as MariaDB: only a table with a `GEOMETRY` column
+//!   before a text column would be misread, and then most likely refused.)
+//! - Both give `YEAR` a bit in the signedness field, as mysql_common assumes.
+//! - mysql_common 0.37 does not sign-extend a negative `MEDIUMINT` (-1 arrives
+//!   as 16777215), so integers are read back from their bits with the
+//!   column's own signedness.
 //!
 //! What the snapshot must do for [`from_text`] to be exact (capture's snapshot
 //! connection does this):
@@ -511,7 +528,9 @@ fn parse_members(ty: &str) -> Result<Vec<String>, String> {
 }
 
 /// The columns of a table map event (needs `binlog_row_metadata=FULL`) and
-/// the positions of its primary key columns.
+/// the positions of its primary key columns, in key order. Columns carry no
+/// default (the binlog has none): keep `information_schema`'s when
+/// [`same_shape`] says nothing changed.
 pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(Vec<SourceColumn>, Vec<usize>), TypeError> {
     let table = format!("{}.{}", tme.database_name(), tme.table_name());
     let meta_error = |e: std::io::Error| TypeError(format!("table {table}: unreadable table map metadata: {e}"));
