@@ -40,9 +40,7 @@ impl MariaDatabase {
     /// Runs `sql` (several statements allowed) and panics on error.
     pub async fn execute(&self, sql: &str) {
         let mut conn = self.conn().await;
-        conn.query_drop(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         conn.disconnect().await.ok();
     }
 }
@@ -73,4 +71,56 @@ pub async fn table_rows(conn: &mut mysql_async::Conn, table: &str) -> Result<Vec
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// A replica id no other test uses (ids are per server, tests share one).
+pub fn server_id() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = (std::process::id() % 100_000) * 1_000 + 1_000;
+    base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `ferry-capture-mysql` of the database `db` under `prefix` as replica
+/// `server_id`, then `extra`.
+pub fn start_capture(db: &MariaDatabase, prefix: &str, server_id: u32, extra: &[&str]) -> crate::Running {
+    let tables = format!("{}.*", db.name);
+    let id = server_id.to_string();
+    let broker = crate::brokers();
+    let mut args = vec![
+        "--source",
+        SERVER,
+        "--server-id",
+        &id,
+        "--prefix",
+        prefix,
+        "--tables",
+        &tables,
+        "--brokers",
+        &broker,
+    ];
+    args.extend(extra);
+    crate::Running::start("ferry-capture-mysql", &args)
+}
+
+/// Waits until the capture under `prefix` has stored a position (its
+/// snapshot is open, so what the test writes next is streamed).
+pub async fn wait_position(prefix: &str) -> ferry_core::position::SourcePosition {
+    let offsets = ferry_capture::offsets::Offsets::open(
+        &ferry_core::kafka::KafkaSettings::new(crate::brokers()),
+        "_ferry_offsets",
+    )
+    .await
+    .expect("offsets topic");
+    wait_for(
+        "the capture's position to be stored",
+        Duration::from_secs(60),
+        || async {
+            offsets
+                .load::<ferry_core::position::SourcePosition>(prefix)
+                .await
+                .ok()
+                .flatten()
+        },
+    )
+    .await
 }

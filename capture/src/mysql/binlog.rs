@@ -61,6 +61,21 @@ pub struct Start {
     pub gtids: Option<GtidSet>,
 }
 
+/// An open binlog stream.
+pub struct Opened {
+    stream: BinlogStream,
+    /// Whether events carry a checksum (`binlog_checksum` is not NONE).
+    checksums: bool,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("checksums", &self.checksums)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Opens the binlog stream at `start` as replica `server_id`.
 pub async fn open(
     opts: &Opts,
@@ -68,8 +83,10 @@ pub async fn open(
     server_id: u32,
     mariadb: bool,
     start: &Start,
-) -> Result<BinlogStream, CaptureError> {
+) -> Result<Opened, CaptureError> {
     let mut conn = ferry_core::mysql::connect(opts, url).await?;
+    let checksum: Option<String> = conn.query_first("SELECT @@GLOBAL.binlog_checksum").await?;
+    let checksums = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
     let heartbeat_ns = HEARTBEAT.as_nanos();
     conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
         .await?;
@@ -96,7 +113,10 @@ pub async fn open(
             .with_filename(start.binlog.file.as_bytes())
             .with_pos(start.binlog.pos)
     };
-    Ok(conn.get_binlog_stream(request).await?)
+    Ok(Opened {
+        stream: conn.get_binlog_stream(request).await?,
+        checksums,
+    })
 }
 
 /// A captured table as the binlog describes it.
@@ -138,6 +158,11 @@ pub struct Streamer<'a> {
     /// The transaction a lost connection interrupted: read again after the
     /// reconnect, its events already published are not published twice.
     resume: Option<Tx>,
+    /// Whether events carry a checksum.
+    checksums: bool,
+    /// Whether this connection's format description arrived (after it, the
+    /// crate strips checksums itself).
+    described: bool,
     /// Table map id → the table, or `None` when it is not captured.
     maps: HashMap<u64, Option<Arc<StreamTable>>>,
     /// Tables whose snapshot was read after the start, with its position.
@@ -160,6 +185,8 @@ impl<'a> Streamer<'a> {
             gtids: start.gtids.clone(),
             tx: None,
             resume: None,
+            checksums: true,
+            described: false,
             maps: HashMap::new(),
             snapshotted_at,
             checkpointed: start,
@@ -169,16 +196,18 @@ impl<'a> Streamer<'a> {
     /// Reads until `shutdown` resolves or the stream fails.
     pub async fn run(
         &mut self,
-        mut stream: BinlogStream,
+        opened: Opened,
         publisher: &mut Publisher,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), CaptureError> {
+        let Opened { mut stream, checksums } = opened;
+        self.checksums = checksums;
+        self.described = false;
         tokio::pin!(shutdown);
         let mut commit = tokio::time::interval(crate::publish::COMMIT_AFTER);
         loop {
             let next = tokio::select! {
                 _ = &mut shutdown => break,
-                e = publisher.failed() => return Err(e.into()),
                 _ = commit.tick() => {
                     publisher.tick().await?;
                     continue;
@@ -189,7 +218,10 @@ impl<'a> Streamer<'a> {
                 Err(_) => {
                     return Err(CaptureError::Binlog {
                         at: self.at(0),
-                        reason: format!("nothing from the server for {} s (not even a heartbeat)", SILENCE.as_secs()),
+                        reason: format!(
+                            "nothing from the server for {} s (not even a heartbeat)",
+                            SILENCE.as_secs()
+                        ),
                     })
                 }
                 Ok(None) => {
@@ -214,7 +246,10 @@ impl<'a> Streamer<'a> {
             mysql_async::Error::Server(s) if s.code == 1236 => CaptureError::Purged {
                 position: match &self.checkpointed.gtids {
                     Some(g) if !g.to_string().is_empty() => {
-                        format!("{}:{} (GTID {g})", self.checkpointed.binlog.file, self.checkpointed.binlog.pos)
+                        format!(
+                            "{}:{} (GTID {g})",
+                            self.checkpointed.binlog.file, self.checkpointed.binlog.pos
+                        )
                     }
                     _ => format!("{}:{}", self.checkpointed.binlog.file, self.checkpointed.binlog.pos),
                 },
@@ -228,7 +263,12 @@ impl<'a> Streamer<'a> {
         format!("{}:{pos}", self.file)
     }
 
-    async fn handle(&mut self, stream: &BinlogStream, event: Event, publisher: &mut Publisher) -> Result<(), CaptureError> {
+    async fn handle(
+        &mut self,
+        stream: &BinlogStream,
+        event: Event,
+        publisher: &mut Publisher,
+    ) -> Result<(), CaptureError> {
         let header = event.header();
         let kind = header.event_type_raw();
         let end = u64::from(header.log_pos());
@@ -269,7 +309,16 @@ impl<'a> Streamer<'a> {
         };
         match data {
             EventData::RotateEvent(rotate) => {
-                self.file = rotate_file(rotate.name_raw());
+                // The first Rotate is made up by the server (at position 0)
+                // and comes before the format description, so the crate
+                // cannot know that it carries a checksum: its 4 bytes are
+                // still on the name.
+                let name = rotate.name_raw();
+                let name = match name.len().checked_sub(4) {
+                    Some(len) if !self.described && self.checksums => &name[..len],
+                    _ => name,
+                };
+                self.file = String::from_utf8_lossy(name).into_owned();
                 self.maps.clear();
             }
             EventData::GtidEvent(gtid) => {
@@ -306,6 +355,7 @@ impl<'a> Streamer<'a> {
                     }
                 }
             }
+            EventData::FormatDescriptionEvent(_) => self.described = true,
             EventData::XidEvent(_) => self.commit(end, publisher).await?,
             EventData::TableMapEvent(tme) => self.table_map(&tme, publisher).await?,
             EventData::RowsEvent(rows) => self.rows(stream, &rows, start_pos, publisher).await?,
@@ -583,20 +633,6 @@ impl<'a> Streamer<'a> {
     }
 }
 
-/// The file name of a Rotate event. The first (fake) Rotate arrives before
-/// the format description, so the crate cannot know the event carries a
-/// checksum and leaves its 4 bytes on the name: keep `name.digits` only.
-fn rotate_file(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    match text.rfind('.') {
-        Some(dot) => {
-            let digits = text[dot + 1..].chars().take_while(char::is_ascii_digit).count();
-            text[..dot + 1 + digits].to_owned()
-        }
-        None => text.into_owned(),
-    }
-}
-
 /// A MariaDB GTID event's body: sequence (8), domain (4), flags (1), ...
 fn parse_mariadb_gtid(data: &[u8], server_id: u32) -> Option<(MariadbGtid, u8)> {
     let sequence = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
@@ -656,14 +692,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rotate_names_lose_the_checksum_bytes() {
-        assert_eq!(rotate_file(b"mysql-bin.000001"), "mysql-bin.000001");
-        assert_eq!(rotate_file(b"mysql-bin.000001\x8a\x12\xff\x03"), "mysql-bin.000001");
-        assert_eq!(rotate_file(b"my.bin.000123\x01\x02\x03\x04"), "my.bin.000123");
-        assert_eq!(rotate_file(b"mysql-bin.0000017\x31\x32\x33"), "mysql-bin.0000017123");
-    }
-
-    #[test]
     fn mariadb_gtid_bodies() {
         let mut body = 42u64.to_le_bytes().to_vec();
         body.extend(7u32.to_le_bytes());
@@ -677,7 +705,10 @@ mod tests {
     fn truncate_statements() {
         let t = |s| truncated_table(s, "shop");
         assert_eq!(t("TRUNCATE TABLE orders"), Some(TableId::new("shop", "orders")));
-        assert_eq!(t("truncate `my db`.`odd``name`"), Some(TableId::new("my db", "odd`name")));
+        assert_eq!(
+            t("truncate `my db`.`odd``name`"),
+            Some(TableId::new("my db", "odd`name"))
+        );
         assert_eq!(t("TRUNCATE TABLE other.t;"), Some(TableId::new("other", "t")));
         assert_eq!(t("TRUNCATE `a.b`"), Some(TableId::new("shop", "a.b")));
         assert_eq!(t("ALTER TABLE t ADD c int"), None);

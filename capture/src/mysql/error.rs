@@ -52,6 +52,17 @@ pub fn mysql_message(e: &mysql_async::Error) -> String {
 }
 
 impl CaptureError {
+    /// Whether the binlog connection went away while the rest stands: the
+    /// stream reconnects in place (a failed publisher ends the run instead).
+    pub fn is_reconnectable(&self) -> bool {
+        match self {
+            CaptureError::Mysql(_) | CaptureError::Connect(_) => self.is_retryable(),
+            // Silence, or the server ending the stream (a restart).
+            CaptureError::Binlog { reason, .. } => !reason.contains("does not decode") && !reason.contains("malformed"),
+            _ => false,
+        }
+    }
+
     /// Whether restarting may succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {

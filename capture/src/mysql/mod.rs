@@ -106,11 +106,7 @@ pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>)
     }
 
     let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
-    let mut publisher = Publisher::start(
-        config.common.publisher(Connector::Mysql),
-        registry,
-    )
-    .await?;
+    let mut publisher = Publisher::start(config.common.publisher(Connector::Mysql), registry).await?;
     for table in &tables {
         let (columns, key) = validate::table_columns(&mut conn, table)
             .await?
@@ -209,7 +205,7 @@ pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>)
         tracing::info!(file = %from.binlog.file, pos = from.binlog.pos, gtids = %from.gtids.as_ref().map(ToString::to_string).unwrap_or_default(), "streaming");
         match streamer.run(stream, &mut publisher, &mut shutdown).await {
             Ok(()) => break,
-            Err(e) if e.is_retryable() => {
+            Err(e) if e.is_reconnectable() => {
                 tracing::warn!(error = %e, "binlog stream lost; resuming from the last checkpoint");
                 streamer.interrupted();
                 backoff = RECONNECT.0;

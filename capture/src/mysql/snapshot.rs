@@ -57,14 +57,20 @@ pub struct Snapshots {
 }
 
 async fn begin_snapshot(conn: &mut Conn) -> Result<(), mysql_async::Error> {
-    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await?;
-    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await?;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
 }
 
 /// MariaDB's position of the connection's consistent snapshot.
 async fn snapshot_position(conn: &mut Conn) -> Result<Option<(String, u64)>, mysql_async::Error> {
     let rows: Vec<(String, String)> = conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await?;
-    let get = |name: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let get = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
     Ok(match (get("Binlog_snapshot_file"), get("Binlog_snapshot_position")) {
         (Some(file), Some(pos)) if !file.is_empty() => pos.parse().ok().map(|pos| (file, pos)),
         _ => None,
@@ -78,12 +84,16 @@ pub async fn master_position(conn: &mut Conn) -> Result<(String, u64), CaptureEr
         // MySQL 8.4 renamed it.
         Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await?,
     };
-    let row = row.ok_or_else(|| CaptureError::Config("the source has no binlog (SHOW MASTER STATUS is empty): set log_bin".into()))?;
+    let row = row.ok_or_else(|| {
+        CaptureError::Config("the source has no binlog (SHOW MASTER STATUS is empty): set log_bin".into())
+    })?;
     let file: Option<String> = row.get(0);
     let pos: Option<u64> = row.get(1);
     match (file, pos) {
         (Some(file), Some(pos)) => Ok((file, pos)),
-        _ => Err(CaptureError::Config("SHOW MASTER STATUS gave no file and position".into())),
+        _ => Err(CaptureError::Config(
+            "SHOW MASTER STATUS gave no file and position".into(),
+        )),
     }
 }
 
@@ -95,7 +105,9 @@ pub async fn gtids_at(conn: &mut Conn, mariadb: bool, file: &str, pos: u64) -> R
         Ok(text.flatten().and_then(|t| GtidSet::parse_mariadb(&t).ok()))
     } else {
         let text: Option<Option<String>> = conn.query_first("SELECT @@GLOBAL.gtid_executed").await?;
-        Ok(text.flatten().and_then(|t| GtidSet::parse_mysql(&t.replace('\n', "")).ok()))
+        Ok(text
+            .flatten()
+            .and_then(|t| GtidSet::parse_mysql(&t.replace('\n', "")).ok()))
     }
 }
 
@@ -209,7 +221,9 @@ pub async fn run(
     let mut chunks = VecDeque::new();
     for (i, id) in ids.iter().enumerate() {
         // Holds the table's metadata lock until the snapshot ends.
-        first.query_drop(format!("SELECT 1 FROM {} LIMIT 0", quoted(id))).await?;
+        first
+            .query_drop(format!("SELECT 1 FROM {} LIMIT 0", quoted(id)))
+            .await?;
         let (columns, key) = table_columns(first, id).await?.map_err(|error| CaptureError::Type {
             table: id.to_string(),
             error,
@@ -234,7 +248,7 @@ pub async fn run(
             chunks.push_back(Chunk { table: i, filter });
         }
         tables.push(TableProgress::new(id.clone(), chunks.len() - before, estimate));
-        let list = columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+        let list = columns.iter().map(types::select_expr).collect::<Vec<_>>().join(", ");
         queries.push(Query {
             select: format!("SELECT {list} FROM {}", quoted(id)),
             columns,
@@ -302,12 +316,17 @@ async fn split(
     }
     let name = quote_ident(&columns[*k].name);
     let bounds: Option<(Option<i128>, Option<i128>)> = conn
-        .query_first(format!("SELECT CAST(MIN({name}) AS CHAR), CAST(MAX({name}) AS CHAR) FROM {}", quoted(id)))
+        .query_first(format!(
+            "SELECT CAST(MIN({name}) AS CHAR), CAST(MAX({name}) AS CHAR) FROM {}",
+            quoted(id)
+        ))
         .await?
         .map(|(lo, hi): (Option<String>, Option<String>)| {
             (lo.and_then(|v| v.parse().ok()), hi.and_then(|v| v.parse().ok()))
         });
-    let Some((Some(lo), Some(hi))) = bounds else { return Ok(whole) };
+    let Some((Some(lo), Some(hi))) = bounds else {
+        return Ok(whole);
+    };
     let parts = (estimate / chunk_rows.max(1)).max(1) as i128;
     let step = ((hi - lo) / parts).max(1);
     let mut filters = Vec::new();

@@ -819,7 +819,7 @@ pub fn column(c: &SourceColumn) -> Column {
 /// exact value: the quoted name, except `FLOAT`/`DOUBLE`, which the server
 /// prints rounded and so are selected as `CAST(col AS DOUBLE)`.
 pub fn select_expr(c: &SourceColumn) -> String {
-    let quoted = format!("`{}`", c.name.replace('`', "``"));
+    let quoted = ferry_core::mysql::quote_ident(&c.name);
     match c.kind {
         Kind::Float | Kind::Double => format!("CAST({quoted} AS DOUBLE)"),
         _ => quoted,

@@ -1,0 +1,264 @@
+//! ferry-capture-mysql against the real MariaDB of the development stack:
+//! snapshot, binlog stream, restarts by GTID, DDL, rotation, validation.
+
+use std::time::Duration;
+
+use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail};
+use ferry_core::value::Datum;
+use ferry_tests::mariadb::{server_id, start_capture, wait_position, MariaDatabase, SERVER};
+use ferry_tests::{count_committed, read_topic, unique, SERVICES_REGISTRY};
+
+fn int(d: &Datum) -> i64 {
+    match d {
+        Datum::Int(i) => *i,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+fn events(received: &[ferry_tests::Received]) -> Vec<ChangeEvent> {
+    received.iter().filter_map(|r| r.event.clone()).collect()
+}
+
+fn ids(events: &[ChangeEvent], op: Op) -> Vec<i64> {
+    let mut ids: Vec<i64> = events
+        .iter()
+        .filter(|e| e.op == op)
+        .map(|e| int(&e.after.as_ref().or(e.before.as_ref()).expect("a row")[0]))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test]
+async fn snapshot_then_stream_then_resume_by_gtid() {
+    let db = MariaDatabase::create().await;
+    db.execute(
+        "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20), qty INT);
+         INSERT INTO items VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', 3);",
+    )
+    .await;
+    let prefix = unique("mycap");
+    let topic = format!("{prefix}.{}.items", db.name);
+    let id = server_id();
+    let capture = start_capture(&db, &prefix, id, &[]);
+
+    let snapshot = events(&read_topic(&topic, 3, SERVICES_REGISTRY).await);
+    assert_eq!(ids(&snapshot, Op::Read), [1, 2, 3]);
+    assert_eq!(
+        snapshot.iter().filter(|e| e.source.snapshot == Snapshot::Last).count(),
+        1
+    );
+    wait_position(&prefix).await;
+
+    db.execute(
+        "START TRANSACTION;
+         INSERT INTO items VALUES (4, 'four', 4);
+         UPDATE items SET qty = 20 WHERE id = 2;
+         COMMIT;
+         UPDATE items SET id = 5 WHERE id = 1;
+         DELETE FROM items WHERE id = 3;",
+    )
+    .await;
+    // 3 reads + insert + update + key change (delete, tombstone, create) + delete + tombstone.
+    let all = read_topic(&topic, 10, SERVICES_REGISTRY).await;
+    let streamed = events(&all);
+    assert_eq!(ids(&streamed, Op::Create), [4, 5]);
+    assert_eq!(ids(&streamed, Op::Update), [2]);
+    assert_eq!(ids(&streamed, Op::Delete), [1, 3]);
+    assert_eq!(
+        all.iter().filter(|r| r.event.is_none()).count(),
+        2,
+        "a tombstone after each delete"
+    );
+    let update = streamed.iter().find(|e| e.op == Op::Update).unwrap();
+    assert_eq!(update.before.as_ref().unwrap()[2], Datum::Int(2));
+    assert_eq!(update.after.as_ref().unwrap()[2], Datum::Int(20));
+    let insert = streamed
+        .iter()
+        .find(|e| e.op == Op::Create && int(&e.after.as_ref().unwrap()[0]) == 4)
+        .unwrap();
+    let block = insert.transaction.as_ref().expect("transaction block");
+    assert_eq!(block.id, update.transaction.as_ref().unwrap().id, "one transaction");
+    match &insert.source.detail {
+        SourceDetail::Mysql {
+            gtid,
+            file,
+            pos,
+            server_id,
+            ..
+        } => {
+            assert_eq!(
+                gtid.as_deref(),
+                Some(block.id.as_str()),
+                "the transaction id is its GTID"
+            );
+            assert!(
+                file.starts_with("mysql-bin.") && *pos > 4 && *server_id > 0,
+                "{file}:{pos} {server_id}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A clean stop, changes while stopped, a restart: only the new ones come.
+    assert!(capture.terminate().success(), "clean stop");
+    db.execute("INSERT INTO items VALUES (10, 'while stopped', 10)").await;
+    let capture = start_capture(&db, &prefix, id, &[]);
+    let after = events(&read_topic(&topic, 11, SERVICES_REGISTRY).await);
+    assert_eq!(after.last().map(|e| int(&e.after.as_ref().unwrap()[0])), Some(10));
+    db.execute("INSERT INTO items VALUES (11, 'after', 11)").await;
+    read_topic(&topic, 12, SERVICES_REGISTRY).await;
+    assert_eq!(
+        count_committed(&topic, Duration::from_secs(3)).await,
+        12,
+        "nothing twice"
+    );
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn ddl_rotation_and_truncate_mid_stream() {
+    let db = MariaDatabase::create().await;
+    db.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, a VARCHAR(10))")
+        .await;
+    let prefix = unique("mycap");
+    let topic = format!("{prefix}.{}.t", db.name);
+    let capture = start_capture(&db, &prefix, server_id(), &[]);
+    wait_position(&prefix).await;
+
+    db.execute(
+        "INSERT INTO t VALUES (1, 'before');
+         ALTER TABLE t ADD COLUMN b INT NOT NULL DEFAULT 7;
+         INSERT INTO t VALUES (2, 'after', 8);
+         FLUSH BINARY LOGS;
+         INSERT INTO t VALUES (3, 'rotated', 9);
+         TRUNCATE TABLE t;
+         INSERT INTO t VALUES (4, 'fresh', 10);",
+    )
+    .await;
+    // 3 inserts, a truncate in each of 3 partitions, 1 insert.
+    let all = events(&read_topic(&topic, 7, SERVICES_REGISTRY).await);
+    let creates: Vec<&ChangeEvent> = all.iter().filter(|e| e.op == Op::Create).collect();
+    let row = |id: i64| {
+        creates
+            .iter()
+            .find(|e| int(&e.after.as_ref().unwrap()[0]) == id)
+            .and_then(|e| e.after.clone())
+            .unwrap_or_else(|| panic!("row {id}"))
+    };
+    assert_eq!(row(1).len(), 2, "a row written before the DDL keeps the old columns");
+    assert_eq!(row(2), vec![Datum::Int(2), Datum::Text("after".into()), Datum::Int(8)]);
+    assert_eq!(row(3)[2], Datum::Int(9), "read across the rotation");
+    assert_eq!(row(4)[1], Datum::Text("fresh".into()));
+    assert_eq!(all.iter().filter(|e| e.op == Op::Truncate).count(), 3);
+    let files: Vec<String> = creates
+        .iter()
+        .map(|e| match &e.source.detail {
+            SourceDetail::Mysql { file, .. } => file.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_ne!(files.first(), files.last(), "the rotation moved to a new file");
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn kill_9_mid_transaction_resumes_from_the_last_whole_one() {
+    let db = MariaDatabase::create().await;
+    db.execute("CREATE TABLE log (id INT PRIMARY KEY, v INT)").await;
+    let prefix = unique("mycap");
+    let topic = format!("{prefix}.{}.log", db.name);
+    let id = server_id();
+    let mut capture = start_capture(&db, &prefix, id, &[]);
+    wait_position(&prefix).await;
+    let mut next = 0;
+    for round in 0..4 {
+        // A large transaction, killed while it streams.
+        let values: Vec<String> = (next..next + 5_000).map(|i| format!("({i}, {round})")).collect();
+        db.execute(&format!("INSERT INTO log VALUES {}", values.join(",")))
+            .await;
+        next += 5_000;
+        tokio::time::sleep(Duration::from_millis(150 * round as u64)).await;
+        capture.kill9();
+        capture = start_capture(&db, &prefix, id, &[]);
+    }
+    let want = next as usize;
+    let received = read_topic(&topic, want, SERVICES_REGISTRY).await;
+    let mut seen: Vec<i64> = events(&received)
+        .iter()
+        .map(|e| int(&e.after.as_ref().unwrap()[0]))
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        want,
+        "every row arrived (duplicates are allowed: at-least-once into Kafka)"
+    );
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn every_problem_is_one_line_and_a_failure_exit() {
+    let db = MariaDatabase::create().await;
+    db.execute("CREATE TABLE t (id INT PRIMARY KEY)").await;
+    let user = unique("ferry_weak");
+    db.execute(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON *.* TO '{user}'@'%';"
+    ))
+    .await;
+    let source = format!("mysql://{user}:pw@127.0.0.1:3306");
+    let tables = format!("{}.t,{}.missing", db.name, db.name);
+    let brokers = ferry_tests::brokers();
+    let run = |args: Vec<String>| {
+        std::process::Command::new(ferry_tests::binary("ferry-capture-mysql"))
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let out = run([
+        "--source",
+        &source,
+        "--server-id",
+        "1",
+        "--prefix",
+        &unique("bad"),
+        "--tables",
+        &tables,
+        "--brokers",
+        &brokers,
+    ]
+    .map(String::from)
+    .to_vec());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    for needle in [
+        "lacks REPLICATION SLAVE",
+        "lacks BINLOG MONITOR",
+        "missing does not exist",
+        "--server-id 1 is already used by the source server itself",
+    ] {
+        assert!(last.contains(needle), "{needle:?} not in {last:?}");
+    }
+    assert!(!stderr.contains("pw@"), "the password is never printed: {stderr}");
+
+    let out = run(["--source", SERVER, "--prefix", "p"].map(String::from).to_vec());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--server-id is required"));
+    let out = run([
+        "--source",
+        "mysql://root@127.0.0.1:1",
+        "--server-id",
+        "9",
+        "--prefix",
+        "p",
+    ]
+    .map(String::from)
+    .to_vec());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect to MySQL/MariaDB at mysql://root@127.0.0.1:1")
+    );
+    db.execute(&format!("DROP USER '{user}'@'%'")).await;
+}
