@@ -241,7 +241,9 @@ mod tests {
         assert!(err.contains("server_idd"), "{err}");
         let err = file("prefix = 'p'").settings::<Own>("mysql://USER@HOST").unwrap_err();
         assert!(err.contains("--source is required: mysql://USER@HOST"), "{err}");
-        let err = file("source = 'mysql://u@h/db'\nprefix = 'a b'").settings::<Own>("").unwrap_err();
+        let err = file("source = 'mysql://u@h/db'\nprefix = 'a b'")
+            .settings::<Own>("")
+            .unwrap_err();
         assert!(err.contains("--prefix"), "{err}");
     }
 }

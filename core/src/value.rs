@@ -561,8 +561,14 @@ mod tests {
         assert!(to_avro(&Datum::Time(-1), DataType::Time, true).is_err());
         // MySQL TIME: negative and past a day.
         let longest = -(838 * 3_600 + 59 * 60 + 59) * 1_000_000;
-        assert_eq!(round_trip(Datum::Time(longest), DataType::Duration), Datum::Time(longest));
-        assert_eq!(round_trip(Datum::Time(-longest), DataType::Duration), Datum::Time(-longest));
+        assert_eq!(
+            round_trip(Datum::Time(longest), DataType::Duration),
+            Datum::Time(longest)
+        );
+        assert_eq!(
+            round_trip(Datum::Time(-longest), DataType::Duration),
+            Datum::Time(-longest)
+        );
     }
 
     #[test]

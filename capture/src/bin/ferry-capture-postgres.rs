@@ -71,7 +71,9 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
         .settings::<Own>("postgres://USER:PASSWORD@HOST:PORT/DATABASE")
         .map_err(MainError::Invalid)?;
     let config = PgCaptureConfig {
-        slot: own.slot.unwrap_or_else(|| PgCaptureConfig::default_name(&common.prefix)),
+        slot: own
+            .slot
+            .unwrap_or_else(|| PgCaptureConfig::default_name(&common.prefix)),
         publication: own
             .publication
             .unwrap_or_else(|| PgCaptureConfig::default_name(&common.prefix)),

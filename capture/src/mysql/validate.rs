@@ -56,15 +56,15 @@ impl fmt::Display for Problem {
                  and put {setting} = {expected} in the server's config file"
             ),
             Problem::MissingPrivilege { user, privilege } => {
-                write!(f, "user {user} lacks {privilege}: run GRANT {privilege} ON *.* TO {user}")
+                write!(
+                    f,
+                    "user {user} lacks {privilege}: run GRANT {privilege} ON *.* TO {user}"
+                )
             }
             Problem::UnknownTable { pattern } => {
                 write!(f, "table {pattern} does not exist: check --tables (database.table)")
             }
-            Problem::NoTables => write!(
-                f,
-                "no tables to capture: check --tables, or create the tables first"
-            ),
+            Problem::NoTables => write!(f, "no tables to capture: check --tables, or create the tables first"),
             Problem::UnsupportedColumn { table, reason } => write!(
                 f,
                 "table {table}: {reason}; leave the table out of --tables or change the column"
@@ -119,7 +119,14 @@ pub async fn table_columns(
         .await?;
     let mut columns = Vec::with_capacity(rows.len());
     for (name, column_type, data_type, charset, nullable, default, _) in rows {
-        match types::from_information_schema(&name, &column_type, &data_type, charset.as_deref(), nullable == "YES", default) {
+        match types::from_information_schema(
+            &name,
+            &column_type,
+            &data_type,
+            charset.as_deref(),
+            nullable == "YES",
+            default,
+        ) {
             Ok(c) => columns.push(c),
             Err(e) => return Ok(Err(e)),
         }
@@ -132,7 +139,9 @@ pub async fn table_columns(
 }
 
 async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql_async::Error> {
-    let row: Option<(String, String)> = conn.exec_first("SHOW GLOBAL VARIABLES WHERE Variable_name = ?", (name,)).await?;
+    let row: Option<(String, String)> = conn
+        .exec_first("SHOW GLOBAL VARIABLES WHERE Variable_name = ?", (name,))
+        .await?;
     Ok(row.map(|(_, v)| v))
 }
 
@@ -166,13 +175,11 @@ pub async fn validate(
     ];
     for (setting, expected) in settings {
         match variable(conn, setting).await? {
-            Some(actual) if !actual.eq_ignore_ascii_case(expected) => {
-                problems.push(Problem::InvalidSetting {
-                    setting,
-                    expected,
-                    actual,
-                })
-            }
+            Some(actual) if !actual.eq_ignore_ascii_case(expected) => problems.push(Problem::InvalidSetting {
+                setting,
+                expected,
+                actual,
+            }),
             // MySQL has no log_bin_compress; MySQL before 8.0.1 no row metadata.
             None if setting == "binlog_row_metadata" => problems.push(Problem::InvalidSetting {
                 setting,
@@ -195,7 +202,11 @@ pub async fn validate(
         Some((u, h)) => format!("'{u}'@'{h}'"),
         None => user.clone(),
     };
-    let monitor: &'static str = if mariadb { "BINLOG MONITOR" } else { "REPLICATION CLIENT" };
+    let monitor: &'static str = if mariadb {
+        "BINLOG MONITOR"
+    } else {
+        "REPLICATION CLIENT"
+    };
     let monitor_ok = has(monitor) || has("REPLICATION CLIENT") || has("SUPER");
     for (privilege, ok) in [
         ("REPLICATION SLAVE", has("REPLICATION SLAVE")),

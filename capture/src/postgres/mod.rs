@@ -128,11 +128,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
     }
 
     let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
-    let mut publisher = Publisher::start(
-        config.common.publisher(Connector::Postgres),
-        registry,
-    )
-    .await?;
+    let mut publisher = Publisher::start(config.common.publisher(Connector::Postgres), registry).await?;
     for table in &tables {
         publisher
             .register_table(catalog::table_meta(&client, table).await?)
