@@ -11,10 +11,12 @@
 //! The pipeline is the same for every target; a target implements the small
 //! [`target::Target`] trait (write a batch and its offsets in one transaction,
 //! read offsets back, find the rows it rejects). Each binary parses
-//! [`settings::ApplyArgs`] plus its `--target` and calls [`pipeline::run`].
+//! [`settings::ApplyArgs`] plus its `--target` and calls [`pipeline::run`]
+//! ([`cli::main`] does that for each).
 
 pub mod batch;
 pub mod calendar;
+pub mod cli;
 pub mod consumer;
 pub mod decode;
 pub mod dlq;

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use ferry_core::meta::Column;
+use ferry_core::meta::{Column, DataType, TableId};
 use ferry_core::value::Datum;
 
 use crate::batch::{Barrier, Batch, Position, RowChange, RowState, TableChanges};
@@ -64,6 +64,97 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// Ferry's bookkeeping queries, the same for every SQL target but for how a
+/// parameter is written (`$1` or `?`); parameters in the order named.
+pub mod sql {
+    /// How the target's driver writes the `n`th parameter (from 1).
+    pub type Param = fn(usize) -> String;
+
+    /// `$1`, `$2`, ... (PostgreSQL).
+    pub fn numbered(n: usize) -> String {
+        format!("${n}")
+    }
+
+    /// `?` (MySQL).
+    pub fn question(_: usize) -> String {
+        "?".to_owned()
+    }
+
+    /// Group: topic, partition, next offset of each stored partition.
+    pub fn load_offsets(offsets: &str, p: Param) -> String {
+        format!(
+            "SELECT topic, kafka_partition, next_offset FROM {offsets} WHERE consumer_group = {}",
+            p(1)
+        )
+    }
+
+    /// Group, topic, partition: the barriers it reached that are not done.
+    pub fn open_barriers(barriers: &str, p: Param) -> String {
+        format!(
+            "SELECT b.barrier FROM {barriers} b WHERE b.consumer_group = {} AND b.topic = {} AND b.kafka_partition = {}
+               AND NOT EXISTS (SELECT 1 FROM {barriers} d WHERE d.consumer_group = b.consumer_group
+                                 AND d.topic = b.topic AND d.barrier = b.barrier AND d.kafka_partition = -1)",
+            p(1),
+            p(2),
+            p(3)
+        )
+    }
+
+    /// Group, topic, barrier: a row if it is done.
+    pub fn barrier_done(barriers: &str, p: Param) -> String {
+        format!(
+            "SELECT 1 FROM {barriers} WHERE consumer_group = {} AND topic = {} AND barrier = {} AND kafka_partition = -1",
+            p(1),
+            p(2),
+            p(3)
+        )
+    }
+
+    /// Group, topic, barrier: how many partitions reached it.
+    pub fn barrier_arrivals(barriers: &str, p: Param) -> String {
+        format!(
+            "SELECT count(*) FROM {barriers} WHERE consumer_group = {} AND topic = {} AND barrier = {}
+               AND kafka_partition >= 0",
+            p(1),
+            p(2),
+            p(3)
+        )
+    }
+}
+
+/// The stored offsets of `partitions`, out of every partition's of the group.
+pub fn offsets_of(
+    stored: impl IntoIterator<Item = ((String, i32), i64)>,
+    partitions: &[(String, i32)],
+) -> HashMap<(String, i32), i64> {
+    stored.into_iter().filter(|(tp, _)| partitions.contains(tp)).collect()
+}
+
+/// A decimal column narrower in the target than what the source sends (it
+/// would round or overflow) is a definite error, naming the statement
+/// (`widen`) that makes it fit. `target` is the column's precision and scale,
+/// `kind` the target's name for the type.
+pub fn check_decimal(
+    table: &TableId,
+    source: &Column,
+    target: Option<(u32, u32)>,
+    kind: &str,
+    widen: impl FnOnce(u32, u32) -> String,
+) -> Result<(), TargetError> {
+    let (DataType::Decimal { precision, scale, .. }, Some((p, s))) = (source.data_type, target) else {
+        return Ok(());
+    };
+    if s < scale || p.saturating_sub(s) < precision.saturating_sub(scale) {
+        return Err(TargetError::Permanent(format!(
+            "table {table} column {:?}: the source sends {kind}({precision},{scale}) but the target column is \
+             {kind}({p},{s}), which would round or overflow; widen it ({}) and restart",
+            source.name,
+            widen(precision, scale)
+        )));
+    }
+    Ok(())
+}
+
 /// A changed row's key (every column, for a keyless table) as `(name=value,
 /// ...)`, each value as `show` prints it for `column` (`None`: NULL), to name a
 /// rejected row.
@@ -99,8 +190,22 @@ pub trait Target: Send + 'static {
         partitions: &[(String, i32)],
     ) -> impl Future<Output = Result<HashMap<(String, i32), i64>, TargetError>> + Send;
 
+    /// Writes `batch` and its offsets for `group` in one transaction. With a
+    /// barrier (the batch is then one message, which carries it), first records
+    /// that the batch's partition reached it, and applies the batch's truncate
+    /// only if that partition is the last to arrive; returns whether the barrier
+    /// is done (always true without one).
+    fn transact(
+        &mut self,
+        group: &str,
+        batch: &Batch,
+        barrier: Option<&Barrier>,
+    ) -> impl Future<Output = Result<bool, TargetError>> + Send;
+
     /// Writes `batch` and its offsets for `group` in one transaction.
-    fn write(&mut self, group: &str, batch: &Batch) -> impl Future<Output = Result<(), TargetError>> + Send;
+    fn write(&mut self, group: &str, batch: &Batch) -> impl Future<Output = Result<(), TargetError>> + Send {
+        async move { self.transact(group, batch, None).await.map(|_| ()) }
+    }
 
     /// Records that the partition of `arrival` (a batch of one message, which
     /// carries `barrier`) reached it, moving its offset past it; the last
@@ -111,7 +216,9 @@ pub trait Target: Send + 'static {
         group: &str,
         arrival: &Batch,
         barrier: &Barrier,
-    ) -> impl Future<Output = Result<bool, TargetError>> + Send;
+    ) -> impl Future<Output = Result<bool, TargetError>> + Send {
+        self.transact(group, arrival, Some(barrier))
+    }
 
     /// The barriers `partition` of `topic` reached that are not done yet.
     fn open_barriers(

@@ -8,6 +8,7 @@
 
 pub mod mariadb;
 pub mod pg_types;
+pub mod workload;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -579,6 +580,26 @@ pub fn start_apply_with(binary: &str, url: &str, prefix: &str, group: &str, extr
     Running::start(binary, &args)
 }
 
+/// Runs the apply binary `binary` of the topics of `prefix` into the target at
+/// `url` until it exits by itself (within `timeout`): whether it succeeded,
+/// and the last line it wrote to stderr.
+pub async fn apply_until_exit(binary: &str, url: &str, prefix: &str, timeout: Duration) -> (bool, String) {
+    let topics = format!("{}\\..*", prefix.replace('.', "\\."));
+    let out = tokio::time::timeout(
+        timeout,
+        tokio::process::Command::new(crate::binary(binary))
+            .args(["--target", url, "--topics", &topics, "--group", &unique("g")])
+            .args(["--brokers", &brokers()])
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{binary} did not stop by itself within {timeout:?}"))
+    .unwrap_or_else(|e| panic!("run {binary}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    (out.status.success(), last)
+}
+
 /// Every row of `table` as PostgreSQL prints it, sorted.
 pub async fn table_rows(client: &tokio_postgres::Client, table: &str) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
@@ -594,29 +615,46 @@ pub async fn table_rows(client: &tokio_postgres::Client, table: &str) -> Result<
 pub async fn wait_equal(source: &PgDatabase, target: &PgDatabase, tables: &[&str], timeout: Duration) {
     let (s, t) = (source.client().await, target.client().await);
     for table in tables {
-        let mut last = (vec![], vec![]);
-        let waited = tokio::time::timeout(timeout, async {
-            loop {
-                let want = table_rows(&s, table).await.expect("source rows");
-                let got = table_rows(&t, table).await.unwrap_or_default();
-                if want == got {
-                    return;
-                }
-                last = (want, got);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
+        wait_rows(
+            &format!("table {table}"),
+            timeout,
+            || async { table_rows(&s, table).await.expect("source rows") },
+            || async { table_rows(&t, table).await.unwrap_or_default() },
+        )
         .await;
-        if waited.is_err() {
-            let (want, got) = &last;
-            let clip = |r: &String| r.chars().take(400).collect::<String>();
-            let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(3).map(clip).collect();
-            let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(3).map(clip).collect();
-            panic!(
-                "table {table}: target never matched the source ({} vs {} rows); missing {missing:?}, extra {extra:?}",
-                want.len(),
-                got.len()
-            );
+    }
+}
+
+/// Waits until `got` returns the rows `want` does (each sorted), or panics
+/// naming `what` with some rows missing and extra.
+pub async fn wait_rows<W, WF, G, GF>(what: &str, timeout: Duration, mut want: W, mut got: G)
+where
+    W: FnMut() -> WF,
+    WF: Future<Output = Vec<String>>,
+    G: FnMut() -> GF,
+    GF: Future<Output = Vec<String>>,
+{
+    let mut last = (vec![], vec![]);
+    let waited = tokio::time::timeout(timeout, async {
+        loop {
+            let (want, got) = (want().await, got().await);
+            if want == got {
+                return;
+            }
+            last = (want, got);
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    })
+    .await;
+    if waited.is_err() {
+        let (want, got) = &last;
+        let clip = |r: &String| r.chars().take(400).collect::<String>();
+        let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(3).map(clip).collect();
+        let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(3).map(clip).collect();
+        panic!(
+            "{what}: target never matched the source ({} vs {} rows); missing {missing:?}, extra {extra:?}",
+            want.len(),
+            got.len()
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ferry_tests::mariadb::MariaDatabase;
-use ferry_tests::{start_apply_with, start_capture, unique, wait_for, wait_streaming, PgDatabase, Running};
+use ferry_tests::{start_apply_with, start_capture, unique, wait_for, wait_rows, wait_streaming, PgDatabase, Running};
 use mysql_async::prelude::Queryable;
 
 const CATCH_UP: Duration = Duration::from_secs(120);
@@ -82,32 +82,15 @@ async fn my_rows(conn: &mut mysql_async::Conn, sql: &str) -> Option<Vec<String>>
 /// Waits until each pair of queries (PostgreSQL, MariaDB) returns the same rows.
 async fn wait_same(source: &PgDatabase, target: &MariaDatabase, pairs: &[(&str, &str)]) {
     let pg = source.client().await;
-    let mut my = target.conn().await;
+    let my = tokio::sync::Mutex::new(target.conn().await);
     for (pg_sql, my_sql) in pairs {
-        let mut last = (vec![], vec![]);
-        let waited = tokio::time::timeout(CATCH_UP, async {
-            loop {
-                let want = pg_rows(&pg, pg_sql).await;
-                let got = my_rows(&mut my, my_sql).await.unwrap_or_default();
-                if want == got {
-                    return;
-                }
-                last = (want, got);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
+        wait_rows(
+            my_sql,
+            CATCH_UP,
+            || pg_rows(&pg, pg_sql),
+            || async { my_rows(&mut *my.lock().await, my_sql).await.unwrap_or_default() },
+        )
         .await;
-        if waited.is_err() {
-            let (want, got) = &last;
-            let clip = |r: &String| r.chars().take(300).collect::<String>();
-            let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(3).map(clip).collect();
-            let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(3).map(clip).collect();
-            panic!(
-                "{my_sql}: the target never matched the source ({} vs {} rows); missing {missing:?}, extra {extra:?}",
-                want.len(),
-                got.len()
-            );
-        }
     }
 }
 
@@ -125,45 +108,11 @@ async fn my_scalar(target: &MariaDatabase, sql: &str) -> Option<i64> {
 
 #[tokio::test]
 async fn snapshot_and_live_changes_arrive_row_for_row() {
-    let (source, target, prefix, capture) = captured(
-        "my_e2e",
-        "CREATE TABLE orders (id int PRIMARY KEY, note text, amount numeric(10,2), big text, at timestamptz);
-         ALTER TABLE orders ALTER COLUMN big SET STORAGE EXTERNAL;
-         CREATE TABLE lines (order_id int, sku varchar(20), qty int, PRIMARY KEY (order_id, sku));
-         CREATE TABLE log (line text, n int); ALTER TABLE log REPLICA IDENTITY FULL;
-         CREATE TABLE scratch (id int PRIMARY KEY, v text);
-         INSERT INTO orders SELECT i, 'snap ' || i || ' it''s', i * 1.25, NULL,
-           '2024-01-01 00:00:00+00'::timestamptz + i * interval '1 hour 1.000001 second' FROM generate_series(1, 500) i;
-         INSERT INTO lines SELECT i % 50, 'sku-' || i, i FROM generate_series(1, 300) i;
-         INSERT INTO lines VALUES (1, 'Sku-1', 1), (1, 'sku-1 ', 2);
-         INSERT INTO log VALUES ('first', 1), ('first', 1), ('second', 2), ('First', 1);
-         INSERT INTO scratch SELECT i, 'old' FROM generate_series(1, 20) i;",
-    )
-    .await;
+    use ferry_tests::workload::{big_value, row_for_row_changes, ROW_FOR_ROW_TABLES};
+    let (source, target, prefix, capture) = captured("my_e2e", ROW_FOR_ROW_TABLES).await;
     let apply = start_apply(&target, &prefix, &unique("g"), &[]);
-    // A large value, stored out of line, that later updates do not send again.
-    let big: String = (0..4000).map(|i| format!("{:x}", (i * 7919) % 65_521)).collect();
-    source
-        .execute(&format!(
-            "INSERT INTO orders VALUES (1002, 'live', 9.99, '{big}', now());
-             UPDATE orders SET note = 'toast kept' WHERE id = 1002;
-             UPDATE orders SET note = 'updated', amount = amount + 1 WHERE id % 7 = 0;
-             DELETE FROM orders WHERE id % 11 = 0;
-             UPDATE orders SET id = id + 10000 WHERE id = 3;
-             BEGIN; INSERT INTO orders VALUES (2001, 'in a txn', 1, NULL, NULL);
-                    UPDATE orders SET note = 'twice' WHERE id = 2001;
-                    DELETE FROM orders WHERE id = 2;
-                    INSERT INTO orders VALUES (2, 'back again `', 2, NULL, NULL); COMMIT;
-             UPDATE lines SET qty = qty * 10 WHERE order_id = 7;
-             DELETE FROM lines WHERE order_id = 8;
-             UPDATE log SET n = 20 WHERE line = 'second';
-             DELETE FROM log WHERE ctid = (SELECT ctid FROM log WHERE line = 'first' LIMIT 1);
-             INSERT INTO log VALUES ('third', NULL);
-             INSERT INTO scratch SELECT i, 'before the truncate' FROM generate_series(21, 60) i;
-             TRUNCATE scratch;
-             INSERT INTO scratch SELECT i, 'after the truncate' FROM generate_series(1, 40) i;"
-        ))
-        .await;
+    let big = big_value();
+    source.execute(&row_for_row_changes(&big)).await;
     wait_same(
         &source,
         &target,
@@ -175,6 +124,7 @@ async fn snapshot_and_live_changes_arrive_row_for_row() {
             // LINES is a keyword in MySQL.
             ("SELECT order_id, sku, qty FROM lines", "SELECT order_id, sku, qty FROM `lines`"),
             same("SELECT line, n FROM log"),
+            same("SELECT line FROM journal"),
             same("SELECT id, v FROM scratch"),
         ],
     )
@@ -220,21 +170,12 @@ async fn snapshot_and_live_changes_arrive_row_for_row() {
 
 #[tokio::test]
 async fn a_schema_change_mid_stream_adds_the_column() {
-    let (source, target, prefix, capture) = captured(
-        "my_schema",
-        "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL); INSERT INTO items VALUES (1, 'a');",
-    )
-    .await;
+    use ferry_tests::workload::{SCHEMA_BEFORE, SCHEMA_CHANGE};
+    let (source, target, prefix, capture) = captured("my_schema", SCHEMA_BEFORE).await;
     let apply = start_apply(&target, &prefix, &unique("g"), &[]);
     let items = same("SELECT * FROM items");
     wait_same(&source, &target, &[items]).await;
-    source
-        .execute(
-            "ALTER TABLE items ADD COLUMN price numeric(8,2), ADD COLUMN tags text[], ADD COLUMN seen timestamp;
-             INSERT INTO items VALUES (2, 'b', 12.50, '{x,y}', '2024-02-29 12:00:00.5');
-             UPDATE items SET price = 1.5 WHERE id = 1;",
-        )
-        .await;
+    source.execute(SCHEMA_CHANGE).await;
     wait_same(
         &source,
         &target,
@@ -262,68 +203,23 @@ async fn a_schema_change_mid_stream_adds_the_column() {
 
 #[tokio::test]
 async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
-    let (source, target, prefix, capture) = captured(
-        "my_kill",
-        "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);
-         INSERT INTO counters SELECT i, 0 FROM generate_series(1, 50) i;
-         CREATE TABLE appended (k int, v int); ALTER TABLE appended REPLICA IDENTITY FULL;
-         CREATE TABLE emptied (id int PRIMARY KEY, round int NOT NULL);",
-    )
-    .await;
+    use ferry_tests::workload::{appended_rows, kill_repeatedly, Workload, TABLES};
+    let (source, target, prefix, capture) = captured("my_kill", TABLES).await;
     let group = unique("g");
-    // A steady workload: increments and appends, many small transactions and some big ones.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let url = source.url();
-        let stop = std::sync::Arc::clone(&stop);
-        tokio::spawn(async move {
-            let client = ferry_tests::connect_pg(&url).await;
-            let mut round = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let sql = if round % 37 == 0 {
-                    // A truncate is a barrier across partitions: killed in the
-                    // middle of one, apply must still end with exactly these rows.
-                    format!(
-                        "BEGIN; TRUNCATE emptied; INSERT INTO emptied SELECT i, {round} FROM generate_series(1, 30) i;
-                         INSERT INTO appended VALUES ({round}, -1); COMMIT;"
-                    )
-                } else if round % 50 == 0 {
-                    format!(
-                        "BEGIN; INSERT INTO appended SELECT {round}, i FROM generate_series(1, 2000) i;
-                         UPDATE counters SET n = n + 1; COMMIT;"
-                    )
-                } else {
-                    format!(
-                        "UPDATE counters SET n = n + 1 WHERE id = {}; INSERT INTO appended VALUES ({round}, -1);",
-                        round % 50 + 1
-                    )
-                };
-                client.batch_execute(&sql).await.unwrap();
-                round += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            round
-        })
-    };
+    let workload = Workload::start(&source.url());
     // Small batches, so a kill lands inside one more often than not; a stable
     // instance id, so each restart takes its partitions back at once.
     let instance = unique("instance");
     let args = ["--batch-size", "300", "--instance-id", &instance];
     let applied = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM _ferry_offsets";
-    for kill in 0..5u64 {
-        let before = my_scalar(&target, applied).await.unwrap_or(0);
-        let apply = start_apply(&target, &prefix, &group, &args);
-        // Let it apply something, then kill it wherever it is.
-        wait_for("apply to write a batch", CATCH_UP, || async {
-            let now = my_scalar(&target, applied).await?;
-            (now > before).then_some(())
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(150 + 97 * kill)).await;
-        apply.kill9();
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let rounds: i64 = writer.await.unwrap();
+    kill_repeatedly(
+        5,
+        CATCH_UP,
+        || start_apply(&target, &prefix, &group, &args),
+        || my_scalar(&target, applied),
+    )
+    .await;
+    let rounds = workload.stop().await;
     let apply = start_apply(&target, &prefix, &group, &args);
     wait_same(
         &source,
@@ -337,8 +233,7 @@ async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
     .await;
     // Appends have no key: a message applied twice would be a second row.
     let in_target = my_scalar(&target, "SELECT COUNT(*) FROM appended").await.unwrap();
-    let big = (0..rounds).filter(|r| r % 50 == 0 && r % 37 != 0).count() as i64;
-    assert_eq!(in_target, big * 2000 + rounds - big);
+    assert_eq!(in_target, appended_rows(rounds));
     assert!(apply.terminate().success());
     assert!(capture.terminate().success());
 }
@@ -358,20 +253,8 @@ async fn a_rejected_row_stops_apply_naming_where_it_is() {
             "INSERT INTO orders VALUES (1, 5); INSERT INTO orders VALUES (2, 500); INSERT INTO orders VALUES (3, 7);",
         )
         .await;
-    let topics = format!("{prefix}\\..*");
-    let out = tokio::time::timeout(
-        CATCH_UP,
-        tokio::process::Command::new(ferry_tests::binary("ferry-apply-mysql"))
-            .args(["--target", &target.url(), "--topics", &topics, "--group", &unique("g")])
-            .args(["--brokers", &ferry_tests::brokers()])
-            .output(),
-    )
-    .await
-    .expect("apply stops by itself")
-    .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.lines().last().unwrap_or_default();
+    let (success, last) = ferry_tests::apply_until_exit("ferry-apply-mysql", &target.url(), &prefix, CATCH_UP).await;
+    assert!(!success);
     assert!(
         last.starts_with(&format!(
             "ferry-apply-mysql: table {}.orders: the target rejected a row",
@@ -384,7 +267,10 @@ async fn a_rejected_row_stops_apply_naming_where_it_is() {
         "{last}"
     );
     // Nothing of the failed batch was kept.
-    assert_eq!(my_scalar(&target, "SELECT COUNT(*) FROM orders").await, Some(0));
+    assert_eq!(
+        my_scalar(&target, "SELECT COUNT(*) FROM orders WHERE qty >= 100").await,
+        Some(0)
+    );
     assert!(capture.terminate().success());
 }
 

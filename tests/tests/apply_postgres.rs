@@ -28,43 +28,12 @@ async fn captured(name: &str, ddl: &str) -> (PgDatabase, PgDatabase, String, Run
 
 #[tokio::test]
 async fn snapshot_and_live_changes_arrive_row_for_row() {
-    let (source, target, prefix, capture) = captured("e2e", "CREATE TABLE orders (id int PRIMARY KEY, note text, amount numeric(10,2), big text, at timestamptz);
-             ALTER TABLE orders ALTER COLUMN big SET STORAGE EXTERNAL;
-             CREATE TABLE lines (order_id int, sku text, qty int, PRIMARY KEY (order_id, sku));
-             CREATE TABLE log (line text, n int); ALTER TABLE log REPLICA IDENTITY FULL;
-             CREATE TABLE scratch (id int PRIMARY KEY, v text);
-             INSERT INTO orders SELECT i, 'snap ' || i, i * 1.25, NULL, '2024-01-01 00:00:00+00'::timestamptz + i * interval '1 hour'
-               FROM generate_series(1, 500) i;
-             INSERT INTO lines SELECT i % 50, 'sku-' || i, i FROM generate_series(1, 300) i;
-             INSERT INTO log VALUES ('first', 1), ('first', 1), ('second', 2);
-             INSERT INTO scratch SELECT i, 'old' FROM generate_series(1, 20) i;",).await;
+    use ferry_tests::workload::{big_value, row_for_row_changes, ROW_FOR_ROW, ROW_FOR_ROW_TABLES};
+    let (source, target, prefix, capture) = captured("e2e", ROW_FOR_ROW_TABLES).await;
     let apply = start_apply(&target, &prefix, &unique("g"), &[]);
-    // A large value, stored out of line, that later updates do not send again.
-    let big: String = (0..4000).map(|i| format!("{:x}", (i * 7919) % 65_521)).collect();
-    source
-        .execute(&format!(
-            "INSERT INTO orders VALUES (1002, 'live', 9.99, '{big}', now());
-             UPDATE orders SET note = 'toast kept' WHERE id = 1002;
-             UPDATE orders SET note = 'updated', amount = amount + 1 WHERE id % 7 = 0;
-             DELETE FROM orders WHERE id % 11 = 0;
-             UPDATE orders SET id = id + 10000 WHERE id = 3;
-             BEGIN; INSERT INTO orders VALUES (2001, 'in a txn', 1, NULL, NULL);
-                    UPDATE orders SET note = 'twice' WHERE id = 2001;
-                    DELETE FROM orders WHERE id = 2;
-                    INSERT INTO orders VALUES (2, 'back again', 2, NULL, NULL); COMMIT;
-             UPDATE lines SET qty = qty * 10 WHERE order_id = 7;
-             DELETE FROM lines WHERE order_id = 8;
-             UPDATE log SET n = 20 WHERE line = 'second';
-             DELETE FROM log WHERE ctid = (SELECT ctid FROM log WHERE line = 'first' LIMIT 1);
-             INSERT INTO log VALUES ('third', NULL);
-             INSERT INTO scratch SELECT i, 'before the truncate' FROM generate_series(21, 60) i;
-             TRUNCATE scratch;
-             INSERT INTO scratch SELECT i, 'after the truncate' FROM generate_series(1, 40) i;
-             TRUNCATE log;
-             INSERT INTO log VALUES ('after', 1);"
-        ))
-        .await;
-    wait_equal(&source, &target, &["orders", "lines", "log", "scratch"], CATCH_UP).await;
+    let big = big_value();
+    source.execute(&row_for_row_changes(&big)).await;
+    wait_equal(&source, &target, ROW_FOR_ROW, CATCH_UP).await;
     // The unchanged large value kept its target copy.
     let t = target.client().await;
     let kept: String = t
@@ -86,20 +55,11 @@ async fn snapshot_and_live_changes_arrive_row_for_row() {
 
 #[tokio::test]
 async fn a_schema_change_mid_stream_adds_the_column() {
-    let (source, target, prefix, capture) = captured(
-        "schema",
-        "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL); INSERT INTO items VALUES (1, 'a');",
-    )
-    .await;
+    use ferry_tests::workload::{SCHEMA_BEFORE, SCHEMA_CHANGE};
+    let (source, target, prefix, capture) = captured("schema", SCHEMA_BEFORE).await;
     let apply = start_apply(&target, &prefix, &unique("g"), &[]);
     wait_equal(&source, &target, &["items"], CATCH_UP).await;
-    source
-        .execute(
-            "ALTER TABLE items ADD COLUMN price numeric(8,2), ADD COLUMN tags text[];
-             INSERT INTO items VALUES (2, 'b', 12.50, '{x,y}');
-             UPDATE items SET price = 1.5 WHERE id = 1;",
-        )
-        .await;
+    source.execute(SCHEMA_CHANGE).await;
     wait_equal(&source, &target, &["items"], CATCH_UP).await;
     let t = target.client().await;
     let types: Vec<String> = t
@@ -113,7 +73,16 @@ async fn a_schema_change_mid_stream_adds_the_column() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(types, vec!["bigint", "text", "numeric(8,2)", "text[]"]);
+    assert_eq!(
+        types,
+        vec![
+            "bigint",
+            "text",
+            "numeric(8,2)",
+            "text[]",
+            "timestamp without time zone"
+        ]
+    );
     assert!(apply.terminate().success());
     assert!(capture.terminate().success());
 }
@@ -191,85 +160,32 @@ async fn two_groups_fan_out_and_a_third_replays_from_the_beginning() {
 
 #[tokio::test]
 async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
-    let (source, target, prefix, capture) = captured(
-        "kill",
-        "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);
-             INSERT INTO counters SELECT i, 0 FROM generate_series(1, 50) i;
-             CREATE TABLE appended (k int, v int); ALTER TABLE appended REPLICA IDENTITY FULL;
-             CREATE TABLE emptied (id int PRIMARY KEY, round int NOT NULL);",
-    )
-    .await;
+    use ferry_tests::workload::{appended_rows, kill_repeatedly, Workload, TABLES};
+    let (source, target, prefix, capture) = captured("kill", TABLES).await;
     let group = unique("g");
-    // A steady workload: increments and appends, many small transactions and some big ones.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let url = source.url();
-        let stop = std::sync::Arc::clone(&stop);
-        tokio::spawn(async move {
-            let client = ferry_tests::connect_pg(&url).await;
-            let mut round = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let sql = if round % 37 == 0 {
-                    // A truncate is a barrier across partitions: killed in the
-                    // middle of one, apply must still end with exactly these rows.
-                    format!(
-                        "BEGIN; TRUNCATE emptied; INSERT INTO emptied SELECT i, {round} FROM generate_series(1, 30) i;
-                         INSERT INTO appended VALUES ({round}, -1); COMMIT;"
-                    )
-                } else if round % 50 == 0 {
-                    format!(
-                        "BEGIN; INSERT INTO appended SELECT {round}, i FROM generate_series(1, 2000) i;
-                         UPDATE counters SET n = n + 1; COMMIT;"
-                    )
-                } else {
-                    format!(
-                        "UPDATE counters SET n = n + 1 WHERE id = {}; INSERT INTO appended VALUES ({round}, -1);",
-                        round % 50 + 1
-                    )
-                };
-                client.batch_execute(&sql).await.unwrap();
-                round += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            round
-        })
-    };
+    let workload = Workload::start(&source.url());
     // Small batches, so a kill lands inside one more often than not; a stable
     // instance id, so each restart takes its partitions back at once.
     let instance = unique("instance");
     let args = ["--batch-size", "300", "--instance-id", &instance];
-    for kill in 0..5u64 {
-        let t = target.client().await;
-        let applied = "SELECT coalesce(sum(next_offset), 0)::bigint FROM _ferry_offsets";
-        let before: i64 = match t.query_one(applied, &[]).await {
-            Ok(row) => row.get(0),
-            Err(_) => 0,
-        };
-        let apply = start_apply(&target, &prefix, &group, &args);
-        // Let it apply something, then kill it wherever it is.
-        wait_for("apply to write a batch", CATCH_UP, || async {
-            let now: i64 = t.query_one(applied, &[]).await.ok()?.get(0);
-            (now > before).then_some(())
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(150 + 97 * kill)).await;
-        apply.kill9();
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let rounds: i64 = writer.await.unwrap();
+    let t = target.client().await;
+    let applied = || async {
+        let sum = "SELECT coalesce(sum(next_offset), 0)::bigint FROM _ferry_offsets";
+        t.query_one(sum, &[]).await.ok().map(|row| row.get::<_, i64>(0))
+    };
+    kill_repeatedly(5, CATCH_UP, || start_apply(&target, &prefix, &group, &args), applied).await;
+    let rounds = workload.stop().await;
     let apply = start_apply(&target, &prefix, &group, &args);
     wait_equal(&source, &target, &["counters", "appended", "emptied"], CATCH_UP).await;
     // Appends have no key: a message applied twice would be a second row.
     let s = source.client().await;
-    let t = target.client().await;
     let count = "SELECT count(*) FROM appended";
     let (in_source, in_target): (i64, i64) = (
         s.query_one(count, &[]).await.unwrap().get(0),
         t.query_one(count, &[]).await.unwrap().get(0),
     );
     assert_eq!(in_target, in_source);
-    let big = (0..rounds).filter(|r| r % 50 == 0 && r % 37 != 0).count() as i64;
-    assert_eq!(in_source, big * 2000 + rounds - big);
+    assert_eq!(in_source, appended_rows(rounds));
     assert_eq!(
         table_rows(&t, "counters").await.unwrap(),
         table_rows(&s, "counters").await.unwrap()
@@ -358,20 +274,8 @@ async fn poison_setup() -> (PgDatabase, PgDatabase, String, Running) {
 #[tokio::test]
 async fn a_rejected_row_stops_apply_naming_where_it_is() {
     let (_source, target, prefix, capture) = poison_setup().await;
-    let topics = format!("{prefix}\\..*");
-    let out = tokio::time::timeout(
-        CATCH_UP,
-        tokio::process::Command::new(ferry_tests::binary("ferry-apply-postgres"))
-            .args(["--target", &target.url(), "--topics", &topics, "--group", &unique("g")])
-            .args(["--brokers", &ferry_tests::brokers()])
-            .output(),
-    )
-    .await
-    .expect("apply stops by itself")
-    .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.lines().last().unwrap_or_default();
+    let (success, last) = ferry_tests::apply_until_exit("ferry-apply-postgres", &target.url(), &prefix, CATCH_UP).await;
+    assert!(!success);
     assert!(
         last.starts_with("ferry-apply-postgres: table public.orders: the target rejected a row")
             && last.contains("orders_qty_check")

@@ -42,7 +42,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 use crate::batch::{Barrier, Batch, RowChange, RowState, TableChanges};
-use crate::target::{key_text, Connect, Rejected, Target, TargetError, BARRIERS_TABLE, OFFSETS_TABLE};
+use crate::target::{key_text, offsets_of, sql, Connect, Rejected, Target, TargetError, BARRIERS_TABLE, OFFSETS_TABLE};
 
 use self::schema::Server;
 use self::value::{quote_str, write_literal, Fit};
@@ -109,7 +109,7 @@ impl MyConnect {
             .cloned()
             .chain(SESSION.iter().map(|s| s.to_string()))
             .collect();
-        let opts = OptsBuilder::from_opts(opts).init(init).stmt_cache_size(0).into();
+        let opts = OptsBuilder::from_opts(opts).init(init).into();
         Ok(Self { url, opts, database })
     }
 }
@@ -399,37 +399,6 @@ impl MyTarget {
         Ok(plans)
     }
 
-    /// Writes `batch` and its offsets in one transaction. With a barrier (the
-    /// batch is then one message), records the partition's arrival first and
-    /// applies the batch's truncate only if it is the last to arrive; returns
-    /// whether the barrier is done (always true without one).
-    async fn transact(&mut self, group: &str, batch: &Batch, barrier: Option<&Barrier>) -> Result<bool, TargetError> {
-        let plans = self.plans(batch).await?;
-        let offsets = self.offsets.clone();
-        self.sql("START TRANSACTION".into(), &offsets).await?;
-        let result = async {
-            let done = match barrier {
-                Some(b) => self.reach(group, batch, b).await?,
-                None => true,
-            };
-            for (table, plan) in batch.tables.values().zip(&plans) {
-                if table.truncate.is_some() && done {
-                    self.sql(format!("DELETE FROM {}", plan.name), &table.target).await?;
-                }
-                let changes: Vec<&RowChange> = table.changes().collect();
-                write_rows(&mut self.conn, self.max_statement, plan, table, &changes).await?;
-            }
-            self.store_offsets(group, batch).await?;
-            self.sql("COMMIT".into(), &offsets).await?;
-            Ok(done)
-        }
-        .await;
-        if result.is_err() {
-            self.abandon().await;
-        }
-        result
-    }
-
     /// Rolls back whatever is open; a table may have changed under the plans.
     async fn abandon(&mut self) {
         self.plans.clear();
@@ -459,13 +428,10 @@ impl MyTarget {
         self.sql(mark(*partition), &barriers).await?;
         let arrived: Option<i64> = self
             .conn
-            .query_first(format!(
-                "SELECT COUNT(*) FROM {table} WHERE consumer_group = {} AND topic = {} AND barrier = {}
-                   AND kafka_partition >= 0",
-                quote_str(group),
-                quote_str(topic),
-                quote_str(&barrier.id)
-            ))
+            .exec_first(
+                sql::barrier_arrivals(&table, sql::question),
+                (group, &**topic, &barrier.id),
+            )
             .await
             .map_err(|e| classify(&e, &barriers))?;
         let last = arrived.unwrap_or(0) >= i64::from(barrier.partitions);
@@ -543,38 +509,45 @@ impl Target for MyTarget {
     ) -> Result<HashMap<(String, i32), i64>, TargetError> {
         let rows: Vec<(String, i32, i64)> = self
             .conn
-            .query(format!(
-                "SELECT topic, kafka_partition, next_offset FROM {} WHERE consumer_group = {}",
-                quoted(&self.offsets),
-                quote_str(group)
-            ))
+            .exec(sql::load_offsets(&quoted(&self.offsets), sql::question), (group,))
             .await
             .map_err(|e| classify(&e, &self.offsets))?;
-        Ok(rows
-            .into_iter()
-            .map(|(t, p, n)| ((t, p), n))
-            .filter(|(tp, _)| partitions.contains(tp))
-            .collect())
+        Ok(offsets_of(rows.into_iter().map(|(t, p, n)| ((t, p), n)), partitions))
     }
 
-    async fn write(&mut self, group: &str, batch: &Batch) -> Result<(), TargetError> {
-        self.transact(group, batch, None).await.map(|_| ())
-    }
-
-    async fn arrive(&mut self, group: &str, arrival: &Batch, barrier: &Barrier) -> Result<bool, TargetError> {
-        self.transact(group, arrival, Some(barrier)).await
+    async fn transact(&mut self, group: &str, batch: &Batch, barrier: Option<&Barrier>) -> Result<bool, TargetError> {
+        let plans = self.plans(batch).await?;
+        let offsets = self.offsets.clone();
+        self.sql("START TRANSACTION".into(), &offsets).await?;
+        let result = async {
+            let done = match barrier {
+                Some(b) => self.reach(group, batch, b).await?,
+                None => true,
+            };
+            for (table, plan) in batch.tables.values().zip(&plans) {
+                if table.truncate.is_some() && done {
+                    self.sql(format!("DELETE FROM {}", plan.name), &table.target).await?;
+                }
+                let changes: Vec<&RowChange> = table.changes().collect();
+                write_rows(&mut self.conn, self.max_statement, plan, table, &changes).await?;
+            }
+            self.store_offsets(group, batch).await?;
+            self.sql("COMMIT".into(), &offsets).await?;
+            Ok(done)
+        }
+        .await;
+        if result.is_err() {
+            self.abandon().await;
+        }
+        result
     }
 
     async fn open_barriers(&mut self, group: &str, topic: &str, partition: i32) -> Result<Vec<String>, TargetError> {
         self.conn
-            .query(format!(
-                "SELECT b.barrier FROM {0} b WHERE b.consumer_group = {1} AND b.topic = {2} AND b.kafka_partition = {partition}
-                   AND NOT EXISTS (SELECT 1 FROM {0} d WHERE d.consumer_group = b.consumer_group
-                                     AND d.topic = b.topic AND d.barrier = b.barrier AND d.kafka_partition = -1)",
-                quoted(&self.barriers),
-                quote_str(group),
-                quote_str(topic)
-            ))
+            .exec(
+                sql::open_barriers(&quoted(&self.barriers), sql::question),
+                (group, topic, partition),
+            )
             .await
             .map_err(|e| classify(&e, &self.barriers))
     }
@@ -582,13 +555,10 @@ impl Target for MyTarget {
     async fn barrier_done(&mut self, group: &str, topic: &str, id: &str) -> Result<bool, TargetError> {
         let row: Option<i32> = self
             .conn
-            .query_first(format!(
-                "SELECT 1 FROM {} WHERE consumer_group = {} AND topic = {} AND barrier = {} AND kafka_partition = -1",
-                quoted(&self.barriers),
-                quote_str(group),
-                quote_str(topic),
-                quote_str(id)
-            ))
+            .exec_first(
+                sql::barrier_done(&quoted(&self.barriers), sql::question),
+                (group, topic, id),
+            )
             .await
             .map_err(|e| classify(&e, &self.barriers))?;
         Ok(row.is_some())

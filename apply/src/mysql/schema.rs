@@ -231,7 +231,10 @@ pub async fn ensure(
                     tracing::info!(table = %target, column = %c.name, "added a column the source added");
                     added = true;
                 }
-                Some(t) => check_decimal(target, c, t)?,
+                Some(t) => {
+                    let widen = |p, s| format!("ALTER TABLE {name} MODIFY {} DECIMAL({p},{s})", quote_ident(&c.name));
+                    crate::target::check_decimal(target, c, t.decimal, "DECIMAL", widen)?;
+                }
             }
         }
         if !added {
@@ -267,24 +270,6 @@ pub async fn ensure(
     columns(conn, target)
         .await?
         .ok_or_else(|| TargetError::Unavailable(format!("table {target} vanished while it was made to fit")))
-}
-
-/// A decimal the target column would round is a definite error.
-fn check_decimal(table: &TableId, source: &Column, target: &TargetColumn) -> Result<(), TargetError> {
-    let (DataType::Decimal { precision, scale, .. }, Some((p, s))) = (source.data_type, target.decimal) else {
-        return Ok(());
-    };
-    if s < scale || p.saturating_sub(s) < precision.saturating_sub(scale) {
-        return Err(TargetError::Permanent(format!(
-            "table {table} column {:?}: the source sends decimal({precision},{scale}) but the target column is \
-             DECIMAL({p},{s}), which would round or overflow; widen it (ALTER TABLE {} MODIFY {} \
-             DECIMAL({precision},{scale})) and restart",
-            source.name,
-            quoted(table),
-            quote_ident(&source.name)
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -397,16 +382,18 @@ mod tests {
             fraction: None,
         };
         let t = TableId::new("db", "t");
-        assert!(check_decimal(&t, &column, &target(Some((12, 4)))).is_ok());
-        assert!(check_decimal(&t, &column, &target(Some((20, 6)))).is_ok());
-        let err = check_decimal(&t, &column, &target(Some((12, 2))))
-            .unwrap_err()
-            .to_string();
+        let check = |decimal| {
+            let widen = |p, s| format!("MODIFY DECIMAL({p},{s})");
+            crate::target::check_decimal(&t, &column, target(decimal).decimal, "DECIMAL", widen)
+        };
+        assert!(check(Some((12, 4))).is_ok());
+        assert!(check(Some((20, 6))).is_ok());
+        let err = check(Some((12, 2))).unwrap_err().to_string();
         assert!(
-            err.contains("DECIMAL(12,2)") && err.contains("ALTER TABLE `db`.`t` MODIFY"),
+            err.contains("DECIMAL(12,2)") && err.contains("(MODIFY DECIMAL(12,4))"),
             "{err}"
         );
-        assert!(check_decimal(&t, &column, &target(Some((10, 4)))).is_err());
+        assert!(check(Some((10, 4))).is_err());
         assert_eq!(
             target(Some((12, 4))).fit(),
             Fit::Decimal {

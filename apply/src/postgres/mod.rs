@@ -39,7 +39,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::batch::{Barrier, Batch, RowChange, RowState, TableChanges};
-use crate::target::{key_text, Connect, Rejected, Target, TargetError};
+use crate::target::{key_text, offsets_of, sql, Connect, Rejected, Target, TargetError};
 
 use self::schema::TargetColumn;
 use self::text::{pg_text, write_pg_text};
@@ -459,57 +459,6 @@ impl PgTarget {
         Ok(Arc::new(Plan::new(&table.target, table, &existing)?))
     }
 
-    /// Writes `batch` and its offsets in one transaction. With a barrier (the
-    /// batch is then one message), records the partition's arrival first and
-    /// applies the batch's truncate only if it is the last to arrive; returns
-    /// whether the barrier is done (always true without one).
-    async fn transact(&mut self, group: &str, batch: &Batch, barrier: Option<&Barrier>) -> Result<bool, TargetError> {
-        let offsets = self.offsets.clone();
-        let result = async {
-            let tx = self.client.transaction().await.map_err(|e| classify(&e, &offsets))?;
-            let done = match barrier {
-                Some(b) => Self::reach(&tx, &self.barriers, group, batch, b).await?,
-                None => true,
-            };
-            let mut fresh = Vec::new();
-            let mut writes = Writes {
-                tx: &tx,
-                statements: &mut self.statements,
-                stages: &mut self.stages,
-            };
-            for table in batch.tables.values() {
-                let plan = Self::plan(&self.plans, writes.tx, table).await?;
-                if table.truncate.is_some() && done {
-                    writes
-                        .tx
-                        .batch_execute(&format!("TRUNCATE {}", plan.name))
-                        .await
-                        .map_err(|e| classify(&e, &table.target))?;
-                }
-                let changes: Vec<&RowChange> = table.changes().collect();
-                writes.rows(&plan, table, &changes).await?;
-                fresh.push(((table.target.clone(), Arc::as_ptr(&table.codec) as usize), plan));
-            }
-            Self::store_offsets(&tx, &self.offsets, group, batch).await?;
-            tx.commit().await.map_err(|e| classify(&e, &offsets))?;
-            Ok((fresh, done))
-        }
-        .await;
-        match result {
-            Ok((fresh, done)) => {
-                self.plans.extend(fresh);
-                Ok(done)
-            }
-            Err(e) => {
-                // The failed transaction may have taken DDL the plans relied
-                // on, and the staging tables it created.
-                self.plans.clear();
-                self.stages.clear();
-                Err(e)
-            }
-        }
-    }
-
     /// Stores the arrival of the batch's partition at `barrier`; true if it is
     /// the last one (the barrier is then marked done). Arrivals take turns on a
     /// lock per barrier, so exactly one partition is the last.
@@ -543,10 +492,7 @@ impl PgTarget {
         .map_err(err)?;
         let arrived: i64 = tx
             .query_one(
-                &format!(
-                    "SELECT count(*) FROM {table} WHERE consumer_group = $1 AND topic = $2 AND barrier = $3
-                       AND kafka_partition >= 0"
-                ),
+                &sql::barrier_arrivals(&table, sql::numbered),
                 &[&group, &topic, &barrier.id],
             )
             .await
@@ -619,40 +565,67 @@ impl Target for PgTarget {
     ) -> Result<HashMap<(String, i32), i64>, TargetError> {
         let rows = self
             .client
-            .query(
-                &format!(
-                    "SELECT topic, kafka_partition, next_offset FROM {} WHERE consumer_group = $1",
-                    quoted(&self.offsets)
-                ),
-                &[&group],
-            )
+            .query(&sql::load_offsets(&quoted(&self.offsets), sql::numbered), &[&group])
             .await
             .map_err(|e| classify(&e, &self.offsets))?;
-        Ok(rows
-            .iter()
-            .map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get::<_, i64>(2)))
-            .filter(|(tp, _)| partitions.contains(tp))
-            .collect())
+        Ok(offsets_of(
+            rows.iter().map(|r| ((r.get(0), r.get(1)), r.get(2))),
+            partitions,
+        ))
     }
 
-    async fn write(&mut self, group: &str, batch: &Batch) -> Result<(), TargetError> {
-        self.transact(group, batch, None).await.map(|_| ())
-    }
-
-    async fn arrive(&mut self, group: &str, arrival: &Batch, barrier: &Barrier) -> Result<bool, TargetError> {
-        self.transact(group, arrival, Some(barrier)).await
+    async fn transact(&mut self, group: &str, batch: &Batch, barrier: Option<&Barrier>) -> Result<bool, TargetError> {
+        let offsets = self.offsets.clone();
+        let result = async {
+            let tx = self.client.transaction().await.map_err(|e| classify(&e, &offsets))?;
+            let done = match barrier {
+                Some(b) => Self::reach(&tx, &self.barriers, group, batch, b).await?,
+                None => true,
+            };
+            let mut fresh = Vec::new();
+            let mut writes = Writes {
+                tx: &tx,
+                statements: &mut self.statements,
+                stages: &mut self.stages,
+            };
+            for table in batch.tables.values() {
+                let plan = Self::plan(&self.plans, writes.tx, table).await?;
+                if table.truncate.is_some() && done {
+                    writes
+                        .tx
+                        .batch_execute(&format!("TRUNCATE {}", plan.name))
+                        .await
+                        .map_err(|e| classify(&e, &table.target))?;
+                }
+                let changes: Vec<&RowChange> = table.changes().collect();
+                writes.rows(&plan, table, &changes).await?;
+                fresh.push(((table.target.clone(), Arc::as_ptr(&table.codec) as usize), plan));
+            }
+            Self::store_offsets(&tx, &self.offsets, group, batch).await?;
+            tx.commit().await.map_err(|e| classify(&e, &offsets))?;
+            Ok((fresh, done))
+        }
+        .await;
+        match result {
+            Ok((fresh, done)) => {
+                self.plans.extend(fresh);
+                Ok(done)
+            }
+            Err(e) => {
+                // The failed transaction may have taken DDL the plans relied
+                // on, and the staging tables it created.
+                self.plans.clear();
+                self.stages.clear();
+                Err(e)
+            }
+        }
     }
 
     async fn open_barriers(&mut self, group: &str, topic: &str, partition: i32) -> Result<Vec<String>, TargetError> {
         let rows = self
             .client
             .query(
-                &format!(
-                    "SELECT b.barrier FROM {0} b WHERE b.consumer_group = $1 AND b.topic = $2 AND b.kafka_partition = $3
-                       AND NOT EXISTS (SELECT 1 FROM {0} d WHERE d.consumer_group = b.consumer_group
-                                         AND d.topic = b.topic AND d.barrier = b.barrier AND d.kafka_partition = -1)",
-                    quoted(&self.barriers)
-                ),
+                &sql::open_barriers(&quoted(&self.barriers), sql::numbered),
                 &[&group, &topic, &partition],
             )
             .await
@@ -664,10 +637,7 @@ impl Target for PgTarget {
         let row = self
             .client
             .query_opt(
-                &format!(
-                    "SELECT 1 FROM {} WHERE consumer_group = $1 AND topic = $2 AND barrier = $3 AND kafka_partition = -1",
-                    quoted(&self.barriers)
-                ),
+                &sql::barrier_done(&quoted(&self.barriers), sql::numbered),
                 &[&group, &topic, &id],
             )
             .await

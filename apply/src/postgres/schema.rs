@@ -20,7 +20,7 @@ use ferry_core::meta::{Column, DataType, TableId, TableMeta};
 use ferry_core::pg::{quote_ident, quoted};
 use tokio_postgres::Transaction;
 
-use crate::target::TargetError;
+use crate::target::{check_decimal, TargetError};
 
 use super::classify;
 
@@ -189,21 +189,16 @@ pub async fn ensure(
 
 /// A decimal the target column would round is a definite error.
 fn check_numeric(table: &TableId, source: &Column, target: &TargetColumn) -> Result<(), TargetError> {
-    let (DataType::Decimal { precision, scale, .. }, Some((p, s))) = (source.data_type, target.numeric) else {
-        return Ok(());
-    };
-    let (precision, scale) = (precision as i32, scale as i32);
-    if s < scale || p - s < precision - scale {
-        return Err(TargetError::Permanent(format!(
-            "table {table} column {:?}: the source sends numeric({precision},{scale}) but the target column is \
-             numeric({p},{s}), which would round or overflow; widen it (ALTER TABLE {} ALTER COLUMN {} TYPE \
-             numeric({precision},{scale})) and restart",
-            source.name,
+    let numeric = target
+        .numeric
+        .and_then(|(p, s)| Some((u32::try_from(p).ok()?, u32::try_from(s).ok()?)));
+    check_decimal(table, source, numeric, "numeric", |p, s| {
+        format!(
+            "ALTER TABLE {} ALTER COLUMN {} TYPE numeric({p},{s})",
             quoted(table),
             quote_ident(&source.name)
-        )));
-    }
-    Ok(())
+        )
+    })
 }
 
 #[cfg(test)]
