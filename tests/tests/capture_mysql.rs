@@ -262,3 +262,109 @@ async fn every_problem_is_one_line_and_a_failure_exit() {
     );
     db.execute(&format!("DROP USER '{user}'@'%'")).await;
 }
+
+/// MariaDB's rows of `sql`, each as its values' text joined by `|`, sorted.
+async fn maria_rows(db: &MariaDatabase, sql: &str) -> Vec<String> {
+    use mysql_async::prelude::Queryable;
+    let mut conn = db.conn().await;
+    let rows: Vec<mysql_async::Row> = conn.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out: Vec<String> = rows
+        .into_iter()
+        .map(|row| {
+            row.unwrap()
+                .into_iter()
+                .map(|v| match v {
+                    mysql_async::Value::NULL => "NULL".to_owned(),
+                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                    other => other.as_sql(true),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort();
+    conn.disconnect().await.ok();
+    out
+}
+
+/// PostgreSQL's rows of `sql` (every column cast to text), as [`maria_rows`].
+async fn pg_rows(client: &tokio_postgres::Client, sql: &str) -> Option<Vec<String>> {
+    let rows = client.query(sql, &[]).await.ok()?;
+    let mut out: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<_, Option<String>>(i).unwrap_or_else(|| "NULL".into()))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort();
+    Some(out)
+}
+
+#[tokio::test]
+async fn mariadb_to_postgres_snapshot_and_stream() {
+    let source = MariaDatabase::create().await;
+    source
+        .execute(
+            "CREATE TABLE orders (
+                id INT PRIMARY KEY, name VARCHAR(40), amount DECIMAL(12,3), big BIGINT UNSIGNED,
+                ts DATETIME(6), at TIMESTAMP(3) NULL, state ENUM('new','paid'), tags SET('a','b','c'),
+                doc JSON, raw VARBINARY(16), flag BIT(1), ratio DOUBLE, small TINYINT UNSIGNED, y YEAR
+             ) CHARACTER SET utf8mb4;
+             CREATE TABLE notes (n INT, body TEXT CHARACTER SET latin1);
+             INSERT INTO orders VALUES
+               (1, 'Grüße 🚀', 1.5, 18446744073709551615, '2024-01-02 03:04:05.123456', '2024-05-06 07:08:09.120',
+                'new', 'a,c', '{\"k\": [1, 2]}', X'00FF10', b'1', 0.25, 255, 2024),
+               (2, '', -0.001, 0, '1000-01-01 00:00:00.000001', NULL, 'paid', '', NULL, X'', b'0', -12345.678, 0, 1901);
+             INSERT INTO notes VALUES (1, 'café'), (1, 'café');",
+        )
+        .await;
+    let target = ferry_tests::PgDatabase::create();
+    let prefix = unique("my2pg");
+    let capture = start_capture(&source, &prefix, server_id(), &[]);
+    let apply = ferry_tests::start_apply(&target, &prefix, &unique("g"), &[]);
+    wait_position(&prefix).await;
+    source
+        .execute(
+            "INSERT INTO orders (id, name, amount, big, ts, state, flag) VALUES (3, 'three', 3, 3, NOW(6), 'new', b'1');
+             UPDATE orders SET name = 'one!', amount = amount * 2, tags = 'b' WHERE id = 1;
+             UPDATE orders SET id = 20 WHERE id = 2;
+             DELETE FROM orders WHERE id = 3;
+             INSERT INTO orders (id, name) VALUES (4, 'four');
+             INSERT INTO notes VALUES (2, 'naïve');
+             DELETE FROM notes WHERE n = 2;
+             INSERT INTO notes VALUES (3, 'x');",
+        )
+        .await;
+    let maria = "SELECT id, name, CAST(amount AS CHAR), CAST(big AS CHAR),
+                   DATE_FORMAT(ts, '%Y-%m-%d %H:%i:%s.%f'), DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'),
+                   state, tags, doc, HEX(raw), CAST(flag + 0 AS CHAR), CAST(ratio AS CHAR), small, y
+                 FROM orders";
+    let pg = "SELECT id::text, name, amount::text, big::text,
+                to_char(ts, 'YYYY-MM-DD HH24:MI:SS.US'), to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),
+                state, tags, doc, upper(encode(raw, 'hex')), flag::int::text, ratio::text, small::text, y::text
+              FROM orders";
+    let want = maria_rows(&source, maria).await;
+    let client = target.client().await;
+    let mut got = None;
+    let waited = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            got = pg_rows(&client, pg).await;
+            if got.as_ref() == Some(&want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "target never matched:\nwant {want:#?}\ngot {got:#?}");
+    let notes_want = maria_rows(&source, "SELECT n, body FROM notes").await;
+    ferry_tests::wait_for("the keyless table", Duration::from_secs(60), || async {
+        (pg_rows(&client, "SELECT n::text, body FROM notes").await.as_ref() == Some(&notes_want)).then_some(())
+    })
+    .await;
+    assert!(capture.terminate().success());
+    assert!(apply.terminate().success());
+}
