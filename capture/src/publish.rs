@@ -57,6 +57,7 @@ use ferry_core::meta::{TableId, TableMeta};
 use ferry_core::names::{prefix_topic, table_topic, NameError};
 use ferry_core::position::SourcePosition;
 use ferry_core::registry::{RegistryClient, RegistryError};
+use ferry_core::schema_change::{SchemaChange, SchemaChangeCodec};
 use ferry_core::transaction::{TransactionCodec, TransactionRecord};
 use ferry_core::value::Datum;
 use ferry_core::wire;
@@ -230,6 +231,8 @@ pub struct Publisher {
     registry: Arc<RegistryClient>,
     tables: HashMap<TableId, Arc<TableTopic>>,
     transactions: Option<RecordTopic<TransactionCodec>>,
+    /// MySQL/MariaDB: `<prefix>.schema-changes`.
+    schema_changes: Option<RecordTopic<SchemaChangeCodec>>,
     /// Created with the first logical message.
     messages: Option<RecordTopic<MessageCodec>>,
     /// `ferry_capture_lag_ms`: source commit to Ferry, of the last streamed event.
@@ -304,6 +307,7 @@ impl Publisher {
             registry,
             tables: HashMap::new(),
             transactions: None,
+            schema_changes: None,
             messages: None,
             lag_ms: metrics::gauge!("ferry_capture_lag_ms"),
             checkpoints,
@@ -320,12 +324,22 @@ impl Publisher {
                 .await?,
             );
         }
+        if publisher.settings.connector == Connector::Mysql {
+            let codec = SchemaChangeCodec::new(&publisher.settings.prefix, Connector::Mysql)?;
+            publisher.schema_changes = Some(
+                RecordTopic::create(&publisher, "schema-changes", codec, |c| {
+                    (c.key_schema_json(), c.value_schema_json())
+                })
+                .await?,
+            );
+        }
         Ok(publisher)
     }
 
-    /// Registers (a new version of) a table's schemas and creates its topic.
-    /// Call before the first event of the table and whenever its shape changes.
-    pub async fn register_table(&mut self, meta: TableMeta) -> Result<(), PublishError> {
+    /// Registers (a new version of) a table's schemas and creates its topic;
+    /// returns the value schema's registry id. Call before the first event of
+    /// the table and whenever its shape changes.
+    pub async fn register_table(&mut self, meta: TableMeta) -> Result<u32, PublishError> {
         let topic = table_topic(&self.settings.prefix, &meta.id)?;
         let id = meta.id.clone();
         let codec = TableCodec::new(&self.settings.prefix, meta, self.settings.connector)?;
@@ -351,7 +365,7 @@ impl Publisher {
                 bytes: metrics::counter!("ferry_capture_bytes_total", "table" => label),
             }),
         );
-        Ok(())
+        Ok(value_id)
     }
 
     /// The metadata of a registered table.
@@ -412,6 +426,17 @@ impl Publisher {
         };
         let key = wire::encode(t.key_id, &t.codec.encode_key(&record.id)?);
         let value = wire::encode(t.value_id, &t.codec.encode_value(record)?);
+        let topic = t.topic.clone();
+        self.enqueue(&topic, Some(&key), Some(&value), None, None).await
+    }
+
+    /// Queues a record of `<prefix>.schema-changes` (a source without one: nothing).
+    pub async fn send_schema_change(&mut self, change: &SchemaChange) -> Result<(), PublishError> {
+        let Some(t) = &self.schema_changes else {
+            return Ok(());
+        };
+        let key = wire::encode(t.key_id, &t.codec.encode_key(&change.database)?);
+        let value = wire::encode(t.value_id, &t.codec.encode_value(change)?);
         let topic = t.topic.clone();
         self.enqueue(&topic, Some(&key), Some(&value), None, None).await
     }

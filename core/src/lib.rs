@@ -28,6 +28,7 @@ pub mod process;
 pub mod read;
 pub mod registry;
 pub mod schema;
+pub mod schema_change;
 pub mod telemetry;
 pub mod transaction;
 pub mod value;

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail};
+use ferry_core::envelope::Connector;
+use ferry_core::schema_change::{SchemaChange, SchemaChangeCodec};
 use ferry_core::value::Datum;
 use ferry_tests::mariadb::{server_id, start_capture, wait_position, MariaDatabase, SERVER};
 use ferry_tests::{count_committed, read_topic, unique, SERVICES_REGISTRY};
@@ -159,6 +161,24 @@ async fn ddl_rotation_and_truncate_mid_stream() {
         })
         .collect();
     assert_ne!(files.first(), files.last(), "the rotation moved to a new file");
+
+    // The schema history: the statement, then the version registered for it.
+    let codec = SchemaChangeCodec::new(&prefix, Connector::Mysql).unwrap();
+    let history: Vec<SchemaChange> = ferry_tests::read_raw(&format!("{prefix}.schema-changes"), 2)
+        .await
+        .into_iter()
+        .map(|(_, value)| {
+            let value = value.expect("a value");
+            let (_, body) = ferry_core::wire::decode(&value).expect("wire format");
+            codec.decode_value(body).expect("a schema change")
+        })
+        .collect();
+    assert!(
+        history[0].ddl.as_deref().is_some_and(|d| d.contains("ADD COLUMN b")) && history[0].database == db.name,
+        "{history:?}"
+    );
+    assert_eq!(history[1].table.as_deref(), Some("t"));
+    assert!(history[1].schema_id.is_some());
     assert!(capture.terminate().success());
 }
 

@@ -40,6 +40,7 @@ use crate::mysql::types::{self, SourceColumn};
 use crate::now_ms;
 use crate::publish::Publisher;
 use crate::transaction::OpenTransaction;
+use ferry_core::schema_change::SchemaChange;
 
 /// How often the server sends a heartbeat when it has nothing else: a dead
 /// connection shows within a few of them.
@@ -347,6 +348,8 @@ impl<'a> Streamer<'a> {
                         self.truncate(table, start_pos, ts_ms, publisher).await?;
                     } else {
                         tracing::info!(schema = %schema, ddl = %statement, "DDL");
+                        self.schema_change(&schema, Some(statement), None, start_pos, publisher)
+                            .await?;
                         // Table maps after a DDL describe the new shape.
                         self.maps.clear();
                     }
@@ -471,7 +474,10 @@ impl<'a> Streamer<'a> {
             (true, Some(registered)) => registered.clone(),
             _ => {
                 tracing::info!(table = %id, "registering a new schema version");
-                publisher.register_table(meta.clone()).await?;
+                let schema_id = publisher.register_table(meta.clone()).await?;
+                let pos = self.tx.as_ref().map_or(0, |tx| tx.start.pos);
+                self.schema_change(&id.schema, None, Some((&id.table, schema_id)), pos, publisher)
+                    .await?;
                 meta
             }
         };
@@ -581,6 +587,50 @@ impl<'a> Streamer<'a> {
             .await
     }
 
+    /// The `source` block of what the open transaction wrote at `pos`.
+    fn source(&self, db: &str, table: Option<&str>, pos: u64, row: u32) -> SourceInfo {
+        let (ts_ms, gtid, server_id) = match &self.tx {
+            Some(tx) => (tx.open.ts_ms, tx.gtid.clone(), tx.server_id),
+            None => (now_ms(), None, 0),
+        };
+        SourceInfo {
+            name: self.prefix.to_owned(),
+            ts_ms,
+            snapshot: Snapshot::False,
+            db: db.to_owned(),
+            detail: SourceDetail::Mysql {
+                table: table.map(str::to_owned),
+                server_id: i64::from(server_id),
+                gtid,
+                file: self.file.clone(),
+                pos: pos as i64,
+                row: row as i32,
+                thread: None,
+                query: None,
+            },
+        }
+    }
+
+    /// Records a DDL statement, or a table's new schema version, on `<prefix>.schema-changes`.
+    async fn schema_change(
+        &self,
+        database: &str,
+        ddl: Option<&str>,
+        version: Option<(&str, u32)>,
+        pos: u64,
+        publisher: &mut Publisher,
+    ) -> Result<(), CaptureError> {
+        let change = SchemaChange {
+            database: database.to_owned(),
+            ddl: ddl.map(str::to_owned),
+            table: version.map(|(t, _)| t.to_owned()),
+            schema_id: version.map(|(_, id)| id),
+            source: self.source(database, version.map(|(t, _)| t), pos, 0),
+            ts_ms: now_ms(),
+        };
+        Ok(publisher.send_schema_change(&change).await?)
+    }
+
     async fn emit(
         &mut self,
         table: &StreamTable,
@@ -591,7 +641,7 @@ impl<'a> Streamer<'a> {
         publisher: &mut Publisher,
     ) -> Result<(), CaptureError> {
         let id = &table.meta.id;
-        let (ts_ms, gtid, server_id, transaction) = match &mut self.tx {
+        let transaction = match &mut self.tx {
             Some(tx) if tx.skip > 0 => {
                 tx.skip -= 1;
                 tx.emitted += 1;
@@ -599,31 +649,15 @@ impl<'a> Streamer<'a> {
             }
             Some(tx) => {
                 tx.emitted += 1;
-                let block = tx.open.next(id, publisher).await?;
-                (tx.open.ts_ms, tx.gtid.clone(), tx.server_id, Some(block))
+                Some(tx.open.next(id, publisher).await?)
             }
-            None => (now_ms(), None, 0, None),
+            None => None,
         };
         let event = ChangeEvent {
             op,
             before,
             after,
-            source: SourceInfo {
-                name: self.prefix.to_owned(),
-                ts_ms,
-                snapshot: Snapshot::False,
-                db: id.schema.clone(),
-                detail: SourceDetail::Mysql {
-                    table: Some(id.table.clone()),
-                    server_id: i64::from(server_id),
-                    gtid,
-                    file: self.file.clone(),
-                    pos: pos as i64,
-                    row: row as i32,
-                    thread: None,
-                    query: None,
-                },
-            },
+            source: self.source(&id.schema, Some(&id.table), pos, row),
             ts_ms: now_ms(),
             transaction,
             unchanged: vec![],
