@@ -50,6 +50,15 @@ impl fmt::Display for Problem {
                 setting,
                 expected,
                 actual,
+            } if *setting == "log_bin" => write!(
+                f,
+                "log_bin is {actual}, needs {expected}: put log_bin = mysql-bin (and a server_id) \
+                 in the server's config file and restart it"
+            ),
+            Problem::InvalidSetting {
+                setting,
+                expected,
+                actual,
             } => write!(
                 f,
                 "{setting} is {actual}, needs {expected}: run SET GLOBAL {setting} = {expected} \
@@ -158,6 +167,38 @@ async fn replica_with_id(conn: &mut Conn, server_id: u32) -> Result<Option<Strin
     }))
 }
 
+/// The server settings row-based capture needs, and their values.
+const SETTINGS: [(&str, &str); 5] = [
+    ("log_bin", "ON"),
+    ("binlog_format", "ROW"),
+    ("binlog_row_image", "FULL"),
+    ("binlog_row_metadata", "FULL"),
+    ("log_bin_compress", "OFF"),
+];
+
+/// The settings among [`SETTINGS`] that are wrong, given the server's values
+/// in the same order (`None`: the server has no such variable).
+fn setting_problems(values: &[Option<String>]) -> Vec<Problem> {
+    SETTINGS
+        .iter()
+        .zip(values)
+        .filter_map(|(&(setting, expected), actual)| match actual {
+            Some(actual) if !actual.eq_ignore_ascii_case(expected) => Some(Problem::InvalidSetting {
+                setting,
+                expected,
+                actual: actual.clone(),
+            }),
+            // MySQL has no log_bin_compress; before 8.0.1 no row metadata.
+            None if setting == "binlog_row_metadata" => Some(Problem::InvalidSetting {
+                setting,
+                expected,
+                actual: "not available (MySQL 8.0.1 / MariaDB 10.5 or later needed)".into(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Runs every check; an empty list means the source is ready.
 pub async fn validate(
     conn: &mut Conn,
@@ -165,30 +206,11 @@ pub async fn validate(
     server_id: u32,
     mariadb: bool,
 ) -> Result<(Vec<TableId>, Vec<Problem>), mysql_async::Error> {
-    let mut problems = Vec::new();
-    let settings: [(&'static str, &'static str); 5] = [
-        ("log_bin", "ON"),
-        ("binlog_format", "ROW"),
-        ("binlog_row_image", "FULL"),
-        ("binlog_row_metadata", "FULL"),
-        ("log_bin_compress", "OFF"),
-    ];
-    for (setting, expected) in settings {
-        match variable(conn, setting).await? {
-            Some(actual) if !actual.eq_ignore_ascii_case(expected) => problems.push(Problem::InvalidSetting {
-                setting,
-                expected,
-                actual,
-            }),
-            // MySQL has no log_bin_compress; MySQL before 8.0.1 no row metadata.
-            None if setting == "binlog_row_metadata" => problems.push(Problem::InvalidSetting {
-                setting,
-                expected,
-                actual: "not available (MySQL 8.0.1 / MariaDB 10.5 or later needed)".into(),
-            }),
-            _ => {}
-        }
+    let mut values = Vec::new();
+    for (setting, _) in SETTINGS {
+        values.push(variable(conn, setting).await?);
     }
+    let mut problems = setting_problems(&values);
 
     let user: String = conn.query_first("SELECT CURRENT_USER()").await?.unwrap_or_default();
     let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
@@ -267,4 +289,36 @@ pub async fn validate(
         }
     }
     Ok((tables, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(v: [Option<&str>; 5]) -> Vec<Option<String>> {
+        v.iter().map(|x| x.map(str::to_owned)).collect()
+    }
+
+    #[test]
+    fn each_wrong_setting_is_one_line_naming_value_and_fix() {
+        let ready = values([Some("ON"), Some("ROW"), Some("FULL"), Some("FULL"), Some("OFF")]);
+        assert!(setting_problems(&ready).is_empty());
+        // MySQL: no log_bin_compress at all.
+        let mysql = values([Some("ON"), Some("ROW"), Some("FULL"), Some("FULL"), None]);
+        assert!(setting_problems(&mysql).is_empty());
+        let wrong = values([Some("OFF"), Some("MIXED"), Some("MINIMAL"), Some("MINIMAL"), Some("ON")]);
+        let lines: Vec<String> = setting_problems(&wrong).iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(
+            lines[1],
+            "binlog_format is MIXED, needs ROW: run SET GLOBAL binlog_format = ROW \
+             and put binlog_format = ROW in the server's config file"
+        );
+        assert!(lines[0].contains("restart"), "log_bin cannot be set at run time: {}", lines[0]);
+        for (line, (setting, _)) in lines.iter().zip(SETTINGS) {
+            assert!(line.starts_with(setting) && !line.contains('\n'), "{line}");
+        }
+        let old = values([Some("ON"), Some("ROW"), Some("FULL"), None, None]);
+        assert!(setting_problems(&old)[0].to_string().contains("not available"));
+    }
 }
