@@ -90,7 +90,28 @@ fn spawn_capture(source: &PgDatabase, prefix: &str) -> tokio::process::Child {
         .expect("start ferry-capture-postgres")
 }
 
-pub async fn throughput(events: i64) {
+/// The log the throughput benchmarks apply: EVENTS change events of the
+/// narrow and the wide table, all in Kafka (the topics go when it is dropped).
+pub struct Log {
+    /// Held, not read: dropping it drops the database.
+    _source: PgDatabase,
+    pub client: tokio_postgres::Client,
+    pub prefix: String,
+    /// Messages, with the tombstone after each delete.
+    pub total: i64,
+    _topics: Topics,
+}
+
+impl Log {
+    pub fn topic(&self, table: &str) -> String {
+        format!("{}.public.{table}", self.prefix)
+    }
+}
+
+/// Captures EVENTS change events into Kafka: 70% on the narrow table, 30% on
+/// the wide one; of each, 4/7 inserts, 2/7 updates of the first rows, 1/7
+/// deletes of the last.
+pub async fn captured_log(events: i64) -> Log {
     assert!(events >= 100, "EVENTS must be at least 100");
     let source = PgDatabase::create();
     source
@@ -100,8 +121,6 @@ pub async fn throughput(events: i64) {
     let topics = Topics(prefix.clone());
     let capture = spawn_capture(&source, &prefix);
     ferry_tests::wait_streaming(&source, &prefix).await;
-
-    // 70% of the events on n, 30% on w: inserts, updates of the first rows, deletes of the last.
     let client = source.client().await;
     let mut written = 0;
     for (wide, share) in [(false, 0.7), (true, 0.3)] {
@@ -138,13 +157,26 @@ pub async fn throughput(events: i64) {
     .await;
     drop(capture);
     let total = messages();
+    Log {
+        _source: source,
+        client,
+        prefix,
+        total,
+        _topics: topics,
+    }
+}
+
+pub async fn throughput(events: i64) {
+    let log = captured_log(events).await;
+    let (client, prefix, total) = (&log.client, &log.prefix, log.total);
+    let topic = |t: &str| log.topic(t);
 
     // Ferry: the whole log (its events, and a tombstone after each delete) into an empty database.
     let target = PgDatabase::create();
     let t = target.client().await;
     let group = unique("bench");
     let started = Instant::now();
-    let apply = spawn_apply(&target, &prefix, &group);
+    let apply = spawn_apply(&target, prefix, &group);
     wait_for(
         "apply to reach the end of the log",
         Duration::from_secs(3600),
@@ -199,12 +231,12 @@ pub async fn throughput(events: i64) {
         let shape = if wide { WIDE } else { NARROW };
         let shape = shape.replacen(if wide { "w " } else { "n " }, &format!("{name} "), 1);
         target.execute(&format!("CREATE TABLE {shape}")).await;
-        let data = copy_out(&client, &rows_sql(wide, 1, rows)).await;
+        let data = copy_out(client, &rows_sql(wide, 1, rows)).await;
         let started = Instant::now();
         copy_in(&t, name, data, "csv").await;
         copied += started.elapsed();
     }
-    drop(topics);
+    drop(log);
 
     let ferry_rate = events as f64 / ferry.as_secs_f64();
     let copy_rate = events as f64 / copied.as_secs_f64();
