@@ -472,3 +472,66 @@ async fn every_column_type_arrives_equal_or_as_a_dead_letter() {
     assert!(apply.terminate().success());
     assert!(capture.terminate().success());
 }
+
+#[tokio::test]
+async fn mariadb_to_mariadb_keeps_every_type_and_value() {
+    use ferry_tests::mariadb::{server_id, start_capture as start_my_capture, table_rows, wait_position};
+    let source = MariaDatabase::create().await;
+    let target = MariaDatabase::create().await;
+    let columns = "id int PRIMARY KEY, ti tinyint, tu tinyint unsigned, mi mediumint, mu mediumint unsigned,
+        i int, iu int unsigned, bi bigint, bu bigint unsigned, d decimal(30,10), f float, dbl double,
+        b1 bit(1), b10 bit(10), c char(5), vc varchar(20), t text, l1 varchar(10) CHARACTER SET latin1,
+        bn binary(4), vb varbinary(10), bl blob, dt date, dtm datetime(6), dt0 datetime, ts timestamp(3) NULL,
+        tm time(6), yr year, e enum('a','b c'), st set('x','y'), js json, g geometry, pt point";
+    let row = |id: i64, values: &str| format!("INSERT INTO every_my VALUES ({id}, {values});");
+    let values = [
+        "-128, 255, -8388608, 16777215, -2147483648, 4294967295, -9223372036854775808, 18446744073709551615,
+         '-12345678901234567890.0123456789', -3.40282e38, 2.2250738585072014e-308, 1, b'1111111111', 'ab',
+         'it''s \\\\ ü 🚀', 'text', 'café', X'00FF0001', X'', X'DEADBEEF', '1000-01-01', '1000-01-01 00:00:00.000001',
+         '9999-12-31 23:59:59', '1970-01-01 00:00:01.001', '-838:59:59.999999', 1901, 'b c', 'x,y',
+         '{\"k\": [1, 2.5, null, \"ü\"]}', ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))', 4326), POINT(1.5, -2)",
+        "127, 0, 8388607, 0, 2147483647, 0, 9223372036854775807, 0, '0.0000000001', 0.1, -0.1, 0, b'0', '',
+         '', '', '', X'00000000', X'00', X'', '9999-12-31', '9999-12-31 23:59:59.999999', '2024-02-29 12:00:00',
+         '2038-01-19 03:14:07.999', '838:59:59', 2155, 'a', '', '[]', NULL, POINT(0, 0)",
+        "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL",
+    ];
+    source
+        .execute(&format!(
+            "CREATE TABLE every_my ({columns}) CHARACTER SET utf8mb4; {}{}",
+            row(1, values[0]),
+            row(2, values[1])
+        ))
+        .await;
+    let prefix = unique("my_my");
+    let capture = start_my_capture(&source, &prefix, server_id(), &[]);
+    wait_position(&prefix).await;
+    let apply = start_apply(&target, &prefix, &unique("g"), &[]);
+    source
+        .execute(&format!(
+            "{}{}{} UPDATE every_my SET vc = 'changed', tm = '-00:00:00.000001' WHERE id = 1; DELETE FROM every_my WHERE id = 2;",
+            row(3, values[2]),
+            row(4, values[0]),
+            row(5, values[1])
+        ))
+        .await;
+    let (mut s, t) = (source.conn().await, tokio::sync::Mutex::new(target.conn().await));
+    let want = table_rows(&mut s, "every_my").await.unwrap();
+    wait_rows(
+        "every_my",
+        CATCH_UP,
+        || {
+            let want = want.clone();
+            async move { want }
+        },
+        || async { table_rows(&mut *t.lock().await, "every_my").await.unwrap_or_default() },
+    )
+    .await;
+    let types = "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'every_my' ORDER BY ORDINAL_POSITION";
+    let source_types: Vec<(String, String)> = s.query(types).await.unwrap();
+    let target_types: Vec<(String, String)> = t.lock().await.query(types).await.unwrap();
+    assert_eq!(target_types, source_types);
+    assert!(apply.terminate().success());
+    assert!(capture.terminate().success());
+}

@@ -103,22 +103,16 @@ pub fn write_literal(datum: &Datum, fit: Fit, out: &mut String) -> Result<(), St
             ))
         }
         Datum::Text(s) => write_str(s, out),
-        Datum::Bytes(b) => {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            if fit == Fit::Geometry {
-                out.push_str("ST_GeomFromWKB(");
+        Datum::Bytes(b) if fit == Fit::Geometry => {
+            let (wkb, srid) = split_ewkb(b);
+            out.push_str("ST_GeomFromWKB(");
+            hex(&wkb, out);
+            if srid != 0 {
+                let _ = write!(out, ", {srid}");
             }
-            out.reserve(3 + 2 * b.len());
-            out.push_str("X'");
-            for byte in b {
-                out.push(char::from(HEX[usize::from(byte >> 4)]));
-                out.push(char::from(HEX[usize::from(byte & 0xf)]));
-            }
-            out.push('\'');
-            if fit == Fit::Geometry {
-                out.push(')');
-            }
+            out.push(')');
         }
+        Datum::Bytes(b) => hex(b, out),
         Datum::Date(d) => {
             let days = i64::from(*d);
             if matches!(*d, i32::MAX | i32::MIN) {
@@ -164,6 +158,49 @@ pub fn write_literal(datum: &Datum, fit: Fit, out: &mut String) -> Result<(), St
         }
     }
     Ok(())
+}
+
+/// `X'...'`.
+fn hex(bytes: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(3 + 2 * bytes.len());
+    out.push_str("X'");
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    out.push('\'');
+}
+
+/// PostGIS's EWKB flag in a WKB type word: an SRID follows it.
+const EWKB_SRID: u32 = 0x2000_0000;
+
+/// WKB and its SRID from WKB (SRID 0) or EWKB with an SRID, the forms MySQL
+/// capture sends a geometry in.
+fn split_ewkb(bytes: &[u8]) -> (std::borrow::Cow<'_, [u8]>, u32) {
+    let word = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if bytes[0] == 1 {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    match (word(1), word(5)) {
+        (Some(ty), Some(srid)) if ty & EWKB_SRID != 0 => {
+            let ty = ty & !EWKB_SRID;
+            let mut wkb = Vec::with_capacity(bytes.len() - 4);
+            wkb.push(bytes[0]);
+            wkb.extend(if bytes[0] == 1 {
+                ty.to_le_bytes()
+            } else {
+                ty.to_be_bytes()
+            });
+            wkb.extend(&bytes[9..]);
+            (wkb.into(), srid)
+        }
+        _ => (bytes.into(), 0),
+    }
 }
 
 /// A long value shortened for a message: its first 40 characters.
