@@ -388,3 +388,86 @@ async fn mariadb_to_postgres_snapshot_and_stream() {
     assert!(capture.terminate().success());
     assert!(apply.terminate().success());
 }
+
+fn restart_mariadb() {
+    let status = std::process::Command::new(ferry_tests::repo_root().join("scripts/services"))
+        .args(["restart", "mariadb"])
+        .status()
+        .expect("run scripts/services");
+    assert!(status.success(), "MariaDB restart failed");
+}
+
+/// Restarts MariaDB: run alone (`scripts/test` runs `disruptive_` tests after
+/// the others, one at a time).
+#[tokio::test]
+async fn disruptive_a_server_restart_mid_stream_resumes_by_gtid_with_nothing_twice() {
+    let db = MariaDatabase::create().await;
+    db.execute("CREATE TABLE log (id INT PRIMARY KEY, v VARCHAR(20))").await;
+    let prefix = unique("mycap");
+    let topic = format!("{prefix}.{}.log", db.name);
+    let capture = start_capture(&db, &prefix, server_id(), &[]);
+    wait_position(&prefix).await;
+    let values = |from: i32, to: i32| (from..to).map(|i| format!("({i}, 'v{i}')")).collect::<Vec<_>>().join(",");
+    db.execute(&format!("INSERT INTO log VALUES {}", values(0, 20_000))).await;
+    restart_mariadb();
+    db.execute(&format!("INSERT INTO log VALUES {}", values(20_000, 20_100))).await;
+    let received = read_topic(&topic, 20_100, SERVICES_REGISTRY).await;
+    let mut ids: Vec<i64> = events(&received).iter().map(|e| int(&e.after.as_ref().unwrap()[0])).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 20_100, "every row");
+    assert_eq!(count_committed(&topic, Duration::from_secs(3)).await, 20_100, "nothing twice");
+    assert!(capture.terminate().success(), "the capture lived through the restart");
+}
+
+/// Purges binary logs: run alone.
+#[tokio::test]
+async fn disruptive_a_purged_binlog_is_a_definite_error_and_when_needed_reads_again() {
+    let db = MariaDatabase::create().await;
+    db.execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2);").await;
+    let prefix = unique("mycap");
+    let topic = format!("{prefix}.{}.t", db.name);
+    let id = server_id();
+    let capture = start_capture(&db, &prefix, id, &[]);
+    read_topic(&topic, 2, SERVICES_REGISTRY).await;
+    wait_position(&prefix).await;
+    assert!(capture.terminate().success());
+
+    db.execute("INSERT INTO t VALUES (3)").await;
+    db.execute("FLUSH BINARY LOGS").await;
+    let mut conn = db.conn().await;
+    let row: mysql_async::Row = {
+        use mysql_async::prelude::Queryable;
+        conn.query_first("SHOW MASTER STATUS").await.unwrap().unwrap()
+    };
+    let current: String = row.get(0).unwrap();
+    // The old file goes once the server's binlog checkpoint moved past it.
+    ferry_tests::wait_for("the old binlogs to be purged", Duration::from_secs(60), || async {
+        use mysql_async::prelude::Queryable;
+        db.execute(&format!("PURGE BINARY LOGS TO '{current}'")).await;
+        let logs: Vec<mysql_async::Row> = db.conn().await.query("SHOW BINARY LOGS").await.ok()?;
+        (logs.len() == 1).then_some(())
+    })
+    .await;
+
+    let out = tokio::process::Command::new(ferry_tests::binary("ferry-capture-mysql"))
+        .args(["--source", SERVER, "--server-id", &id.to_string(), "--prefix", &prefix])
+        .args(["--tables", &format!("{}.*", db.name), "--brokers", &ferry_tests::brokers()])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the capture stops at once")
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no longer has the binlog") && stderr.contains("--snapshot when_needed"),
+        "{stderr}"
+    );
+
+    let capture = start_capture(&db, &prefix, id, &["--snapshot", "when_needed"]);
+    let all = events(&read_topic(&topic, 5, SERVICES_REGISTRY).await);
+    assert_eq!(ids(&all[2..], Op::Read), [1, 2, 3], "read again, with the row the purge took");
+    assert!(capture.terminate().success());
+}
