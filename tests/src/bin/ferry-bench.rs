@@ -29,12 +29,18 @@
 //! `ferry-bench apply [EVENTS]`, `apply-latency [SECONDS] [RATE]` and `apply-paths [ROWS]`:
 //! see [`apply`]; `FERRY_BENCH_APPLY_ARGS` adds flags to `ferry-apply-postgres`.
 //!
-//! `ferry-bench apply-mysql [EVENTS]`: the same log into MariaDB, see [`apply_mysql`].
+//! `ferry-bench capture-mysql [ROWS]` and `capture-mysql-snapshot [ROWS]`:
+//! see [`capture_mysql`].
+//!
+//! `ferry-bench apply-mysql [EVENTS]` and `apply-mysql-paths [ROWS]`: the same
+//! log into MariaDB, and its two candidate write paths; see [`apply_mysql`].
 
 #[path = "../bench/apply.rs"]
 mod apply;
 #[path = "../bench/apply_mysql.rs"]
 mod apply_mysql;
+#[path = "../bench/capture_mysql.rs"]
+mod capture_mysql;
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,7 +57,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::io::AsyncReadExt;
 
 const USAGE: &str = "usage: ferry-bench capture-stream [ROWS] | capture-snapshot [ROWS] | capture-rss [ROWS] \
-                     | capture-latency [SECONDS] [RATE] | apply [EVENTS] | apply-mysql [EVENTS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS]";
+                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS]";
 
 #[tokio::main]
 async fn main() {
@@ -70,8 +76,11 @@ async fn main() {
         Some("capture-snapshot") => capture_snapshot(number(1, 10_000_000)).await,
         Some("capture-rss") => capture_rss(number(1, 1_000_000)).await,
         Some("capture-latency") => capture_latency(number(1, 20), number(2, 5_000)).await,
+        Some("capture-mysql") => capture_mysql::stream(number(1, 1_000_000)).await,
+        Some("capture-mysql-snapshot") => capture_mysql::snapshot(number(1, 2_000_000)).await,
         Some("apply") => apply::throughput(number(1, 1_000_000)).await,
         Some("apply-mysql") => apply_mysql::throughput(number(1, 1_000_000)).await,
+        Some("apply-mysql-paths") => apply_mysql::write_paths(number(1, 200_000)).await,
         Some("apply-latency") => apply::latency(number(1, 20), number(2, 5_000)).await,
         Some("apply-paths") => apply::write_paths(number(1, 200_000)).await,
         _ => {

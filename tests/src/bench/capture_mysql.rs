@@ -1,0 +1,138 @@
+//! `ferry-bench capture-mysql [ROWS]` and `capture-mysql-snapshot [ROWS]`:
+//! ferry-capture-mysql beside MariaDB's own tools, in the same run.
+//!
+//! Stream: ROWS inserts (transactions of 10,000 rows) written into a fresh
+//! binlog file while no capture runs; then `mariadb-binlog
+//! --read-from-remote-server` reads that file to /dev/null (the reference: the
+//! server sending the binlog and a client parsing it), and a
+//! `ferry-capture-mysql` resuming from just before the inserts streams the
+//! same events into Kafka, timed from its start until Kafka holds them all.
+//!
+//! Snapshot: a table of ROWS rows dumped by `mariadb-dump --single-transaction`
+//! to /dev/null (the reference), and read into Kafka by `ferry-capture-mysql
+//! --snapshot initial_only`, timed from its start until it exits.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry_tests::mariadb::{server_id, wait_position, MariaDatabase, SERVER};
+use ferry_tests::{binary, brokers, topic_count, unique, wait_for};
+use mysql_async::prelude::Queryable;
+
+const TABLE: &str = "CREATE TABLE t (id BIGINT PRIMARY KEY, name VARCHAR(64), qty INT, \
+                     price DECIMAL(10,2), at DATETIME(6))";
+
+/// Fills `t` with rows `from..from+rows` in transactions of 10,000.
+async fn fill(db: &MariaDatabase, from: i64, rows: i64) {
+    let mut conn = db.conn().await;
+    let mut at = from;
+    while at < from + rows {
+        let to = (at + 10_000).min(from + rows) - 1;
+        conn.query_drop(format!(
+            "INSERT INTO t SELECT seq, CONCAT('name ', seq), seq % 1000, seq / 100, NOW(6) FROM seq_{at}_to_{to}"
+        ))
+        .await
+        .expect("insert");
+        at = to + 1;
+    }
+    conn.disconnect().await.ok();
+}
+
+fn capture(db: &MariaDatabase, prefix: &str, id: u32, extra: &[&str]) -> std::process::Child {
+    let tables = format!("{}.t", db.name);
+    let id = id.to_string();
+    let broker = brokers();
+    Command::new(binary("ferry-capture-mysql"))
+        .args([
+            "--source", SERVER, "--server-id", &id, "--prefix", prefix, "--tables", &tables, "--brokers", &broker,
+        ])
+        .args(extra)
+        .env("FERRY_LOG", std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start ferry-capture-mysql")
+}
+
+fn table(rows: i64, reference: &str, reference_time: Duration, ferry: Duration) {
+    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+    println!("| measure | rows | seconds | rows/s | vs reference |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| {reference} (reference) | {rows} | {:.2} | {:.0} | 1.00 |",
+        reference_time.as_secs_f64(),
+        rate(reference_time)
+    );
+    println!(
+        "| ferry-capture-mysql → Kafka | {rows} | {:.2} | {:.0} | {:.2} |",
+        ferry.as_secs_f64(),
+        rate(ferry),
+        rate(ferry) / rate(reference_time)
+    );
+}
+
+pub async fn stream(rows: i64) {
+    let db = MariaDatabase::create().await;
+    db.execute(TABLE).await;
+    let prefix = unique("bench");
+    let id = server_id();
+    // A capture that stores its starting point, then stops.
+    let mut first = capture(&db, &prefix, id, &["--snapshot", "never"]);
+    wait_position(&prefix).await;
+    Command::new("kill").args(["-TERM", &first.id().to_string()]).status().ok();
+    first.wait().ok();
+
+    db.execute("FLUSH BINARY LOGS").await;
+    let mut conn = db.conn().await;
+    let file: String = conn
+        .query_first::<mysql_async::Row, _>("SHOW MASTER STATUS")
+        .await
+        .expect("master status")
+        .and_then(|r| r.get(0))
+        .expect("a binlog file");
+    conn.disconnect().await.ok();
+    fill(&db, 1, rows).await;
+
+    let started = Instant::now();
+    let status = Command::new("mariadb-binlog")
+        .args(["--read-from-remote-server", "--host=127.0.0.1", "--user=root", &file])
+        .stdout(Stdio::null())
+        .status()
+        .expect("mariadb-binlog");
+    assert!(status.success(), "mariadb-binlog failed");
+    let reference = started.elapsed();
+
+    let topic = format!("{prefix}.{}.t", db.name);
+    let started = Instant::now();
+    let mut ferry = capture(&db, &prefix, id, &["--snapshot", "never"]);
+    wait_for("every change in Kafka", Duration::from_secs(1800), || async {
+        (topic_count(&topic) >= rows).then_some(())
+    })
+    .await;
+    let elapsed = started.elapsed();
+    ferry.kill().ok();
+    ferry.wait().ok();
+    table(rows, "mariadb-binlog --read-from-remote-server", reference, elapsed);
+}
+
+pub async fn snapshot(rows: i64) {
+    let db = MariaDatabase::create().await;
+    db.execute(TABLE).await;
+    fill(&db, 1, rows).await;
+    db.execute("ANALYZE TABLE t").await;
+
+    let started = Instant::now();
+    let status = Command::new("mariadb-dump")
+        .args(["--single-transaction", "--host=127.0.0.1", "--user=root", &db.name, "t"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("mariadb-dump");
+    assert!(status.success(), "mariadb-dump failed");
+    let reference = started.elapsed();
+
+    let started = Instant::now();
+    let status = capture(&db, &unique("bench"), server_id(), &["--snapshot", "initial_only"])
+        .wait()
+        .expect("ferry-capture-mysql");
+    assert!(status.success(), "ferry-capture-mysql failed");
+    table(rows, "mariadb-dump --single-transaction", reference, started.elapsed());
+}
