@@ -73,6 +73,36 @@ pub const SCHEMA_CHANGE: &str =
      INSERT INTO items VALUES (2, 'b', 12.50, '{x,y}', '2024-02-29 12:00:00.5');
      UPDATE items SET price = 1.5 WHERE id = 1;";
 
+/// The dropped-connections scenario: upserts and appends in rounds, while
+/// the test drops apply's target connections between them.
+pub const DROPS_TABLES: &str = "CREATE TABLE events (id int PRIMARY KEY, n int NOT NULL);
+     CREATE TABLE log (line int); ALTER TABLE log REPLICA IDENTITY FULL;";
+
+/// Round `round` of the dropped-connections scenario.
+pub fn drops_round(round: i64) -> String {
+    format!(
+        "INSERT INTO events SELECT i, {round} FROM generate_series({0}, {0} + 99) i
+           ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n;
+         INSERT INTO log SELECT {round} FROM generate_series(1, 20);",
+        round * 50
+    )
+}
+
+/// The value of the Prometheus sample starting with `sample` (name and
+/// labels) at the `/metrics` of `addr`, 0 if absent.
+pub async fn metric(addr: &str, sample: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("/metrics text");
+    text.lines()
+        .find(|l| l.starts_with(sample))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 /// The workload's source tables: counters (updated), appended (keyless, so a
 /// message applied twice would be a second row), emptied (truncated).
 pub const TABLES: &str = "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);

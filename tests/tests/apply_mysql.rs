@@ -274,6 +274,47 @@ async fn a_rejected_row_stops_apply_naming_where_it_is() {
     assert!(capture.terminate().success());
 }
 
+#[tokio::test]
+async fn lost_target_connections_are_retried_and_lose_nothing() {
+    use ferry_tests::workload::{drops_round, metric, DROPS_TABLES};
+    let (source, target, prefix, capture) = captured("my_drop", DROPS_TABLES).await;
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    let apply = start_apply(
+        &target,
+        &prefix,
+        &unique("g"),
+        &["--metrics", &metrics, "--batch-size", "50"],
+    );
+    let mut t = target.conn().await;
+    let theirs = format!(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{}' AND ID <> CONNECTION_ID()",
+        target.name
+    );
+    let mut killed = 0;
+    for round in 0..10 {
+        source.execute(&drops_round(round)).await;
+        // The target drops apply's connections (a restart, a failover, an idle killer).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        for id in t.query::<u64, _>(&theirs).await.unwrap() {
+            // Gone meanwhile, or killed: either way not there any more.
+            killed += u32::from(t.query_drop(format!("KILL CONNECTION {id}")).await.is_ok());
+        }
+    }
+    assert!(killed > 0, "no apply connection was ever dropped");
+    wait_same(
+        &source,
+        &target,
+        &[
+            same("SELECT * FROM events"),
+            same("SELECT line, COUNT(*) FROM log GROUP BY line"),
+        ],
+    )
+    .await;
+    assert!(metric(&metrics, "ferry_apply_restarts_total").await >= 1.0);
+    assert!(apply.terminate().success());
+    assert!(capture.terminate().success());
+}
+
 /// How a column of the every-type table compares, by its Ferry type.
 fn normal(ferry_type: &str, value: &str) -> String {
     let trim_fraction = |v: &str| {

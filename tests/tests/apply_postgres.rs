@@ -388,12 +388,8 @@ async fn dead_letters_hold_rejected_and_undecodable_events() {
 
 #[tokio::test]
 async fn lost_target_connections_are_retried_and_lose_nothing() {
-    let (source, target, prefix, capture) = captured(
-        "drop",
-        "CREATE TABLE events (id int PRIMARY KEY, n int NOT NULL);
-             CREATE TABLE log (line int); ALTER TABLE log REPLICA IDENTITY FULL;",
-    )
-    .await;
+    use ferry_tests::workload::{drops_round, metric, DROPS_TABLES};
+    let (source, target, prefix, capture) = captured("drop", DROPS_TABLES).await;
     let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
     let apply = start_apply(
         &target,
@@ -409,32 +405,14 @@ async fn lost_target_connections_are_retried_and_lose_nothing() {
     );
     let mut terminated = 0;
     for round in 0..10 {
-        source
-            .execute(&format!(
-                "INSERT INTO events SELECT i, {round} FROM generate_series({0}, {0} + 99) i
-                   ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n;
-                 INSERT INTO log SELECT {round} FROM generate_series(1, 20);",
-                round * 50
-            ))
-            .await;
+        source.execute(&drops_round(round)).await;
         // The target drops apply's connections (a restart, a failover, an idle killer).
         tokio::time::sleep(Duration::from_millis(150)).await;
         terminated += t.query_one(&killed, &[]).await.unwrap().get::<_, i64>(0);
     }
     assert!(terminated > 0, "no apply connection was ever dropped");
     wait_equal(&source, &target, &["events", "log"], CATCH_UP).await;
-    let text = reqwest::get(format!("http://{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let restarts = text
-        .lines()
-        .find(|l| l.starts_with("ferry_apply_restarts_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(restarts >= 1.0, "{text}");
+    assert!(metric(&metrics, "ferry_apply_restarts_total").await >= 1.0);
     assert!(apply.terminate().success());
     assert!(capture.terminate().success());
 }
