@@ -576,3 +576,29 @@ async fn mariadb_to_mariadb_keeps_every_type_and_value() {
     assert!(apply.terminate().success());
     assert!(capture.terminate().success());
 }
+
+#[tokio::test]
+async fn a_table_map_sends_a_table_to_another_database() {
+    let (source, target, prefix, capture) = captured(
+        "my_map",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'one');",
+    )
+    .await;
+    // A database that does not exist yet: apply creates it.
+    let other = unique("ferry_test_other");
+    let map = format!("public.t={other}.t2");
+    let apply = start_apply(&target, &prefix, &unique("g"), &["--table-map", &map]);
+    source.execute("INSERT INTO t VALUES (2, 'two')").await;
+    let other_rows = format!("SELECT id, v FROM `{other}`.t2");
+    wait_same(&source, &target, &[("SELECT id, v FROM t", other_rows.as_str())]).await;
+    // Nothing went to the default database but Ferry's own tables.
+    let mut conn = target.conn().await;
+    let tables: Vec<String> = conn
+        .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1")
+        .await
+        .unwrap();
+    assert_eq!(tables, ["_ferry_barriers", "_ferry_offsets"]);
+    conn.query_drop(format!("DROP DATABASE `{other}`")).await.unwrap();
+    assert!(apply.terminate().success());
+    assert!(capture.terminate().success());
+}

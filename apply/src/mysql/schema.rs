@@ -254,12 +254,23 @@ pub async fn ensure(
             let key: Vec<_> = meta.key.iter().map(|&i| quote_ident(&meta.columns[i].name)).collect();
             defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
         }
-        conn.query_drop(format!(
-            "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4",
-            quote_ident(&target.schema)
-        ))
-        .await
-        .map_err(ddl)?;
+        // A database named by --table-map may not exist yet; asked first, so
+        // that a user with rights on its own database only needs no more.
+        let database: Option<String> = conn
+            .exec_first(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                (&target.schema,),
+            )
+            .await
+            .map_err(|e| classify(&e, target))?;
+        if database.is_none() {
+            conn.query_drop(format!(
+                "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4",
+                quote_ident(&target.schema)
+            ))
+            .await
+            .map_err(ddl)?;
+        }
         conn.query_drop(format!(
             "CREATE TABLE IF NOT EXISTS {name} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}",
             defs.join(", "),
