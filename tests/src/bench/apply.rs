@@ -63,9 +63,15 @@ async fn applied(client: &tokio_postgres::Client, group: &str) -> i64 {
 }
 
 fn spawn_apply(target: &PgDatabase, prefix: &str, group: &str) -> tokio::process::Child {
+    spawn_apply_to("ferry-apply-postgres", &target.url(), prefix, group)
+}
+
+/// The apply binary `name` of `prefix`'s topics into `url` as `group`, with
+/// `FERRY_BENCH_APPLY_ARGS`, logging at `FERRY_LOG` (default warn).
+pub fn spawn_apply_to(name: &str, url: &str, prefix: &str, group: &str) -> tokio::process::Child {
     let topics = format!("{prefix}\\..*");
-    tokio::process::Command::new(binary("ferry-apply-postgres"))
-        .args(["--target", &target.url(), "--topics", &topics, "--group", group])
+    tokio::process::Command::new(binary(name))
+        .args(["--target", url, "--topics", &topics, "--group", group])
         .args(["--brokers", &brokers()])
         .args(
             std::env::var("FERRY_BENCH_APPLY_ARGS")
@@ -78,7 +84,7 @@ fn spawn_apply(target: &PgDatabase, prefix: &str, group: &str) -> tokio::process
         )
         .kill_on_drop(true)
         .spawn()
-        .expect("start ferry-apply-postgres")
+        .unwrap_or_else(|e| panic!("start {name}: {e}"))
 }
 
 fn spawn_capture(source: &PgDatabase, prefix: &str) -> tokio::process::Child {

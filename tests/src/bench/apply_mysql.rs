@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use ferry_apply::mysql::value::{write_literal, Fit};
 use ferry_core::value::Datum;
 use ferry_tests::mariadb::MariaDatabase;
-use ferry_tests::{binary, brokers, unique, wait_for};
+use ferry_tests::{unique, wait_for};
 use mysql_async::prelude::Queryable;
 
-use super::apply::captured_log;
+use super::apply::{captured_log, spawn_apply_to};
 
 pub async fn throughput(events: i64) {
     let log = captured_log(events).await;
@@ -21,22 +21,7 @@ pub async fn throughput(events: i64) {
     let conn = target.conn().await;
     let group = unique("bench");
     let started = Instant::now();
-    let topics = format!("{}\\..*", log.prefix);
-    let apply = tokio::process::Command::new(binary("ferry-apply-mysql"))
-        .args(["--target", &target.url(), "--topics", &topics, "--group", &group])
-        .args(["--brokers", &brokers()])
-        .args(
-            std::env::var("FERRY_BENCH_APPLY_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
-        .env(
-            "FERRY_LOG",
-            std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start ferry-apply-mysql");
+    let apply = spawn_apply_to("ferry-apply-mysql", &target.url(), &log.prefix, &group);
     let applied = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM _ferry_offsets WHERE consumer_group = ?";
     let conn = std::sync::Arc::new(tokio::sync::Mutex::new(conn));
     wait_for("apply to reach the end of the log", Duration::from_secs(3600), || {
@@ -173,7 +158,10 @@ pub async fn write_paths(rows: i64) {
     let db = MariaDatabase::create().await;
     let mut conn = db.conn().await;
     // The session ferry-apply-mysql runs in.
-    for sql in ["SET time_zone = '+00:00', NAMES utf8mb4"].iter().chain(ferry_apply::mysql::SESSION) {
+    for sql in ["SET time_zone = '+00:00', NAMES utf8mb4"]
+        .iter()
+        .chain(ferry_apply::mysql::SESSION)
+    {
         conn.query_drop(*sql).await.expect("session");
     }
     let update: Vec<String> = WIDE_COLUMNS[1..].iter().map(|c| format!("{c} = VALUES({c})")).collect();
