@@ -201,9 +201,27 @@ async fn a_schema_change_mid_stream_adds_the_column() {
     assert!(capture.terminate().success());
 }
 
+/// Waits until the target holds the steady workload's tables as the source
+/// does after `rounds` rounds, each append exactly once.
+async fn workload_arrived(source: &PgDatabase, target: &MariaDatabase, rounds: i64) {
+    wait_same(
+        source,
+        target,
+        &[
+            same("SELECT * FROM counters"),
+            same("SELECT * FROM emptied"),
+            same("SELECT k, v, COUNT(*) FROM appended GROUP BY k, v"),
+        ],
+    )
+    .await;
+    // Appends have no key: a message applied twice would be a second row.
+    let appended = my_scalar(target, "SELECT COUNT(*) FROM appended").await.unwrap();
+    assert_eq!(appended, ferry_tests::workload::appended_rows(rounds));
+}
+
 #[tokio::test]
 async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
-    use ferry_tests::workload::{appended_rows, kill_repeatedly, Workload, TABLES};
+    use ferry_tests::workload::{kill_repeatedly, Workload, TABLES};
     let (source, target, prefix, capture) = captured("my_kill", TABLES).await;
     let group = unique("g");
     let workload = Workload::start(&source.url());
@@ -221,20 +239,39 @@ async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
     .await;
     let rounds = workload.stop().await;
     let apply = start_apply(&target, &prefix, &group, &args);
-    wait_same(
-        &source,
-        &target,
-        &[
-            same("SELECT * FROM counters"),
-            same("SELECT * FROM emptied"),
-            same("SELECT k, v, COUNT(*) FROM appended GROUP BY k, v"),
-        ],
-    )
-    .await;
-    // Appends have no key: a message applied twice would be a second row.
-    let in_target = my_scalar(&target, "SELECT COUNT(*) FROM appended").await.unwrap();
-    assert_eq!(in_target, appended_rows(rounds));
+    workload_arrived(&source, &target, rounds).await;
     assert!(apply.terminate().success());
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn two_processes_of_one_group_share_the_partitions_and_hand_them_over() {
+    use ferry_tests::workload::{Workload, TABLES};
+    let (source, target, prefix, capture) = captured("my_share", TABLES).await;
+    let group = unique("g");
+    let args = ["--batch-size", "100"];
+    let first = start_apply(&target, &prefix, &group, &args);
+    let second = start_apply(&target, &prefix, &group, &args);
+    let workload = Workload::start(&source.url());
+    let applied = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM _ferry_offsets";
+    let progress = |after: i64| {
+        let target = &target;
+        async move {
+            wait_for("apply to make progress", CATCH_UP, || async move {
+                let now = my_scalar(target, applied).await?;
+                (now > after).then_some(now)
+            })
+            .await
+        }
+    };
+    let before = progress(0).await;
+    // One process leaves while rows keep coming: its partitions move to the
+    // other, which starts them exactly where the target says.
+    assert!(second.terminate().success());
+    progress(before).await;
+    let rounds = workload.stop().await;
+    workload_arrived(&source, &target, rounds).await;
+    assert!(first.terminate().success());
     assert!(capture.terminate().success());
 }
 
