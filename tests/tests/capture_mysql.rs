@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail};
 use ferry_core::envelope::Connector;
+use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail};
 use ferry_core::schema_change::{SchemaChange, SchemaChangeCodec};
 use ferry_core::value::Datum;
 use ferry_tests::mariadb::{server_id, start_capture, wait_position, MariaDatabase, SERVER};
@@ -407,16 +407,30 @@ async fn disruptive_a_server_restart_mid_stream_resumes_by_gtid_with_nothing_twi
     let topic = format!("{prefix}.{}.log", db.name);
     let capture = start_capture(&db, &prefix, server_id(), &[]);
     wait_position(&prefix).await;
-    let values = |from: i32, to: i32| (from..to).map(|i| format!("({i}, 'v{i}')")).collect::<Vec<_>>().join(",");
-    db.execute(&format!("INSERT INTO log VALUES {}", values(0, 20_000))).await;
+    let values = |from: i32, to: i32| {
+        (from..to)
+            .map(|i| format!("({i}, 'v{i}')"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    db.execute(&format!("INSERT INTO log VALUES {}", values(0, 20_000)))
+        .await;
     restart_mariadb();
-    db.execute(&format!("INSERT INTO log VALUES {}", values(20_000, 20_100))).await;
+    db.execute(&format!("INSERT INTO log VALUES {}", values(20_000, 20_100)))
+        .await;
     let received = read_topic(&topic, 20_100, SERVICES_REGISTRY).await;
-    let mut ids: Vec<i64> = events(&received).iter().map(|e| int(&e.after.as_ref().unwrap()[0])).collect();
+    let mut ids: Vec<i64> = events(&received)
+        .iter()
+        .map(|e| int(&e.after.as_ref().unwrap()[0]))
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 20_100, "every row");
-    assert_eq!(count_committed(&topic, Duration::from_secs(3)).await, 20_100, "nothing twice");
+    assert_eq!(
+        count_committed(&topic, Duration::from_secs(3)).await,
+        20_100,
+        "nothing twice"
+    );
     assert!(capture.terminate().success(), "the capture lived through the restart");
 }
 
@@ -424,7 +438,8 @@ async fn disruptive_a_server_restart_mid_stream_resumes_by_gtid_with_nothing_twi
 #[tokio::test]
 async fn disruptive_a_purged_binlog_is_a_definite_error_and_when_needed_reads_again() {
     let db = MariaDatabase::create().await;
-    db.execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2);").await;
+    db.execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2);")
+        .await;
     let prefix = unique("mycap");
     let topic = format!("{prefix}.{}.t", db.name);
     let id = server_id();
@@ -452,7 +467,12 @@ async fn disruptive_a_purged_binlog_is_a_definite_error_and_when_needed_reads_ag
 
     let out = tokio::process::Command::new(ferry_tests::binary("ferry-capture-mysql"))
         .args(["--source", SERVER, "--server-id", &id.to_string(), "--prefix", &prefix])
-        .args(["--tables", &format!("{}.*", db.name), "--brokers", &ferry_tests::brokers()])
+        .args([
+            "--tables",
+            &format!("{}.*", db.name),
+            "--brokers",
+            &ferry_tests::brokers(),
+        ])
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(60), out)
@@ -468,6 +488,109 @@ async fn disruptive_a_purged_binlog_is_a_definite_error_and_when_needed_reads_ag
 
     let capture = start_capture(&db, &prefix, id, &["--snapshot", "when_needed"]);
     let all = events(&read_topic(&topic, 5, SERVICES_REGISTRY).await);
-    assert_eq!(ids(&all[2..], Op::Read), [1, 2, 3], "read again, with the row the purge took");
+    assert_eq!(
+        ids(&all[2..], Op::Read),
+        [1, 2, 3],
+        "read again, with the row the purge took"
+    );
     assert!(capture.terminate().success());
+}
+
+/// Writes `transactions` transactions into `counters` (an increment) and
+/// `ledger` (one row, or 200 rows every 100th transaction) of `url`.
+fn workload(url: String, transactions: i32) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use mysql_async::prelude::Queryable;
+        let mut conn = ferry_tests::mariadb::connect(&url).await;
+        for i in 0..transactions {
+            let many = if i % 100 == 0 { 200 } else { 1 };
+            conn.query_drop(format!(
+                "START TRANSACTION;
+                 INSERT INTO ledger SELECT {i}, seq, CONCAT('row ', seq) FROM seq_1_to_{many};
+                 UPDATE counters SET n = n + 1 WHERE id = {};
+                 COMMIT;",
+                i % 10
+            ))
+            .await
+            .expect("workload");
+        }
+    })
+}
+
+/// A source for [`workload`].
+async fn workload_source() -> MariaDatabase {
+    let source = MariaDatabase::create().await;
+    source
+        .execute(
+            "CREATE TABLE counters (id INT PRIMARY KEY, n BIGINT NOT NULL);
+             CREATE TABLE ledger (seq INT NOT NULL, k INT NOT NULL, note VARCHAR(30), PRIMARY KEY (seq, k));
+             INSERT INTO counters SELECT seq, 0 FROM seq_0_to_9;",
+        )
+        .await;
+    source
+}
+
+/// Waits until PostgreSQL's `counters` and `ledger` equal MariaDB's.
+async fn wait_workload_equal(source: &MariaDatabase, target: &ferry_tests::PgDatabase) {
+    let client = target.client().await;
+    for (maria, pg) in [
+        ("SELECT id, n FROM counters", "SELECT id::text, n::text FROM counters"),
+        (
+            "SELECT seq, k, note FROM ledger",
+            "SELECT seq::text, k::text, note FROM ledger",
+        ),
+    ] {
+        let want = maria_rows(source, maria).await;
+        let mut got = None;
+        let waited = tokio::time::timeout(Duration::from_secs(180), async {
+            loop {
+                got = pg_rows(&client, pg).await;
+                if got.as_ref() == Some(&want) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+        .await;
+        let got = got.unwrap_or_default();
+        let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
+        let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
+        assert!(
+            waited.is_ok(),
+            "{pg}: the target has {} rows, the source {}; missing {missing:?}, extra {extra:?}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+/// The whole path under kill -9: MariaDB → capture → apply → PostgreSQL, each
+/// killed several times while a workload runs; the target ends equal to the
+/// source (capture may send a transaction twice, which keyed rows absorb).
+#[tokio::test]
+async fn kill_9_of_capture_and_apply_mid_workload_target_equals_source() {
+    let source = workload_source().await;
+    let target = ferry_tests::PgDatabase::create();
+    let prefix = unique("mykill");
+    let group = unique("g");
+    let id = server_id();
+    let apply_args = ["--instance-id", "kill-test"];
+    let mut capture = start_capture(&source, &prefix, id, &[]);
+    let mut apply = ferry_tests::start_apply(&target, &prefix, &group, &apply_args);
+    wait_position(&prefix).await;
+    let writer = workload(source.url(), 1_500);
+    for round in 0..6u64 {
+        tokio::time::sleep(Duration::from_millis(400 + 150 * round)).await;
+        if round % 2 == 0 {
+            capture.kill9();
+            capture = start_capture(&source, &prefix, id, &[]);
+        } else {
+            apply.kill9();
+            apply = ferry_tests::start_apply(&target, &prefix, &group, &apply_args);
+        }
+    }
+    writer.await.expect("writer");
+    wait_workload_equal(&source, &target).await;
+    assert!(capture.terminate().success());
+    assert!(apply.terminate().success());
 }
