@@ -41,6 +41,11 @@ impl TableFilter {
                 .any(|(s, t)| glob(s, &table.schema) && glob(t, &table.table))
     }
 
+    /// Whether some table of `schema` could be included.
+    pub fn includes_schema(&self, schema: &str) -> bool {
+        self.patterns.is_empty() || self.patterns.iter().any(|(s, _)| glob(s, schema))
+    }
+
     /// Patterns without a wildcard that match none of `tables`: misspelt names.
     pub fn unmatched(&self, tables: &[TableId]) -> Vec<String> {
         self.patterns
@@ -90,6 +95,7 @@ mod tests {
         assert!(f.includes(&id("a", "x_long_y")));
         assert!(!f.includes(&id("a", "xyz")));
         assert!(TableFilter::parse("").unwrap().includes(&id("any", "thing")));
+        assert!(f.includes_schema("inventory") && f.includes_schema("abc") && !f.includes_schema("shop"));
         assert!(TableFilter::parse("orders").is_err());
         assert!(TableFilter::parse("public.").is_err());
     }

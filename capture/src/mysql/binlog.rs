@@ -347,11 +347,14 @@ impl<'a> Streamer<'a> {
                     if let Some(table) = truncated_table(statement, &schema) {
                         self.truncate(table, start_pos, ts_ms, publisher).await?;
                     } else {
-                        tracing::info!(schema = %schema, ddl = %statement, "DDL");
-                        self.schema_change(&schema, Some(statement), None, start_pos, publisher)
-                            .await?;
                         // Table maps after a DDL describe the new shape.
                         self.maps.clear();
+                        // Statements of other databases are not this capture's history.
+                        if self.filter.includes_schema(&schema) {
+                            tracing::info!(schema = %schema, ddl = %statement, "DDL");
+                            self.schema_change(&schema, Some(statement), None, start_pos, publisher)
+                                .await?;
+                        }
                     }
                     if self.tx.as_ref().is_none_or(|tx| !tx.began) {
                         self.commit(end, publisher).await?;
