@@ -115,7 +115,7 @@ pub struct CaptureFile {
     #[serde(default = "default_offsets_topic")]
     offsets_topic: String,
     #[serde(default)]
-    pub log_format: LogFormat,
+    log_format: LogFormat,
     /// librdkafka properties passed through (`[kafka]` table).
     #[serde(default)]
     kafka: BTreeMap<String, String>,
@@ -172,6 +172,19 @@ impl CaptureSettings {
             offsets_topic: self.offsets_topic.clone(),
         }
     }
+}
+
+/// Reads `--config`, the `FERRY_*` environment and the flags (`args`), starts
+/// logging, and returns the settings and the source's own keys (`S`), or a
+/// one-line error naming what to fix.
+pub fn load<S: DeserializeOwned>(
+    args: &impl Serialize,
+    config: Option<&std::path::Path>,
+    source_form: &str,
+) -> Result<(CaptureSettings, S), String> {
+    let file: CaptureFile = ferry_core::config::load(config, args).map_err(|e| e.to_string())?;
+    ferry_core::telemetry::init_logging(file.log_format);
+    file.settings(source_form)
 }
 
 impl CaptureFile {

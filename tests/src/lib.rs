@@ -658,3 +658,31 @@ where
         );
     }
 }
+
+/// How [`pg_text_rows`] and [`mariadb::text_rows`] print NULL.
+pub const NULL_CELL: &str = "∅";
+
+/// The rows `sql` returns from PostgreSQL (ISO dates, UTC, hex bytea), each as
+/// its columns' text (`∅` for NULL) joined by `|`, sorted. An error is `None`
+/// (the table may not exist yet).
+pub async fn pg_text_rows(client: &tokio_postgres::Client, sql: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for m in client
+        .simple_query(&format!(
+            "SET DateStyle = ISO; SET TimeZone = UTC; SET IntervalStyle = iso_8601; SET bytea_output = hex; {sql}"
+        ))
+        .await
+        .ok()?
+    {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
+            out.push(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or(NULL_CELL).to_owned())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out.sort();
+    Some(out)
+}

@@ -124,3 +124,26 @@ pub async fn wait_position(prefix: &str) -> ferry_core::position::SourcePosition
     )
     .await
 }
+
+/// The rows `sql` returns, each as its columns' text (`∅` for NULL) joined by
+/// `|`, sorted: comparable with [`crate::pg_text_rows`]. An error is `None`
+/// (the table may not exist yet).
+pub async fn text_rows(conn: &mut mysql_async::Conn, sql: &str) -> Option<Vec<String>> {
+    let rows: Vec<mysql_async::Row> = conn.query(sql).await.ok()?;
+    let mut out: Vec<String> = rows
+        .into_iter()
+        .map(|row| {
+            row.unwrap()
+                .into_iter()
+                .map(|v| match v {
+                    mysql_async::Value::NULL => crate::NULL_CELL.to_owned(),
+                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                    other => other.as_sql(true),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort();
+    Some(out)
+}

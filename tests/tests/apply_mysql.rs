@@ -34,49 +34,11 @@ async fn captured(name: &str, ddl: &str) -> (PgDatabase, MariaDatabase, String, 
 }
 
 /// A value as the tests compare it; NULL is `∅`.
-fn cell(v: Option<&str>) -> String {
-    v.unwrap_or("∅").to_owned()
-}
-
-/// The rows `sql` returns from PostgreSQL (settings as capture's), each as its
-/// columns' text joined by `|`, sorted.
+/// PostgreSQL's rows of `sql`; a failing query panics.
 async fn pg_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for m in client
-        .simple_query(&format!(
-            "SET DateStyle = ISO; SET TimeZone = UTC; SET IntervalStyle = iso_8601; SET bytea_output = hex; {sql}"
-        ))
+    ferry_tests::pg_text_rows(client, sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    {
-        if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
-            out.push((0..row.len()).map(|i| cell(row.get(i))).collect::<Vec<_>>().join("|"));
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The rows `sql` returns from MariaDB, the same way; an error is `None`
-/// (the table may not exist yet).
-async fn my_rows(conn: &mut mysql_async::Conn, sql: &str) -> Option<Vec<String>> {
-    let rows: Vec<mysql_async::Row> = conn.query(sql).await.ok()?;
-    let mut out: Vec<String> = rows
-        .into_iter()
-        .map(|row| {
-            row.unwrap()
-                .into_iter()
-                .map(|v| match v {
-                    mysql_async::Value::NULL => cell(None),
-                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
-                    other => other.as_sql(true),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
-    out.sort();
-    Some(out)
+        .unwrap_or_else(|| panic!("{sql} failed"))
 }
 
 /// Waits until each pair of queries (PostgreSQL, MariaDB) returns the same rows.
@@ -88,7 +50,11 @@ async fn wait_same(source: &PgDatabase, target: &MariaDatabase, pairs: &[(&str, 
             my_sql,
             CATCH_UP,
             || pg_rows(&pg, pg_sql),
-            || async { my_rows(&mut *my.lock().await, my_sql).await.unwrap_or_default() },
+            || async {
+                ferry_tests::mariadb::text_rows(&mut *my.lock().await, my_sql)
+                    .await
+                    .unwrap_or_default()
+            },
         )
         .await;
     }

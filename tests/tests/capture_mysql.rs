@@ -285,45 +285,15 @@ async fn every_problem_is_one_line_and_a_failure_exit() {
     db.execute(&format!("DROP USER '{user}'@'%'")).await;
 }
 
-/// MariaDB's rows of `sql`, each as its values' text joined by `|`, sorted.
+/// MariaDB's rows of `sql`; a failing query panics.
 async fn maria_rows(db: &MariaDatabase, sql: &str) -> Vec<String> {
-    use mysql_async::prelude::Queryable;
     let mut conn = db.conn().await;
-    let rows: Vec<mysql_async::Row> = conn.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut out: Vec<String> = rows
-        .into_iter()
-        .map(|row| {
-            row.unwrap()
-                .into_iter()
-                .map(|v| match v {
-                    mysql_async::Value::NULL => "NULL".to_owned(),
-                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
-                    other => other.as_sql(true),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
-    out.sort();
+    let rows = ferry_tests::mariadb::text_rows(&mut conn, sql).await;
     conn.disconnect().await.ok();
-    out
+    rows.unwrap_or_else(|| panic!("{sql} failed"))
 }
 
-/// PostgreSQL's rows of `sql` (every column cast to text), as [`maria_rows`].
-async fn pg_rows(client: &tokio_postgres::Client, sql: &str) -> Option<Vec<String>> {
-    let rows = client.query(sql, &[]).await.ok()?;
-    let mut out: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            (0..r.len())
-                .map(|i| r.get::<_, Option<String>>(i).unwrap_or_else(|| "NULL".into()))
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
-    out.sort();
-    Some(out)
-}
+use ferry_tests::pg_text_rows as pg_rows;
 
 #[tokio::test]
 async fn mariadb_to_postgres_snapshot_and_stream() {

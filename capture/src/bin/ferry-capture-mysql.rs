@@ -3,11 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferry_capture::mysql::{run, CaptureError, MysqlCaptureConfig};
-use ferry_capture::settings::{CaptureArgs, CaptureFile};
-use ferry_core::config;
+use ferry_capture::mysql::{run, MysqlCaptureConfig};
+use ferry_capture::settings::{self, CaptureArgs};
 use ferry_core::process::{exit_code, shutdown_signal};
-use ferry_core::telemetry::init_logging;
 use serde::{Deserialize, Serialize};
 
 /// Captures a MySQL or MariaDB server's changes (snapshot, then the row binlog) into Kafka.
@@ -40,26 +38,10 @@ fn default_snapshot_chunk_rows() -> u64 {
     ferry_capture::mysql::snapshot::CHUNK_ROWS
 }
 
-#[derive(Debug, thiserror::Error)]
-enum MainError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Capture(#[from] CaptureError),
-}
-
-async fn main_inner(args: Args) -> Result<(), MainError> {
-    let file: CaptureFile = config::load(args.common.config.as_deref(), &args)?;
-    init_logging(file.log_format);
-    let (common, own) = file
-        .settings::<Own>("mysql://USER:PASSWORD@HOST:PORT")
-        .map_err(MainError::Invalid)?;
+async fn main_inner(args: Args) -> Result<(), String> {
+    let (common, own) = settings::load::<Own>(&args, args.common.config.as_deref(), "mysql://USER:PASSWORD@HOST:PORT")?;
     let server_id = own.server_id.filter(|id| *id > 0).ok_or_else(|| {
-        MainError::Invalid(
-            "--server-id is required: a number from 1 to 4294967295 that no other replica of the source uses".into(),
-        )
+        "--server-id is required: a number from 1 to 4294967295 that no other replica of the source uses".to_owned()
     })?;
     let config = MysqlCaptureConfig {
         common,
@@ -67,8 +49,7 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
         snapshot_chunk_rows: own.snapshot_chunk_rows.max(1),
     };
     tracing::info!(source = %config.common.source, prefix = %config.common.prefix, "ferry-capture-mysql starting");
-    run(config, shutdown_signal()).await?;
-    Ok(())
+    run(config, shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
 #[tokio::main]

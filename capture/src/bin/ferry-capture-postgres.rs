@@ -3,11 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferry_capture::postgres::{run, CaptureError, PgCaptureConfig};
-use ferry_capture::settings::{CaptureArgs, CaptureFile};
-use ferry_core::config;
+use ferry_capture::postgres::{run, PgCaptureConfig};
+use ferry_capture::settings::{self, CaptureArgs};
 use ferry_core::process::{exit_code, shutdown_signal};
-use ferry_core::telemetry::init_logging;
 use serde::{Deserialize, Serialize};
 
 /// Captures a PostgreSQL database's changes (snapshot, then logical decoding) into Kafka.
@@ -54,22 +52,12 @@ fn default_heartbeat_interval() -> u64 {
     10
 }
 
-#[derive(Debug, thiserror::Error)]
-enum MainError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Capture(#[from] CaptureError),
-}
-
-async fn main_inner(args: Args) -> Result<(), MainError> {
-    let file: CaptureFile = config::load(args.common.config.as_deref(), &args)?;
-    init_logging(file.log_format);
-    let (common, own) = file
-        .settings::<Own>("postgres://USER:PASSWORD@HOST:PORT/DATABASE")
-        .map_err(MainError::Invalid)?;
+async fn main_inner(args: Args) -> Result<(), String> {
+    let (common, own) = settings::load::<Own>(
+        &args,
+        args.common.config.as_deref(),
+        "postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+    )?;
     let config = PgCaptureConfig {
         slot: own
             .slot
@@ -82,8 +70,7 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
         common,
     };
     tracing::info!(source = %config.common.source, prefix = %config.common.prefix, "ferry-capture-postgres starting");
-    run(config, shutdown_signal()).await?;
-    Ok(())
+    run(config, shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
 #[tokio::main]

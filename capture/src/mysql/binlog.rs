@@ -457,11 +457,7 @@ impl<'a> Streamer<'a> {
             table: id.to_string(),
             error,
         })?;
-        let meta = TableMeta {
-            id: id.clone(),
-            columns: columns.iter().map(types::column).collect(),
-            key,
-        };
+        let meta = types::table_meta(id.clone(), &columns, key);
         let same = publisher.table(&id).is_some_and(|registered| {
             registered.key == meta.key
                 && registered.columns.len() == meta.columns.len()

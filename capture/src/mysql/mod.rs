@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::envelope::Connector;
-use ferry_core::meta::{TableId, TableMeta};
+use ferry_core::meta::TableId;
 use ferry_core::metrics::Phase;
 use ferry_core::position::{BinlogPosition, SourcePosition};
 use ferry_core::registry::RegistryClient;
@@ -108,19 +108,8 @@ pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>)
     let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
     let mut publisher = Publisher::start(config.common.publisher(Connector::Mysql), registry).await?;
     for table in &tables {
-        let (columns, key) = validate::table_columns(&mut conn, table)
-            .await?
-            .map_err(|error| CaptureError::Type {
-                table: table.to_string(),
-                error,
-            })?;
-        publisher
-            .register_table(TableMeta {
-                id: table.clone(),
-                columns: columns.iter().map(types::column).collect(),
-                key,
-            })
-            .await?;
+        let (_, meta) = validate::table(&mut conn, table).await?;
+        publisher.register_table(meta).await?;
     }
 
     let spec = snapshot::SnapshotSpec {

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo};
-use ferry_core::meta::{DataType, TableId, TableMeta};
+use ferry_core::meta::{DataType, TableId};
 use ferry_core::mysql::{quote_ident, quoted};
 use ferry_core::position::{BinlogPosition, GtidSet, SourcePosition};
 use ferry_core::value::Datum;
@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 use crate::mysql::binlog::Start;
 use crate::mysql::error::CaptureError;
 use crate::mysql::types::{self, SourceColumn};
-use crate::mysql::validate::table_columns;
+use crate::mysql::validate;
 use crate::now_ms;
 use crate::offsets::SnapshotState;
 use crate::publish::Publisher;
@@ -224,15 +224,8 @@ pub async fn run(
         first
             .query_drop(format!("SELECT 1 FROM {} LIMIT 0", quoted(id)))
             .await?;
-        let (columns, key) = table_columns(first, id).await?.map_err(|error| CaptureError::Type {
-            table: id.to_string(),
-            error,
-        })?;
-        let meta = TableMeta {
-            id: id.clone(),
-            columns: columns.iter().map(types::column).collect(),
-            key: key.clone(),
-        };
+        let (columns, meta) = validate::table(first, id).await?;
+        let key = meta.key.clone();
         if publisher.table(id) != Some(&meta) {
             publisher.register_table(meta).await?;
         }

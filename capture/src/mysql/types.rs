@@ -93,7 +93,7 @@
 
 use std::fmt;
 
-use ferry_core::meta::{Column, DataType};
+use ferry_core::meta::{Column, DataType, TableId, TableMeta};
 use ferry_core::value::{Datum, Decimal};
 use mysql_async::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
 use mysql_async::binlog::jsonb;
@@ -823,6 +823,15 @@ pub fn select_expr(c: &SourceColumn) -> String {
     match c.kind {
         Kind::Float | Kind::Double => format!("CAST({quoted} AS DOUBLE)"),
         _ => quoted,
+    }
+}
+
+/// A table's metadata from its source columns and key positions.
+pub fn table_meta(id: TableId, columns: &[SourceColumn], key: Vec<usize>) -> TableMeta {
+    TableMeta {
+        id,
+        columns: columns.iter().map(column).collect(),
+        key,
     }
 }
 

@@ -10,11 +10,12 @@
 
 use std::fmt;
 
-use ferry_core::meta::TableId;
+use ferry_core::meta::{TableId, TableMeta};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use crate::filter::TableFilter;
+use crate::mysql::error::CaptureError;
 use crate::mysql::types::{self, SourceColumn};
 
 /// One thing wrong with the source.
@@ -145,6 +146,17 @@ pub async fn table_columns(
         .filter_map(|k| columns.iter().position(|c| &c.name == k))
         .collect();
     Ok(Ok((columns, key)))
+}
+
+/// A table's columns and metadata as `information_schema` describes them now;
+/// a column Ferry cannot carry is an error naming it.
+pub async fn table(conn: &mut Conn, id: &TableId) -> Result<(Vec<SourceColumn>, TableMeta), CaptureError> {
+    let (columns, key) = table_columns(conn, id).await?.map_err(|error| CaptureError::Type {
+        table: id.to_string(),
+        error,
+    })?;
+    let meta = types::table_meta(id.clone(), &columns, key);
+    Ok((columns, meta))
 }
 
 async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql_async::Error> {
@@ -314,7 +326,11 @@ mod tests {
             "binlog_format is MIXED, needs ROW: run SET GLOBAL binlog_format = ROW \
              and put binlog_format = ROW in the server's config file"
         );
-        assert!(lines[0].contains("restart"), "log_bin cannot be set at run time: {}", lines[0]);
+        assert!(
+            lines[0].contains("restart"),
+            "log_bin cannot be set at run time: {}",
+            lines[0]
+        );
         for (line, (setting, _)) in lines.iter().zip(SETTINGS) {
             assert!(line.starts_with(setting) && !line.contains('\n'), "{line}");
         }

@@ -3,8 +3,8 @@
 //!
 //! Stream: ROWS inserts (transactions of 10,000 rows) written into a fresh
 //! binlog file while no capture runs; then `mariadb-binlog
-//! --read-from-remote-server` reads that file to /dev/null (the reference: the
-//! server sending the binlog and a client parsing it), and a
+//! --read-from-remote-server` reads that file to /dev/null, as it comes and
+//! with `--verbose` (every row decoded), the references; and a
 //! `ferry-capture-mysql` resuming from just before the inserts streams the
 //! same events into Kafka, timed from its start until Kafka holds them all.
 //!
@@ -44,29 +44,46 @@ fn capture(db: &MariaDatabase, prefix: &str, id: u32, extra: &[&str]) -> std::pr
     let broker = brokers();
     Command::new(binary("ferry-capture-mysql"))
         .args([
-            "--source", SERVER, "--server-id", &id, "--prefix", prefix, "--tables", &tables, "--brokers", &broker,
+            "--source",
+            SERVER,
+            "--server-id",
+            &id,
+            "--prefix",
+            prefix,
+            "--tables",
+            &tables,
+            "--brokers",
+            &broker,
         ])
         .args(extra)
-        .env("FERRY_LOG", std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "FERRY_LOG",
+            std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .spawn()
         .expect("start ferry-capture-mysql")
 }
 
-fn table(rows: i64, reference: &str, reference_time: Duration, ferry: Duration) {
+/// The results, each against the first reference.
+fn table(rows: i64, references: &[(&str, Duration)], ferry: Duration) {
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
-    println!("| measure | rows | seconds | rows/s | vs reference |");
+    let base = rate(references[0].1);
+    println!("| measure | rows | seconds | rows/s | vs {} |", references[0].0);
     println!("|---|---:|---:|---:|---:|");
-    println!(
-        "| {reference} (reference) | {rows} | {:.2} | {:.0} | 1.00 |",
-        reference_time.as_secs_f64(),
-        rate(reference_time)
-    );
+    for (name, time) in references {
+        println!(
+            "| {name} (reference) | {rows} | {:.2} | {:.0} | {:.2} |",
+            time.as_secs_f64(),
+            rate(*time),
+            rate(*time) / base
+        );
+    }
     println!(
         "| ferry-capture-mysql → Kafka | {rows} | {:.2} | {:.0} | {:.2} |",
         ferry.as_secs_f64(),
         rate(ferry),
-        rate(ferry) / rate(reference_time)
+        rate(ferry) / base
     );
 }
 
@@ -78,7 +95,10 @@ pub async fn stream(rows: i64) {
     // A capture that stores its starting point, then stops.
     let mut first = capture(&db, &prefix, id, &["--snapshot", "never"]);
     wait_position(&prefix).await;
-    Command::new("kill").args(["-TERM", &first.id().to_string()]).status().ok();
+    Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .ok();
     first.wait().ok();
 
     db.execute("FLUSH BINARY LOGS").await;
@@ -92,14 +112,21 @@ pub async fn stream(rows: i64) {
     conn.disconnect().await.ok();
     fill(&db, 1, rows).await;
 
-    let started = Instant::now();
-    let status = Command::new("mariadb-binlog")
-        .args(["--read-from-remote-server", "--host=127.0.0.1", "--user=root", &file])
-        .stdout(Stdio::null())
-        .status()
-        .expect("mariadb-binlog");
-    assert!(status.success(), "mariadb-binlog failed");
-    let reference = started.elapsed();
+    // As it comes (rows as base64 BINLOG statements), and decoded (--verbose:
+    // every row as pseudo-SQL, which, like Ferry, reads each value).
+    let read = |extra: &[&str]| {
+        let started = Instant::now();
+        let status = Command::new("mariadb-binlog")
+            .args(["--read-from-remote-server", "--host=127.0.0.1", "--user=root", &file])
+            .args(extra)
+            .stdout(Stdio::null())
+            .status()
+            .expect("mariadb-binlog");
+        assert!(status.success(), "mariadb-binlog failed");
+        started.elapsed()
+    };
+    let plain = read(&[]);
+    let decoded = read(&["--verbose"]);
 
     let topic = format!("{prefix}.{}.t", db.name);
     let started = Instant::now();
@@ -111,7 +138,14 @@ pub async fn stream(rows: i64) {
     let elapsed = started.elapsed();
     ferry.kill().ok();
     ferry.wait().ok();
-    table(rows, "mariadb-binlog --read-from-remote-server", reference, elapsed);
+    table(
+        rows,
+        &[
+            ("mariadb-binlog --read-from-remote-server", plain),
+            ("mariadb-binlog --read-from-remote-server --verbose", decoded),
+        ],
+        elapsed,
+    );
 }
 
 pub async fn snapshot(rows: i64) {
@@ -134,5 +168,9 @@ pub async fn snapshot(rows: i64) {
         .wait()
         .expect("ferry-capture-mysql");
     assert!(status.success(), "ferry-capture-mysql failed");
-    table(rows, "mariadb-dump --single-transaction", reference, started.elapsed());
+    table(
+        rows,
+        &[("mariadb-dump --single-transaction", reference)],
+        started.elapsed(),
+    );
 }
