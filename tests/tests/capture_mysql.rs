@@ -303,13 +303,16 @@ async fn mariadb_to_postgres_snapshot_and_stream() {
             "CREATE TABLE orders (
                 id INT PRIMARY KEY, name VARCHAR(40), amount DECIMAL(12,3), big BIGINT UNSIGNED,
                 ts DATETIME(6), at TIMESTAMP(3) NULL, state ENUM('new','paid'), tags SET('a','b','c'),
-                doc JSON, raw VARBINARY(16), flag BIT(1), ratio DOUBLE, small TINYINT UNSIGNED, y YEAR
+                doc JSON, raw VARBINARY(16), flag BIT(1), ratio DOUBLE, small TINYINT UNSIGNED, y YEAR,
+                span TIME(6), bits BIT(10), spot POINT, f FLOAT, mu MEDIUMINT UNSIGNED, d DATE, z DATE
              ) CHARACTER SET utf8mb4;
              CREATE TABLE notes (n INT, body TEXT CHARACTER SET latin1);
              INSERT INTO orders VALUES
                (1, 'Grüße 🚀', 1.5, 18446744073709551615, '2024-01-02 03:04:05.123456', '2024-05-06 07:08:09.120',
-                'new', 'a,c', '{\"k\": [1, 2]}', X'00FF10', b'1', 0.25, 255, 2024),
-               (2, '', -0.001, 0, '1000-01-01 00:00:00.000001', NULL, 'paid', '', NULL, X'', b'0', -12345.678, 0, 1901);
+                'new', 'a,c', '{\"k\": [1, 2]}', X'00FF10', b'1', 0.25, 255, 2024,
+                '-838:59:59.000000', b'1010101011', ST_PointFromText('POINT(1.5 -2)'), 1.5, 16777215, '2024-02-29', '0000-00-00'),
+               (2, '', -0.001, 0, '1000-01-01 00:00:00.000001', NULL, 'paid', '', NULL, X'', b'0', -12345.678, 0, 1901,
+                '100:00:00.250000', b'0', NULL, -0.125, 0, '1000-01-01', '2020-01-02');
              INSERT INTO notes VALUES (1, 'café'), (1, 'café');",
         )
         .await;
@@ -332,11 +335,15 @@ async fn mariadb_to_postgres_snapshot_and_stream() {
         .await;
     let maria = "SELECT id, name, CAST(amount AS CHAR), CAST(big AS CHAR),
                    DATE_FORMAT(ts, '%Y-%m-%d %H:%i:%s.%f'), DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'),
-                   state, tags, doc, HEX(raw), CAST(flag + 0 AS CHAR), CAST(ratio AS CHAR), small, y
+                   state, tags, doc, HEX(raw), CAST(flag + 0 AS CHAR), CAST(ratio AS CHAR), small, y,
+                   CAST(ROUND(TIME_TO_SEC(span) * 1000000) AS CHAR), LPAD(HEX(bits), 4, '0'), HEX(ST_AsWKB(spot)),
+                   CAST(f AS CHAR), mu, CAST(d AS CHAR), NULLIF(CAST(z AS CHAR), '0000-00-00')
                  FROM orders";
     let pg = "SELECT id::text, name, amount::text, big::text,
                 to_char(ts, 'YYYY-MM-DD HH24:MI:SS.US'), to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),
-                state, tags, doc, upper(encode(raw, 'hex')), flag::int::text, ratio::text, small::text, y::text
+                state, tags, doc, upper(encode(raw, 'hex')), flag::int::text, ratio::text, small::text, y::text,
+                (extract(epoch FROM span) * 1000000)::bigint::text, upper(encode(bits, 'hex')), upper(encode(spot, 'hex')),
+                f::text, mu::text, d::text, z::text
               FROM orders";
     let want = maria_rows(&source, maria).await;
     let client = target.client().await;
