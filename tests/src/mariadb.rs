@@ -80,25 +80,32 @@ pub fn server_id() -> u32 {
     base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// `ferry-capture-mysql` of the database `db` under `prefix` as replica
-/// `server_id`, then `extra`.
-pub fn start_capture(db: &MariaDatabase, prefix: &str, server_id: u32, extra: &[&str]) -> crate::Running {
-    let tables = format!("{}.*", db.name);
-    let id = server_id.to_string();
-    let broker = crate::brokers();
-    let mut args = vec![
+/// Arguments of `ferry-capture-mysql` for the tables of `db` under `prefix`
+/// as replica `server_id`, then `extra`.
+pub fn capture_args(db: &MariaDatabase, prefix: &str, server_id: u32, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--source",
         SERVER,
         "--server-id",
-        &id,
+        &server_id.to_string(),
         "--prefix",
         prefix,
         "--tables",
-        &tables,
+        &format!("{}.*", db.name),
         "--brokers",
-        &broker,
-    ];
-    args.extend(extra);
+        &crate::brokers(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+/// `ferry-capture-mysql` of the database `db` under `prefix` as replica
+/// `server_id`, then `extra`.
+pub fn start_capture(db: &MariaDatabase, prefix: &str, server_id: u32, extra: &[&str]) -> crate::Running {
+    let args = capture_args(db, prefix, server_id, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     crate::Running::start("ferry-capture-mysql", &args)
 }
 

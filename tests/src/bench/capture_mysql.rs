@@ -15,8 +15,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_tests::mariadb::{server_id, wait_position, MariaDatabase, SERVER};
-use ferry_tests::{binary, brokers, topic_count, unique, wait_for};
+use ferry_tests::mariadb::{capture_args, server_id, wait_position, MariaDatabase};
+use ferry_tests::{binary, topic_count, unique, wait_for};
 use mysql_async::prelude::Queryable;
 
 const TABLE: &str = "CREATE TABLE t (id BIGINT PRIMARY KEY, name VARCHAR(64), qty INT, \
@@ -39,23 +39,8 @@ async fn fill(db: &MariaDatabase, from: i64, rows: i64) {
 }
 
 fn capture(db: &MariaDatabase, prefix: &str, id: u32, extra: &[&str]) -> std::process::Child {
-    let tables = format!("{}.t", db.name);
-    let id = id.to_string();
-    let broker = brokers();
     Command::new(binary("ferry-capture-mysql"))
-        .args([
-            "--source",
-            SERVER,
-            "--server-id",
-            &id,
-            "--prefix",
-            prefix,
-            "--tables",
-            &tables,
-            "--brokers",
-            &broker,
-        ])
-        .args(extra)
+        .args(capture_args(db, prefix, id, extra))
         .env(
             "FERRY_LOG",
             std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()),
