@@ -368,6 +368,27 @@ impl Publisher {
         Ok(value_id)
     }
 
+    /// Whether the topic of `table` already holds messages (from an earlier
+    /// run): a table read again then keeps what it sent before.
+    pub async fn table_has_messages(&self, table: &TableId) -> Result<bool, PublishError> {
+        let topic = table_topic(&self.settings.prefix, table)?;
+        let client = self.admin.inner();
+        let metadata = client.fetch_metadata(Some(&topic), Duration::from_secs(30))?;
+        for t in metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+        {
+            for p in t.partitions() {
+                let (low, high) = client.fetch_watermarks(&topic, p.id(), Duration::from_secs(30))?;
+                if high > low {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// The metadata of a registered table.
     pub fn table(&self, id: &TableId) -> Option<&TableMeta> {
         self.tables.get(id).map(|t| t.codec.meta())

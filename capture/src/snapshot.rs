@@ -2,12 +2,19 @@
 //! rows over a channel; [`collect`] turns them into `op = "r"` events, reports
 //! progress, and records each table as read once all its events are in Kafka.
 //!
+//! A table read again after an interrupted snapshot may have rows of that
+//! first attempt in Kafka; a row deleted between the two reads would stay in
+//! the target if the stream skipped its delete, so such a table is recorded at
+//! the stream's start (see [`Collect::recorded_at`]): its changes since then
+//! are all applied after the new read, which converges on the source.
+//!
 //! A table counts as done only when every one of its events is in Kafka:
 //! [`SnapshotState`] is stored through the publisher after them. A crash
 //! loses only the tables in progress, which the next start reads again. One
 //! event is held back so that the snapshot's very last event can say
 //! `snapshot = "last"`. Memory is bounded by the channel.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ferry_core::envelope::{ChangeEvent, Snapshot};
@@ -63,6 +70,11 @@ impl TableProgress {
 pub struct Collect<'a, F> {
     /// The position the snapshot was read at: recorded for each table.
     pub at: SourcePosition,
+    /// Tables recorded at another position: those read again whose topic
+    /// already held rows of an interrupted snapshot, recorded at the stream's
+    /// start so that the stream skips none of their changes (a row deleted
+    /// since that snapshot is deleted in the target too).
+    pub recorded_at: HashMap<TableId, SourcePosition>,
     /// The offsets key of the [`SnapshotState`].
     pub state_key: &'a str,
     /// The read event of a row of a table.
@@ -146,7 +158,8 @@ async fn complete<F>(
     publisher: &mut Publisher,
     state: &mut SnapshotState,
 ) -> Result<(), PublishError> {
-    state.complete(table.id.clone(), spec.at.clone());
+    let at = spec.recorded_at.get(&table.id).unwrap_or(&spec.at);
+    state.complete(table.id.clone(), at.clone());
     publisher.store_after_sent(spec.state_key.to_owned(), state).await?;
     metrics::gauge!("ferry_capture_snapshot_tables_remaining").decrement(1.0);
     let secs = table.started.elapsed().as_secs_f64().max(1e-9);

@@ -142,18 +142,26 @@ pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>)
                 publisher.checkpoint(position(&start)).await?;
                 phase.send_replace(Phase::Snapshot);
                 tracing::info!(file = %start.binlog.file, pos = start.binlog.pos, tables = tables.len(), "snapshot starting");
-                snapshot::run(&spec, snapshots, &tables, &mut publisher, &mut state).await?;
+                snapshot::run(&spec, snapshots, &tables, HashMap::new(), &mut publisher, &mut state).await?;
                 start
             }
         }
         (scope, Some(stored)) => {
             let missing: Vec<TableId> = tables.iter().filter(|t| state.get(t).is_none()).cloned().collect();
             if scope == Scope::Missing && !missing.is_empty() {
+                // Read again after an interrupted snapshot: no change since
+                // the stream's start may be skipped (see crate::snapshot).
+                let mut reread = HashMap::new();
+                for table in &missing {
+                    if publisher.table_has_messages(table).await? {
+                        reread.insert(table.clone(), position(&stored));
+                    }
+                }
                 let snapshots =
                     snapshot::open(&opts, &config.common.source, config.common.snapshot_workers, mariadb).await?;
                 phase.send_replace(Phase::Snapshot);
                 tracing::info!(tables = missing.len(), "snapshot of the tables not yet read starting");
-                snapshot::run(&spec, snapshots, &missing, &mut publisher, &mut state).await?;
+                snapshot::run(&spec, snapshots, &missing, reread, &mut publisher, &mut state).await?;
             }
             stored
         }

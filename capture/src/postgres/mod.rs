@@ -163,7 +163,14 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
         if plan.snapshot != Scope::Nothing {
             phase.send_replace(Phase::Snapshot);
             tracing::info!(%consistent, tables = tables.len(), "snapshot starting");
-            snapshot::run(&spec(&snapshot_name, consistent), &tables, &mut publisher, &mut state).await?;
+            snapshot::run(
+                &spec(&snapshot_name, consistent),
+                &tables,
+                HashMap::new(),
+                &mut publisher,
+                &mut state,
+            )
+            .await?;
         } else {
             // `never`: no snapshot; every table counts as read from here.
             for table in &tables {
@@ -175,11 +182,20 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
     } else {
         let missing: Vec<TableId> = tables.iter().filter(|t| state.get(t).is_none()).cloned().collect();
         if plan.snapshot == Scope::Missing && !missing.is_empty() {
+            // Read again after an interrupted snapshot: no change since the
+            // stored position may be skipped (see crate::snapshot).
+            let mut reread = HashMap::new();
+            for table in &missing {
+                if publisher.table_has_messages(table).await? {
+                    let lsn = stored_lsn.unwrap_or_default();
+                    reread.insert(table.clone(), SourcePosition::Postgres { lsn });
+                }
+            }
             let (mut session, at, snapshot_name) =
                 replication::temporary_snapshot(&config.common.source, &config.slot, &config.publication).await?;
             phase.send_replace(Phase::Snapshot);
             tracing::info!(%at, tables = missing.len(), "snapshot of the tables not yet read starting");
-            snapshot::run(&spec(&snapshot_name, at), &missing, &mut publisher, &mut state).await?;
+            snapshot::run(&spec(&snapshot_name, at), &missing, reread, &mut publisher, &mut state).await?;
             // Ending the session drops its temporary slot.
             session.abort();
         }
