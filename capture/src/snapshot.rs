@@ -4,9 +4,9 @@
 //!
 //! A table read again after an interrupted snapshot may have rows of that
 //! first attempt in Kafka; a row deleted between the two reads would stay in
-//! the target if the stream skipped its delete, so such a table is recorded at
-//! the stream's start (see [`Collect::recorded_at`]): its changes since then
-//! are all applied after the new read, which converges on the source.
+//! a target (the stream skips changes from before the new read), so such a
+//! table gets a truncate event before its rows ([`Collect::reread`]): a
+//! consumer empties it and loads the new read, with no gap and no double.
 //!
 //! A table counts as done only when every one of its events is in Kafka:
 //! [`SnapshotState`] is stored through the publisher after them. A crash
@@ -14,10 +14,10 @@
 //! event is held back so that the snapshot's very last event can say
 //! `snapshot = "last"`. Memory is bounded by the channel.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use ferry_core::envelope::{ChangeEvent, Snapshot};
+use ferry_core::envelope::{ChangeEvent, Op, Snapshot};
 use ferry_core::meta::TableId;
 use ferry_core::position::SourcePosition;
 use ferry_core::value::Datum;
@@ -70,11 +70,9 @@ impl TableProgress {
 pub struct Collect<'a, F> {
     /// The position the snapshot was read at: recorded for each table.
     pub at: SourcePosition,
-    /// Tables recorded at another position: those read again whose topic
-    /// already held rows of an interrupted snapshot, recorded at the stream's
-    /// start so that the stream skips none of their changes (a row deleted
-    /// since that snapshot is deleted in the target too).
-    pub recorded_at: HashMap<TableId, SourcePosition>,
+    /// Tables read again whose topic already holds rows of an interrupted
+    /// snapshot: each is truncated (an `op = "t"` event) before its rows.
+    pub reread: HashSet<TableId>,
     /// The offsets key of the [`SnapshotState`].
     pub state_key: &'a str,
     /// The read event of a row of a table.
@@ -100,6 +98,12 @@ where
     // A table whose final event is the held one is recorded once that is sent.
     let mut held: Option<(usize, ChangeEvent)> = None;
     let mut waiting: Vec<usize> = Vec::new();
+    for table in tables.iter().filter(|t| spec.reread.contains(&t.id)) {
+        let mut truncate = (spec.event)(&table.id, Vec::new());
+        truncate.op = Op::Truncate;
+        truncate.after = None;
+        publisher.send(&table.id, &truncate).await?;
+    }
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     loop {
         let message = tokio::select! {
@@ -158,8 +162,7 @@ async fn complete<F>(
     publisher: &mut Publisher,
     state: &mut SnapshotState,
 ) -> Result<(), PublishError> {
-    let at = spec.recorded_at.get(&table.id).unwrap_or(&spec.at);
-    state.complete(table.id.clone(), at.clone());
+    state.complete(table.id.clone(), spec.at.clone());
     publisher.store_after_sent(spec.state_key.to_owned(), state).await?;
     metrics::gauge!("ferry_capture_snapshot_tables_remaining").decrement(1.0);
     let secs = table.started.elapsed().as_secs_f64().max(1e-9);

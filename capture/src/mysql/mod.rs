@@ -26,7 +26,7 @@ pub mod snapshot;
 pub mod types;
 pub mod validate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,19 +142,19 @@ pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>)
                 publisher.checkpoint(position(&start)).await?;
                 phase.send_replace(Phase::Snapshot);
                 tracing::info!(file = %start.binlog.file, pos = start.binlog.pos, tables = tables.len(), "snapshot starting");
-                snapshot::run(&spec, snapshots, &tables, HashMap::new(), &mut publisher, &mut state).await?;
+                snapshot::run(&spec, snapshots, &tables, HashSet::new(), &mut publisher, &mut state).await?;
                 start
             }
         }
         (scope, Some(stored)) => {
             let missing: Vec<TableId> = tables.iter().filter(|t| state.get(t).is_none()).cloned().collect();
             if scope == Scope::Missing && !missing.is_empty() {
-                // Read again after an interrupted snapshot: no change since
-                // the stream's start may be skipped (see crate::snapshot).
-                let mut reread = HashMap::new();
+                // Read again after an interrupted snapshot: truncated first
+                // (see crate::snapshot).
+                let mut reread = HashSet::new();
                 for table in &missing {
                     if publisher.table_has_messages(table).await? {
-                        reread.insert(table.clone(), position(&stored));
+                        reread.insert(table.clone());
                     }
                 }
                 let snapshots =

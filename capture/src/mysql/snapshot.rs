@@ -18,7 +18,7 @@
 //! `BINLOG_GTID_POS`, MySQL `gtid_executed` under the lock) is stored with it,
 //! so the stream can resume by GTID.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -212,7 +212,7 @@ pub async fn run(
     spec: &SnapshotSpec<'_>,
     mut snapshots: Snapshots,
     ids: &[TableId],
-    recorded_at: HashMap<TableId, SourcePosition>,
+    reread: HashSet<TableId>,
     publisher: &mut Publisher,
     state: &mut SnapshotState,
 ) -> Result<u64, CaptureError> {
@@ -278,7 +278,7 @@ pub async fn run(
             gtids: at.gtids.clone(),
         },
         state_key: spec.state_key,
-        recorded_at,
+        reread,
         event: |id: &TableId, row| read_event(spec.prefix, &at, server_id, id, row),
     };
     let rows = collect(&collecting, &mut tables, rx, publisher, state).await?;

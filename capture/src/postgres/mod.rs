@@ -35,7 +35,7 @@ pub mod stream;
 pub mod types;
 pub mod validate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,7 +166,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
             snapshot::run(
                 &spec(&snapshot_name, consistent),
                 &tables,
-                HashMap::new(),
+                HashSet::new(),
                 &mut publisher,
                 &mut state,
             )
@@ -182,13 +182,12 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
     } else {
         let missing: Vec<TableId> = tables.iter().filter(|t| state.get(t).is_none()).cloned().collect();
         if plan.snapshot == Scope::Missing && !missing.is_empty() {
-            // Read again after an interrupted snapshot: no change since the
-            // stored position may be skipped (see crate::snapshot).
-            let mut reread = HashMap::new();
+            // Read again after an interrupted snapshot: truncated first
+            // (see crate::snapshot).
+            let mut reread = HashSet::new();
             for table in &missing {
                 if publisher.table_has_messages(table).await? {
-                    let lsn = stored_lsn.unwrap_or_default();
-                    reread.insert(table.clone(), SourcePosition::Postgres { lsn });
+                    reread.insert(table.clone());
                 }
             }
             let (mut session, at, snapshot_name) =

@@ -25,7 +25,7 @@
 //! over rows in batches through a bounded channel.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -105,7 +105,7 @@ async fn begin_in(client: &Client, snapshot_name: &str) -> Result<(), CaptureErr
 pub async fn run(
     spec: &SnapshotSpec<'_>,
     ids: &[TableId],
-    recorded_at: HashMap<TableId, SourcePosition>,
+    reread: HashSet<TableId>,
     publisher: &mut Publisher,
     state: &mut SnapshotState,
 ) -> Result<u64, CaptureError> {
@@ -189,7 +189,7 @@ pub async fn run(
     let collecting = Collect {
         at: SourcePosition::Postgres { lsn: spec.at },
         state_key: spec.state_key,
-        recorded_at,
+        reread,
         event: |id: &TableId, row| read_event(spec, id, row),
     };
     let rows = collect(&collecting, &mut tables, rx, publisher, state).await?;
