@@ -277,7 +277,7 @@ impl<'a> Streamer<'a> {
         let ts_ms = i64::from(header.timestamp()) * 1000;
         match kind {
             MARIADB_GTID => {
-                let (gtid, _flags) = parse_mariadb_gtid(event.data(), header.server_id())
+                let gtid = parse_mariadb_gtid(event.data(), header.server_id())
                     .ok_or_else(|| self.malformed("MariaDB GTID", start_pos))?;
                 let text = format!("{}-{}-{}", gtid.domain, gtid.server_id, gtid.sequence);
                 self.begin(Some(text), start_pos, ts_ms, header.server_id());
@@ -667,18 +667,16 @@ impl<'a> Streamer<'a> {
 }
 
 /// A MariaDB GTID event's body: sequence (8), domain (4), flags (1), ...
-fn parse_mariadb_gtid(data: &[u8], server_id: u32) -> Option<(MariadbGtid, u8)> {
+/// (the server is the event's).
+fn parse_mariadb_gtid(data: &[u8], server_id: u32) -> Option<MariadbGtid> {
     let sequence = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
     let domain = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?);
-    let flags = *data.get(12)?;
-    Some((
-        MariadbGtid {
-            domain,
-            server_id,
-            sequence,
-        },
-        flags,
-    ))
+    data.get(12)?;
+    Some(MariadbGtid {
+        domain,
+        server_id,
+        sequence,
+    })
 }
 
 /// The table of a `TRUNCATE [TABLE] [db.]name` statement, in `schema` by default.
@@ -729,8 +727,8 @@ mod tests {
         let mut body = 42u64.to_le_bytes().to_vec();
         body.extend(7u32.to_le_bytes());
         body.push(1);
-        let (gtid, flags) = parse_mariadb_gtid(&body, 3).unwrap();
-        assert_eq!((gtid.domain, gtid.server_id, gtid.sequence, flags), (7, 3, 42, 1));
+        let gtid = parse_mariadb_gtid(&body, 3).unwrap();
+        assert_eq!((gtid.domain, gtid.server_id, gtid.sequence), (7, 3, 42));
         assert!(parse_mariadb_gtid(&body[..10], 3).is_none());
     }
 
