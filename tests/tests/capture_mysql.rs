@@ -295,6 +295,26 @@ async fn maria_rows(db: &MariaDatabase, sql: &str) -> Vec<String> {
 
 use ferry_tests::pg_text_rows as pg_rows;
 
+/// Waits until each pair of queries (MariaDB source, PostgreSQL target)
+/// returns the same rows.
+async fn wait_same(
+    source: &MariaDatabase,
+    target: &ferry_tests::PgDatabase,
+    pairs: &[(&str, &str)],
+    timeout: Duration,
+) {
+    let client = target.client().await;
+    for (maria, pg) in pairs {
+        ferry_tests::wait_rows(
+            pg,
+            timeout,
+            || maria_rows(source, maria),
+            || async { pg_rows(&client, pg).await.unwrap_or_default() },
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn mariadb_to_postgres_snapshot_and_stream() {
     let source = MariaDatabase::create().await;
@@ -345,24 +365,15 @@ async fn mariadb_to_postgres_snapshot_and_stream() {
                 (extract(epoch FROM span) * 1000000)::bigint::text, upper(encode(bits, 'hex')), upper(encode(spot, 'hex')),
                 f::text, mu::text, d::text, z::text
               FROM orders";
-    let want = maria_rows(&source, maria).await;
-    let client = target.client().await;
-    let mut got = None;
-    let waited = tokio::time::timeout(Duration::from_secs(90), async {
-        loop {
-            got = pg_rows(&client, pg).await;
-            if got.as_ref() == Some(&want) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "target never matched:\nwant {want:#?}\ngot {got:#?}");
-    let notes_want = maria_rows(&source, "SELECT n, body FROM notes").await;
-    ferry_tests::wait_for("the keyless table", Duration::from_secs(60), || async {
-        (pg_rows(&client, "SELECT n::text, body FROM notes").await.as_ref() == Some(&notes_want)).then_some(())
-    })
+    wait_same(
+        &source,
+        &target,
+        &[
+            (maria, pg),
+            ("SELECT n, body FROM notes", "SELECT n::text, body FROM notes"),
+        ],
+        Duration::from_secs(90),
+    )
     .await;
     assert!(capture.terminate().success());
     assert!(apply.terminate().success());
@@ -511,36 +522,14 @@ async fn workload_source() -> MariaDatabase {
 
 /// Waits until PostgreSQL's `counters` and `ledger` equal MariaDB's.
 async fn wait_workload_equal(source: &MariaDatabase, target: &ferry_tests::PgDatabase) {
-    let client = target.client().await;
-    for (maria, pg) in [
+    let pairs = [
         ("SELECT id, n FROM counters", "SELECT id::text, n::text FROM counters"),
         (
             "SELECT seq, k, note FROM ledger",
             "SELECT seq::text, k::text, note FROM ledger",
         ),
-    ] {
-        let want = maria_rows(source, maria).await;
-        let mut got = None;
-        let waited = tokio::time::timeout(Duration::from_secs(180), async {
-            loop {
-                got = pg_rows(&client, pg).await;
-                if got.as_ref() == Some(&want) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-        .await;
-        let got = got.unwrap_or_default();
-        let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
-        let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
-        assert!(
-            waited.is_ok(),
-            "{pg}: the target has {} rows, the source {}; missing {missing:?}, extra {extra:?}",
-            got.len(),
-            want.len()
-        );
-    }
+    ];
+    wait_same(source, target, &pairs, Duration::from_secs(180)).await;
 }
 
 /// The whole path under kill -9: MariaDB → capture → apply → PostgreSQL, each
@@ -626,31 +615,11 @@ async fn writes_during_a_chunked_snapshot_and_a_kill_in_it_lose_nothing() {
     let capture = start_capture(&source, &prefix, id, &args);
     let apply = ferry_tests::start_apply(&target, &prefix, &unique("g"), &[]);
     writer.await.expect("writer");
-    let client = target.client().await;
-    for (maria, pg) in [
+    let pairs = [
         ("SELECT id, v, note FROM big", "SELECT id::text, v::text, note FROM big"),
         ("SELECT id, v FROM small", "SELECT id::text, v::text FROM small"),
-    ] {
-        let want = maria_rows(&source, maria).await;
-        let mut got = None;
-        let waited = tokio::time::timeout(Duration::from_secs(240), async {
-            loop {
-                got = pg_rows(&client, pg).await;
-                if got.as_ref() == Some(&want) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-        .await;
-        let got = got.unwrap_or_default();
-        assert!(
-            waited.is_ok(),
-            "{pg}: the target has {} rows, the source {}",
-            got.len(),
-            want.len()
-        );
-    }
+    ];
+    wait_same(&source, &target, &pairs, Duration::from_secs(240)).await;
     assert!(capture.terminate().success());
     assert!(apply.terminate().success());
 }
