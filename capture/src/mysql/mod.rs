@@ -72,10 +72,11 @@ pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>)
     let opts = ferry_core::mysql::opts(&config.common.source, "--source")?;
     let mut conn = ferry_core::mysql::connect(&opts, &config.common.source).await?;
     let mariadb = ferry_core::mysql::is_mariadb(&mut conn).await?;
-    let (tables, problems) = validate::validate(&mut conn, &config.common.tables, config.server_id, mariadb).await?;
+    let (metas, problems) = validate::validate(&mut conn, &config.common.tables, config.server_id, mariadb).await?;
     if !problems.is_empty() {
         return Err(CaptureError::Invalid(problems));
     }
+    let tables: Vec<TableId> = metas.iter().map(|m| m.id.clone()).collect();
 
     let offsets = Offsets::open(&config.common.kafka, &config.common.offsets_topic).await?;
     let state_key = snapshot_key(&config.common.prefix);
@@ -107,8 +108,7 @@ pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>)
 
     let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
     let mut publisher = Publisher::start(config.common.publisher(Connector::Mysql), registry).await?;
-    for table in &tables {
-        let (_, meta) = validate::table(&mut conn, table).await?;
+    for meta in metas {
         publisher.register_table(meta).await?;
     }
 

@@ -211,13 +211,14 @@ fn setting_problems(values: &[Option<String>]) -> Vec<Problem> {
         .collect()
 }
 
-/// Runs every check; an empty list means the source is ready.
+/// Runs every check; an empty list of problems means the source is ready.
+/// Returns the included tables as they are now.
 pub async fn validate(
     conn: &mut Conn,
     filter: &TableFilter,
     server_id: u32,
     mariadb: bool,
-) -> Result<(Vec<TableId>, Vec<Problem>), mysql_async::Error> {
+) -> Result<(Vec<TableMeta>, Vec<Problem>), mysql_async::Error> {
     let mut values = Vec::new();
     for (setting, _) in SETTINGS {
         values.push(variable(conn, setting).await?);
@@ -292,15 +293,17 @@ pub async fn validate(
     if tables.is_empty() {
         problems.push(Problem::NoTables);
     }
-    for table in &tables {
-        if let Err(e) = table_columns(conn, table).await? {
-            problems.push(Problem::UnsupportedColumn {
-                table: table.clone(),
+    let mut metas = Vec::with_capacity(tables.len());
+    for table in tables {
+        match table_columns(conn, &table).await? {
+            Ok((columns, key)) => metas.push(types::table_meta(table, &columns, key)),
+            Err(e) => problems.push(Problem::UnsupportedColumn {
+                table,
                 reason: e.to_string(),
-            });
+            }),
         }
     }
-    Ok((tables, problems))
+    Ok((metas, problems))
 }
 
 #[cfg(test)]
