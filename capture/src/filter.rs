@@ -41,6 +41,11 @@ impl TableFilter {
                 .any(|(s, t)| glob(s, &table.schema) && glob(t, &table.table))
     }
 
+    /// The `(schema, table)` patterns; empty when every table is included.
+    pub fn patterns(&self) -> &[(String, String)] {
+        &self.patterns
+    }
+
     /// Whether some table of `schema` could be included.
     pub fn includes_schema(&self, schema: &str) -> bool {
         self.patterns.is_empty() || self.patterns.iter().any(|(s, _)| glob(s, schema))

@@ -4,6 +4,7 @@
 
 pub mod delivery;
 pub mod filter;
+pub mod mongodb;
 pub mod mysql;
 pub mod offsets;
 pub mod policy;

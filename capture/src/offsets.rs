@@ -61,6 +61,11 @@ impl SnapshotState {
         self.done.iter().find(|t| &t.table == table).map(|t| &t.at)
     }
 
+    /// Forgets `table`'s snapshot: it is read again.
+    pub fn forget(&mut self, table: &TableId) {
+        self.done.retain(|t| &t.table != table);
+    }
+
     /// Records `table` as read at `at` (replacing an earlier snapshot of it).
     pub fn complete(&mut self, table: TableId, at: SourcePosition) {
         self.done.retain(|t| t.table != table);

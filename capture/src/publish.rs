@@ -50,6 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::codec::{CodecError, TableCodec};
+use ferry_core::document::{CollectionCodec, DocumentEvent, DOCUMENT_GONE_HEADER};
 use ferry_core::envelope::{ChangeEvent, Connector, Op, Snapshot, TRUNCATE_PARTITIONS_HEADER};
 use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
 use ferry_core::message::{LogicalMessage, MessageCodec};
@@ -146,10 +147,18 @@ pub struct PublisherSettings {
     pub offsets_topic: String,
 }
 
-/// A table's topic and registered schema ids.
+/// How a topic's events are encoded: rows of a table, or documents of a
+/// MongoDB collection.
+#[derive(Debug)]
+enum TopicCodec {
+    Table(TableCodec),
+    Collection(CollectionCodec),
+}
+
+/// A table's (or collection's) topic and registered schema ids.
 #[derive(Debug)]
 struct TableTopic {
-    codec: TableCodec,
+    codec: TopicCodec,
     topic: String,
     key_id: Option<u32>,
     value_id: u32,
@@ -340,18 +349,29 @@ impl Publisher {
     /// returns the value schema's registry id. Call before the first event of
     /// the table and whenever its shape changes.
     pub async fn register_table(&mut self, meta: TableMeta) -> Result<u32, PublishError> {
-        let topic = table_topic(&self.settings.prefix, &meta.id)?;
         let id = meta.id.clone();
         let codec = TableCodec::new(&self.settings.prefix, meta, self.settings.connector)?;
+        self.register(id, TopicCodec::Table(codec)).await
+    }
+
+    /// Registers a MongoDB collection's schemas and creates its topic.
+    pub async fn register_collection(&mut self, id: TableId) -> Result<u32, PublishError> {
+        let codec = CollectionCodec::new(&self.settings.prefix, &id)?;
+        self.register(id, TopicCodec::Collection(codec)).await
+    }
+
+    async fn register(&mut self, id: TableId, codec: TopicCodec) -> Result<u32, PublishError> {
+        let topic = table_topic(&self.settings.prefix, &id)?;
+        let (key_schema, value_schema) = match &codec {
+            TopicCodec::Table(c) => (c.key_schema_json(), c.value_schema_json()),
+            TopicCodec::Collection(c) => (Some(c.key_schema_json()), c.value_schema_json()),
+        };
         let partitions = create_topic(&self.admin, &topic, self.settings.partitions).await?;
-        let key_id = match codec.key_schema_json() {
+        let key_id = match key_schema {
             Some(schema) => Some(self.registry.register(&format!("{topic}-key"), schema).await?),
             None => None,
         };
-        let value_id = self
-            .registry
-            .register(&format!("{topic}-value"), codec.value_schema_json())
-            .await?;
+        let value_id = self.registry.register(&format!("{topic}-value"), value_schema).await?;
         let label = id.to_string();
         self.tables.insert(
             id,
@@ -391,30 +411,89 @@ impl Publisher {
 
     /// The metadata of a registered table.
     pub fn table(&self, id: &TableId) -> Option<&TableMeta> {
-        self.tables.get(id).map(|t| t.codec.meta())
+        match &self.tables.get(id)?.codec {
+            TopicCodec::Table(codec) => Some(codec.meta()),
+            TopicCodec::Collection(_) => None,
+        }
+    }
+
+    /// Whether collection `id` is registered.
+    pub fn has_collection(&self, id: &TableId) -> bool {
+        self.tables
+            .get(id)
+            .is_some_and(|t| matches!(t.codec, TopicCodec::Collection(_)))
+    }
+
+    fn topic_of(&self, table: &TableId) -> Result<Arc<TableTopic>, PublishError> {
+        self.tables
+            .get(table)
+            .map(Arc::clone)
+            .ok_or_else(|| PublishError::UnknownTable(table.clone()))
     }
 
     /// Queues one event of table `table` (and its tombstone after a delete).
     /// Waits while the producer's queue is full.
     pub async fn send(&mut self, table: &TableId, event: &ChangeEvent) -> Result<(), PublishError> {
-        let t = Arc::clone(
-            self.tables
-                .get(table)
-                .ok_or_else(|| PublishError::UnknownTable(table.clone()))?,
-        );
+        let t = self.topic_of(table)?;
+        let TopicCodec::Table(codec) = &t.codec else {
+            return Err(PublishError::UnknownTable(table.clone()));
+        };
         let key_row: Option<&[Datum]> = event.after.as_deref().or(event.before.as_deref());
         let key = match (key_row, t.key_id) {
-            (Some(row), Some(id)) => t.codec.encode_key(row)?.map(|k| wire::encode(id, &k)),
+            (Some(row), Some(id)) => codec.encode_key(row)?.map(|k| wire::encode(id, &k)),
             _ => None,
         };
-        let value = wire::encode(t.value_id, &t.codec.encode_value(event)?);
+        let value = wire::encode(t.value_id, &codec.encode_value(event)?);
+        let lag = (event.source.snapshot == Snapshot::False).then_some(event.ts_ms - event.source.ts_ms);
+        self.publish(&t, key, value, event.op, lag, None).await
+    }
+
+    /// Queues one event of MongoDB collection `collection` (and its tombstone
+    /// after a delete); `gone`: an update whose document was deleted before
+    /// it could be looked up (see [`DOCUMENT_GONE_HEADER`]).
+    pub async fn send_document(
+        &mut self,
+        collection: &TableId,
+        event: &DocumentEvent,
+        gone: bool,
+    ) -> Result<(), PublishError> {
+        let t = self.topic_of(collection)?;
+        let (TopicCodec::Collection(codec), Some(key_id)) = (&t.codec, t.key_id) else {
+            return Err(PublishError::UnknownTable(collection.clone()));
+        };
+        let key = (event.op != Op::Truncate)
+            .then(|| codec.encode_key(&event.id))
+            .transpose()?;
+        let key = key.map(|k| wire::encode(key_id, &k));
+        let value = wire::encode(t.value_id, &codec.encode_value(event)?);
+        let lag = (event.source.snapshot == Snapshot::False).then_some(event.ts_ms - event.source.ts_ms);
+        let headers = gone.then(|| {
+            OwnedHeaders::new().insert(Header {
+                key: DOCUMENT_GONE_HEADER,
+                value: Some("true"),
+            })
+        });
+        self.publish(&t, key, value, event.op, lag, headers).await
+    }
+
+    /// Queues an encoded event: a truncate into every partition, a delete
+    /// followed by its tombstone.
+    async fn publish(
+        &mut self,
+        t: &TableTopic,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        op: Op,
+        lag_ms: Option<i64>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), PublishError> {
         t.events.increment(1);
         t.bytes
             .increment((value.len() + key.as_ref().map_or(0, Vec::len)) as u64);
-        if event.source.snapshot == Snapshot::False {
-            self.lag_ms.set((event.ts_ms - event.source.ts_ms) as f64);
+        if let Some(lag) = lag_ms {
+            self.lag_ms.set(lag as f64);
         }
-        if event.op == Op::Truncate {
+        if op == Op::Truncate {
             // Into every partition, each copy saying how many there are, so
             // apply can empty the table once every partition has reached it:
             // nothing written before it survives, nothing written after is lost.
@@ -432,9 +511,9 @@ impl Publisher {
         // A keyless table's events have no key to keep them in order by: they
         // all go to partition 0, in source order.
         let partition = key.is_none().then_some(0);
-        self.enqueue(&t.topic, key.as_deref(), Some(&value), partition, None)
+        self.enqueue(&t.topic, key.as_deref(), Some(&value), partition, headers.as_ref())
             .await?;
-        if event.op == Op::Delete && self.settings.tombstones && key.is_some() {
+        if op == Op::Delete && self.settings.tombstones && key.is_some() {
             self.enqueue(&t.topic, key.as_deref(), None, None, None).await?;
         }
         Ok(())

@@ -17,6 +17,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use ferry_core::document::DocumentEvent;
 use ferry_core::envelope::{ChangeEvent, Op, Snapshot};
 use ferry_core::meta::TableId;
 use ferry_core::position::SourcePosition;
@@ -32,8 +33,63 @@ pub const BATCH_ROWS: usize = 1_000;
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// What a worker sends: a batch of rows of table `.0`, or `None` when one of
-/// the table's chunks is done.
-pub type FromWorker<E> = Result<(usize, Option<Vec<Vec<Datum>>>), E>;
+/// the table's chunks is done. A row is a table's values (`Vec<Datum>`) or a
+/// MongoDB document.
+pub type FromWorker<E, R = Vec<Datum>> = Result<(usize, Option<Vec<R>>), E>;
+
+/// A snapshot's event, as a source builds it from a row.
+pub trait ReadEvent: Sized {
+    /// This event, made the snapshot's very last.
+    fn mark_last(&mut self);
+    /// The truncate event of the table this event's row belongs to.
+    fn into_truncate(self) -> Self;
+    /// Queues it on `table`'s topic.
+    fn send(
+        &self,
+        table: &TableId,
+        publisher: &mut Publisher,
+    ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send;
+}
+
+impl ReadEvent for ChangeEvent {
+    fn mark_last(&mut self) {
+        self.source.snapshot = Snapshot::Last;
+    }
+
+    fn into_truncate(mut self) -> Self {
+        self.op = Op::Truncate;
+        self.after = None;
+        self
+    }
+
+    fn send(
+        &self,
+        table: &TableId,
+        publisher: &mut Publisher,
+    ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send {
+        publisher.send(table, self)
+    }
+}
+
+impl ReadEvent for DocumentEvent {
+    fn mark_last(&mut self) {
+        self.source.snapshot = Snapshot::Last;
+    }
+
+    fn into_truncate(mut self) -> Self {
+        self.op = Op::Truncate;
+        self.after = None;
+        self
+    }
+
+    fn send(
+        &self,
+        table: &TableId,
+        publisher: &mut Publisher,
+    ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send {
+        publisher.send_document(table, self, false)
+    }
+}
 
 /// A table being read.
 #[derive(Debug)]
@@ -75,34 +131,35 @@ pub struct Collect<'a, F> {
     pub reread: HashSet<TableId>,
     /// The offsets key of the [`SnapshotState`].
     pub state_key: &'a str,
-    /// The read event of a row of a table.
+    /// The read event of a row of a table (from an empty row: the event a
+    /// truncate is made of).
     pub event: F,
 }
 
 /// Publishes the rows the workers send until every sender is gone; records
 /// each finished table in `state`. Returns the rows read.
-pub async fn collect<E, F>(
+pub async fn collect<E, R, V, F>(
     spec: &Collect<'_, F>,
     tables: &mut [TableProgress],
-    mut rx: mpsc::Receiver<FromWorker<E>>,
+    mut rx: mpsc::Receiver<FromWorker<E, R>>,
     publisher: &mut Publisher,
     state: &mut SnapshotState,
 ) -> Result<u64, E>
 where
     E: From<PublishError>,
-    F: Fn(&TableId, Vec<Datum>) -> ChangeEvent,
+    R: Default,
+    V: ReadEvent,
+    F: Fn(&TableId, R) -> V,
 {
     let remaining = metrics::gauge!("ferry_capture_snapshot_tables_remaining");
     remaining.set(tables.len() as f64);
     let mut rows = 0u64;
     // A table whose final event is the held one is recorded once that is sent.
-    let mut held: Option<(usize, ChangeEvent)> = None;
+    let mut held: Option<(usize, V)> = None;
     let mut waiting: Vec<usize> = Vec::new();
     for table in tables.iter().filter(|t| spec.reread.contains(&t.id)) {
-        let mut truncate = (spec.event)(&table.id, Vec::new());
-        truncate.op = Op::Truncate;
-        truncate.after = None;
-        publisher.send(&table.id, &truncate).await?;
+        let truncate = (spec.event)(&table.id, R::default()).into_truncate();
+        truncate.send(&table.id, publisher).await?;
     }
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     loop {
@@ -126,7 +183,7 @@ where
                 for row in batch {
                     let event = (spec.event)(&tables[t].id, row);
                     if let Some((previous_table, previous)) = held.replace((t, event)) {
-                        publisher.send(&tables[previous_table].id, &previous).await?;
+                        previous.send(&tables[previous_table].id, publisher).await?;
                         for done in waiting.drain(..) {
                             complete(spec, &tables[done], publisher, state).await?;
                         }
@@ -146,8 +203,8 @@ where
         }
     }
     if let Some((t, mut last)) = held {
-        last.source.snapshot = Snapshot::Last;
-        publisher.send(&tables[t].id, &last).await?;
+        last.mark_last();
+        last.send(&tables[t].id, publisher).await?;
     }
     for done in waiting {
         complete(spec, &tables[done], publisher, state).await?;

@@ -15,6 +15,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod document;
 pub mod envelope;
 pub mod kafka;
 pub mod message;

@@ -309,9 +309,21 @@ pub enum SourcePosition {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gtids: Option<GtidSet>,
     },
+    /// A change stream resumes after `token`; before it has one (a snapshot
+    /// just recorded where the stream will start), at `cluster_time`.
     Mongodb {
-        token: ResumeToken,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<ResumeToken>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster_time: Option<ClusterTime>,
     },
+}
+
+/// A MongoDB cluster time (a BSON timestamp): seconds and an increment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClusterTime {
+    pub t: u32,
+    pub i: u32,
 }
 
 #[cfg(test)]
