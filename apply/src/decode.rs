@@ -3,6 +3,14 @@
 //! enough to rebuild the table (its columns, types and key) — apply never asks
 //! the source.
 //!
+//! A MongoDB collection's events (`ferry_core::document`) become changes of
+//! the table of `collection_meta`: `id` (the key) and `doc` (the document as
+//! relaxed extended JSON). Such a table needs whole documents: an update
+//! without one (a capture run with `--full-document off`) is undecodable,
+//! since applying only the changed fields would need the stored document;
+//! an update whose document was deleted before capture looked it up is
+//! skipped, as its delete follows.
+//!
 //! Topics matched by the subscription that do not carry table changes (a
 //! prefix's `.transaction` and `.message` topics, say) are skipped, once logged;
 //! their offsets still advance. A message that cannot be decoded is an
@@ -12,6 +20,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ferry_core::codec::{CodecError, TableCodec};
+use ferry_core::document::{collection_meta, relaxed, CollectionCodec};
+use ferry_core::envelope::{ChangeEvent, Connector};
+use ferry_core::value::Datum;
 use ferry_core::meta::TableId;
 use ferry_core::registry::{RegistryClient, RegistryError};
 use ferry_core::wire;
@@ -37,7 +48,22 @@ enum Writer {
         codec: Arc<TableCodec>,
         target: Arc<TableId>,
     },
+    /// A MongoDB collection; `table` is the codec of its table's shape.
+    Collection {
+        codec: CollectionCodec,
+        table: Arc<TableCodec>,
+        target: Arc<TableId>,
+    },
     NotATable,
+}
+
+/// What a message's headers say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageHeaders {
+    /// A truncate's: how many partitions carry a copy of it.
+    pub partitions: Option<i32>,
+    /// An update whose document was gone before capture looked it up.
+    pub document_gone: bool,
 }
 
 /// Decodes messages, caching one codec per schema id.
@@ -56,6 +82,7 @@ impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Writer::Table { target, .. } => write!(f, "Table({target})"),
+            Writer::Collection { target, .. } => write!(f, "Collection({target})"),
             Writer::NotATable => f.write_str("NotATable"),
         }
     }
@@ -99,6 +126,22 @@ impl Decoder {
             Err(e) if e.is_retryable() => return Err(DecodeFailure::Registry(e)),
             Err(e) => return Err(DecodeFailure::Undecodable(Undecodable(format!("schema id {id}: {e}")))),
         };
+        let collection = CollectionCodec::from_value_schema(&schema.json)
+            .transpose()
+            .map_err(|e| DecodeFailure::Undecodable(Undecodable(format!("schema id {id} is not usable: {e}"))))?;
+        if let Some(codec) = collection {
+            let meta = collection_meta(codec.id());
+            let target = Arc::new(self.table_map.target(&meta.id, &self.default_schema));
+            let table = TableCodec::new("ferry", meta, Connector::Mongodb)
+                .map_err(|e| DecodeFailure::Undecodable(Undecodable(format!("schema id {id}: {e}"))))?;
+            let writer = Arc::new(Writer::Collection {
+                codec,
+                table: Arc::new(table),
+                target,
+            });
+            self.writers.insert(id, Arc::clone(&writer));
+            return Ok(writer);
+        }
         let writer = match TableCodec::from_value_schema(&schema.json) {
             Ok(codec) => {
                 let target = Arc::new(self.table_map.target(&codec.meta().id, &self.default_schema));
@@ -119,14 +162,13 @@ impl Decoder {
         Ok(writer)
     }
 
-    /// The change a message carries; `partitions` is the truncate header
-    /// (how many partitions carry a copy of a truncate).
+    /// The change a message carries.
     pub async fn decode(
         &mut self,
         at: Position,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        partitions: Option<i32>,
+        headers: MessageHeaders,
     ) -> Result<Change, DecodeFailure> {
         let undecodable = |what: String| DecodeFailure::Undecodable(Undecodable(what));
         let Some(value) = value else {
@@ -140,6 +182,10 @@ impl Decoder {
         let (id, datum) = wire::decode(value).map_err(|e| undecodable(format!("value: {e}")))?;
         let (codec, target) = match &*self.writer(id).await? {
             Writer::Table { codec, target } => (Arc::clone(codec), Arc::clone(target)),
+            Writer::Collection { codec, table, target } => {
+                let event = document_change(codec, key, datum, headers).map_err(undecodable)?;
+                return Ok(row_change(at, event, table, target, value, headers));
+            }
             Writer::NotATable => {
                 if self.skipped_topics.insert(Arc::clone(&at.topic)) {
                     tracing::info!(topic = %at.topic, schema_id = id, "skipping a topic that does not carry table changes");
@@ -169,21 +215,93 @@ impl Decoder {
                 }),
                 _ => None,
             };
-        let barrier = (event.op == Op::Truncate).then(|| Barrier {
-            id: fnv1a(value),
-            partitions: partitions.unwrap_or(1).max(1),
-        });
-        Ok(Change {
-            at,
-            barrier,
-            what: ChangeKind::Row {
-                target,
-                codec,
-                key,
-                event,
-            },
-        })
+        let event = Some((key, event));
+        Ok(row_change(at, event, &codec, &target, value, headers))
     }
+}
+
+/// The change of a decoded event (`None`: nothing to apply).
+fn row_change(
+    at: Position,
+    event: Option<(Option<Vec<u8>>, ChangeEvent)>,
+    codec: &Arc<TableCodec>,
+    target: &Arc<TableId>,
+    value: &[u8],
+    headers: MessageHeaders,
+) -> Change {
+    let Some((key, event)) = event else {
+        return Change {
+            at,
+            what: ChangeKind::Skip,
+            barrier: None,
+        };
+    };
+    let barrier = (event.op == Op::Truncate).then(|| Barrier {
+        id: fnv1a(value),
+        partitions: headers.partitions.unwrap_or(1).max(1),
+    });
+    Change {
+        at,
+        barrier,
+        what: ChangeKind::Row {
+            target: Arc::clone(target),
+            codec: Arc::clone(codec),
+            key,
+            event,
+        },
+    }
+}
+
+/// A collection's event as a change of its `(id, doc)` table, with its key
+/// bytes; `None` for an update whose document was gone.
+fn document_change(
+    codec: &CollectionCodec,
+    key: Option<&[u8]>,
+    datum: &[u8],
+    headers: MessageHeaders,
+) -> Result<Option<(Option<Vec<u8>>, ChangeEvent)>, String> {
+    let key = match key {
+        Some(k) => Some(wire::decode(k).map_err(|e| format!("key: {e}"))?.1),
+        None => None,
+    };
+    let id = match key {
+        Some(k) => codec.decode_key(k).map_err(|e| format!("key: {e}"))?,
+        None => String::new(),
+    };
+    let event = codec
+        .decode_value(id.clone(), datum)
+        .map_err(|e| format!("document event: {e}"))?;
+    let row = |doc: &Option<String>| -> Result<Vec<Datum>, String> {
+        let doc = match doc {
+            Some(d) => Datum::Text(relaxed(d).map_err(|e| format!("document {id}: {e}"))?),
+            None => Datum::Null,
+        };
+        Ok(vec![Datum::Text(id.clone()), doc])
+    };
+    let (before, after) = match event.op {
+        Op::Truncate => (None, None),
+        Op::Delete => (Some(row(&None)?), None),
+        Op::Update if event.after.is_none() && headers.document_gone => return Ok(None),
+        Op::Update if event.after.is_none() => {
+            return Err(format!(
+                "collection {}: an update of document {id} carries no whole document (the capture ran with \
+                 --full-document off); a table of documents needs them: run ferry-capture-mongodb with \
+                 --full-document updateLookup (the default) or required",
+                codec.id()
+            ))
+        }
+        _ => (None, Some(row(&event.after)?)),
+    };
+    let change = ChangeEvent {
+        op: event.op,
+        before,
+        after,
+        source: event.source,
+        ts_ms: event.ts_ms,
+        transaction: event.transaction,
+        unchanged: Vec::new(),
+    };
+    Ok(Some((key.map(<[u8]>::to_vec), change)))
 }
 
 /// FNV-1a of `bytes` in hex: stable across processes and versions, which is

@@ -26,6 +26,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_core::document::DOCUMENT_GONE_HEADER;
 use ferry_core::envelope::TRUNCATE_PARTITIONS_HEADER;
 use ferry_core::metrics::Phase;
 use ferry_core::registry::RegistryClient;
@@ -36,7 +37,7 @@ use tokio::task::JoinSet;
 
 use crate::batch::{Barrier, Batch, Change, ChangeKind};
 use crate::consumer::{Applied, ConsumerThread, Polled};
-use crate::decode::{DecodeFailure, Decoder};
+use crate::decode::{DecodeFailure, Decoder, MessageHeaders};
 use crate::dlq::DeadLetters;
 use crate::error::ApplyError;
 use crate::settings::{ApplySettings, OnError};
@@ -235,14 +236,18 @@ async fn decode(
     dead_letters: Option<&DeadLetters>,
 ) -> Result<Change, ApplyError> {
     let at = decoder.position(m.topic(), m.partition(), m.offset());
-    let partitions = m.headers().and_then(|h| {
-        h.iter()
-            .find(|h| h.key == TRUNCATE_PARTITIONS_HEADER)
-            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
-    });
+    let header = |name: &str| {
+        m.headers()
+            .and_then(|h| h.iter().find(|h| h.key == name))
+            .and_then(|h| std::str::from_utf8(h.value?).ok())
+    };
+    let headers = MessageHeaders {
+        partitions: header(TRUNCATE_PARTITIONS_HEADER).and_then(|v| v.parse().ok()),
+        document_gone: header(DOCUMENT_GONE_HEADER) == Some("true"),
+    };
     let mut backoff = Duration::from_millis(200);
     loop {
-        match decoder.decode(at.clone(), m.key(), m.payload(), partitions).await {
+        match decoder.decode(at.clone(), m.key(), m.payload(), headers).await {
             Ok(change) => return Ok(change),
             Err(DecodeFailure::Registry(e)) if backoff < MAX_BACKOFF => {
                 metrics::counter!("ferry_apply_errors_total", "kind" => "registry").increment(1);

@@ -104,9 +104,10 @@ pub async fn columns(tx: &Transaction<'_>, table: &TableId) -> Result<Option<Vec
 }
 
 /// The type a new column gets: the source's own type if the target has it
-/// (PostgreSQL sources), else the closest one.
+/// (PostgreSQL sources, and MongoDB collections, whose table names
+/// PostgreSQL's `text` and `jsonb`), else the closest one.
 async fn column_type(tx: &Transaction<'_>, column: &Column, connector: Connector) -> Result<String, TargetError> {
-    if connector == Connector::Postgres {
+    if matches!(connector, Connector::Postgres | Connector::Mongodb) {
         let known: bool = tx
             .query_one("SELECT to_regtype($1) IS NOT NULL", &[&column.source_type])
             .await
