@@ -22,9 +22,9 @@ use std::sync::Arc;
 use ferry_core::codec::{CodecError, TableCodec};
 use ferry_core::document::{collection_meta, relaxed, CollectionCodec};
 use ferry_core::envelope::{ChangeEvent, Connector};
-use ferry_core::value::Datum;
 use ferry_core::meta::TableId;
 use ferry_core::registry::{RegistryClient, RegistryError};
+use ferry_core::value::Datum;
 use ferry_core::wire;
 
 use crate::batch::{Barrier, Change, ChangeKind, Position};
@@ -50,7 +50,7 @@ enum Writer {
     },
     /// A MongoDB collection; `table` is the codec of its table's shape.
     Collection {
-        codec: CollectionCodec,
+        codec: Box<CollectionCodec>,
         table: Arc<TableCodec>,
         target: Arc<TableId>,
     },
@@ -135,7 +135,7 @@ impl Decoder {
             let table = TableCodec::new("ferry", meta, Connector::Mongodb)
                 .map_err(|e| DecodeFailure::Undecodable(Undecodable(format!("schema id {id}: {e}"))))?;
             let writer = Arc::new(Writer::Collection {
-                codec,
+                codec: Box::new(codec),
                 table: Arc::new(table),
                 target,
             });
@@ -220,10 +220,13 @@ impl Decoder {
     }
 }
 
+/// A decoded event and its key bytes (for collapsing changes by key).
+type Keyed = (Option<Vec<u8>>, ChangeEvent);
+
 /// The change of a decoded event (`None`: nothing to apply).
 fn row_change(
     at: Position,
-    event: Option<(Option<Vec<u8>>, ChangeEvent)>,
+    event: Option<Keyed>,
     codec: &Arc<TableCodec>,
     target: &Arc<TableId>,
     value: &[u8],
@@ -259,7 +262,7 @@ fn document_change(
     key: Option<&[u8]>,
     datum: &[u8],
     headers: MessageHeaders,
-) -> Result<Option<(Option<Vec<u8>>, ChangeEvent)>, String> {
+) -> Result<Option<Keyed>, String> {
     let key = match key {
         Some(k) => Some(wire::decode(k).map_err(|e| format!("key: {e}"))?.1),
         None => None,

@@ -62,10 +62,7 @@ fn event(n: u32, db: &str, coll: &str, operation: &str, fields: Document) -> Doc
 
 /// Converts and publishes `docs` as capture does, checkpointing each.
 async fn publish(publisher: &mut Publisher, prefix: &str, docs: &[Document], full_document: bool) {
-    let reading = Reading {
-        prefix,
-        full_document,
-    };
+    let reading = Reading { prefix, full_document };
     for d in docs {
         let read = change::read(d, reading).unwrap();
         match read.change {
@@ -105,37 +102,79 @@ async fn mongodb_events_apply_to_postgres_as_json_documents() {
         d
     };
     let docs = vec![
-        event(1, db, &coll, "insert", doc! {
-            "documentKey": {"_id": oid},
-            "fullDocument": full(Bson::ObjectId(oid), doc! {"qty": 5_i32, "big": 9_007_199_254_740_993_i64,
-                "price": "12.50".parse::<bson::Decimal128>().unwrap(), "tags": ["a", ["b", 1_i32]],
-                "at": bson::DateTime::from_millis(1_700_000_000_123)}),
-        }),
-        event(2, db, &coll, "insert", doc! {
-            "documentKey": {"_id": "abc"}, "fullDocument": {"_id": "abc", "name": "first"},
-        }),
-        event(3, db, &coll, "update", doc! {
-            "documentKey": {"_id": oid},
-            "updateDescription": {"updatedFields": {"qty": 6_i32}, "removedFields": ["big"], "truncatedArrays": []},
-            "fullDocument": full(Bson::ObjectId(oid), doc! {"qty": 6_i32, "price": "12.50".parse::<bson::Decimal128>().unwrap(),
-                "tags": ["a", ["b", 1_i32]], "at": bson::DateTime::from_millis(1_700_000_000_123)}),
-        }),
-        event(4, db, &coll, "replace", doc! {
-            "documentKey": {"_id": "abc"}, "fullDocument": {"_id": "abc", "name": "second", "n": 1.5_f64},
-        }),
-        event(5, db, &coll, "insert", doc! {"documentKey": {"_id": 7_i32}, "fullDocument": {"_id": 7_i32, "gone": true}}),
+        event(
+            1,
+            db,
+            &coll,
+            "insert",
+            doc! {
+                "documentKey": {"_id": oid},
+                "fullDocument": full(Bson::ObjectId(oid), doc! {"qty": 5_i32, "big": 9_007_199_254_740_993_i64,
+                    "price": "12.50".parse::<bson::Decimal128>().unwrap(), "tags": ["a", ["b", 1_i32]],
+                    "at": bson::DateTime::from_millis(1_700_000_000_123)}),
+            },
+        ),
+        event(
+            2,
+            db,
+            &coll,
+            "insert",
+            doc! {
+                "documentKey": {"_id": "abc"}, "fullDocument": {"_id": "abc", "name": "first"},
+            },
+        ),
+        event(
+            3,
+            db,
+            &coll,
+            "update",
+            doc! {
+                "documentKey": {"_id": oid},
+                "updateDescription": {"updatedFields": {"qty": 6_i32}, "removedFields": ["big"], "truncatedArrays": []},
+                "fullDocument": full(Bson::ObjectId(oid), doc! {"qty": 6_i32, "price": "12.50".parse::<bson::Decimal128>().unwrap(),
+                    "tags": ["a", ["b", 1_i32]], "at": bson::DateTime::from_millis(1_700_000_000_123)}),
+            },
+        ),
+        event(
+            4,
+            db,
+            &coll,
+            "replace",
+            doc! {
+                "documentKey": {"_id": "abc"}, "fullDocument": {"_id": "abc", "name": "second", "n": 1.5_f64},
+            },
+        ),
+        event(
+            5,
+            db,
+            &coll,
+            "insert",
+            doc! {"documentKey": {"_id": 7_i32}, "fullDocument": {"_id": 7_i32, "gone": true}},
+        ),
         // The document was deleted before the lookup: skipped, its delete follows.
-        event(6, db, &coll, "update", doc! {
-            "documentKey": {"_id": 7_i32},
-            "updateDescription": {"updatedFields": {"gone": false}, "removedFields": []},
-            "fullDocument": Bson::Null,
-        }),
+        event(
+            6,
+            db,
+            &coll,
+            "update",
+            doc! {
+                "documentKey": {"_id": 7_i32},
+                "updateDescription": {"updatedFields": {"gone": false}, "removedFields": []},
+                "fullDocument": Bson::Null,
+            },
+        ),
         event(7, db, &coll, "delete", doc! {"documentKey": {"_id": 7_i32}}),
-        event(8, db, &coll, "insert", doc! {
-            "documentKey": {"_id": 8_i64}, "fullDocument": {"_id": 8_i64, "in": "transaction"},
-            "lsid": {"id": bson::Binary { subtype: bson::spec::BinarySubtype::Uuid, bytes: vec![7; 16] }},
-            "txnNumber": 3_i64,
-        }),
+        event(
+            8,
+            db,
+            &coll,
+            "insert",
+            doc! {
+                "documentKey": {"_id": 8_i64}, "fullDocument": {"_id": 8_i64, "in": "transaction"},
+                "lsid": {"id": bson::Binary { subtype: bson::spec::BinarySubtype::Uuid, bytes: vec![7; 16] }},
+                "txnNumber": 3_i64,
+            },
+        ),
     ];
     let mut p = publisher(&prefix).await;
     publish(&mut p, &prefix, &docs, true).await;
@@ -164,7 +203,10 @@ async fn mongodb_events_apply_to_postgres_as_json_documents() {
     .await;
     // jsonb reads as JSON: numbers are numbers.
     let qty: i32 = client
-        .query_one(&format!("SELECT (doc->>'qty')::int FROM \"{coll}\" WHERE doc ? 'qty'"), &[])
+        .query_one(
+            &format!("SELECT (doc->>'qty')::int FROM \"{coll}\" WHERE doc ? 'qty'"),
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -188,11 +230,23 @@ async fn mongodb_update_without_the_whole_document_stops_apply_naming_the_fix() 
     let prefix = unique("mg");
     let coll = unique("items");
     let docs = vec![
-        event(1, "shop", &coll, "insert", doc! {"documentKey": {"_id": 1_i32}, "fullDocument": {"_id": 1_i32, "a": 1_i32}}),
-        event(2, "shop", &coll, "update", doc! {
-            "documentKey": {"_id": 1_i32},
-            "updateDescription": {"updatedFields": {"a": 2_i32}, "removedFields": []},
-        }),
+        event(
+            1,
+            "shop",
+            &coll,
+            "insert",
+            doc! {"documentKey": {"_id": 1_i32}, "fullDocument": {"_id": 1_i32, "a": 1_i32}},
+        ),
+        event(
+            2,
+            "shop",
+            &coll,
+            "update",
+            doc! {
+                "documentKey": {"_id": 1_i32},
+                "updateDescription": {"updatedFields": {"a": 2_i32}, "removedFields": []},
+            },
+        ),
     ];
     let mut p = publisher(&prefix).await;
     publish(&mut p, &prefix, &docs, false).await;
@@ -286,7 +340,9 @@ async fn mongodb_live_snapshot_then_stream_reach_postgres() {
     let mongo = mongodb::Client::with_uri_str(&uri).await.unwrap();
     let (db, prefix) = (unique("ferry"), unique("mg"));
     let orders = mongo.database(&db).collection::<Document>("orders");
-    let before: Vec<Document> = (0..500_i32).map(|i| doc! {"_id": i, "qty": i, "kind": "snapshot"}).collect();
+    let before: Vec<Document> = (0..500_i32)
+        .map(|i| doc! {"_id": i, "qty": i, "kind": "snapshot"})
+        .collect();
     orders.insert_many(before).await.unwrap();
     let capture = start_capture(&uri, &prefix, &db, &["--snapshot-chunk-docs", "100"]);
     let target = PgDatabase::create();
@@ -340,7 +396,10 @@ async fn mongodb_live_kill9_of_capture_loses_nothing() {
                 .unwrap();
         }
         capture.kill9();
-        items.insert_one(doc! {"_id": 1000 + round, "while": "down"}).await.unwrap();
+        items
+            .insert_one(doc! {"_id": 1000 + round, "while": "down"})
+            .await
+            .unwrap();
         capture = start_capture(&uri, &prefix, &db, &[]);
     }
     wait_target_equals(&mongo, &db, "items", &target).await;
@@ -374,7 +433,14 @@ async fn mongodb_live_history_lost_is_a_clear_error_and_when_needed_reads_again(
     let out = tokio::time::timeout(
         DEADLINE,
         tokio::process::Command::new(ferry_tests::binary("ferry-capture-mongodb"))
-            .args(["--source", &uri, "--prefix", &prefix, "--collections", &format!("{db}.*")])
+            .args([
+                "--source",
+                &uri,
+                "--prefix",
+                &prefix,
+                "--collections",
+                &format!("{db}.*"),
+            ])
             .args(["--brokers", &brokers()])
             .output(),
     )

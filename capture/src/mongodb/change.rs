@@ -270,3 +270,271 @@ pub fn read_event(prefix: &str, collection: &TableId, doc: Document, ts_ms: i64)
         transaction: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use bson::doc;
+    use ferry_core::document::{relaxed, CollectionCodec};
+    use serde_json::Value as Json;
+
+    /// Recorded change events and the BSON corpus; each names its source.
+    const FIXTURES: &str = include_str!("fixtures/change_events.json");
+
+    fn fixtures(part: &str) -> Vec<Json> {
+        let all: Json = serde_json::from_str(FIXTURES).unwrap();
+        all[part].as_array().unwrap().clone()
+    }
+
+    /// Extended JSON as BSON, by the bson crate's own reader.
+    fn bson(json: &Json) -> Bson {
+        serde_json::from_str(&json.to_string()).unwrap()
+    }
+
+    fn reading(full_document: bool) -> Reading<'static> {
+        Reading {
+            prefix: "p",
+            full_document,
+        }
+    }
+
+    fn canonical_of(doc: &Document, field: &str) -> Option<String> {
+        match doc.get(field) {
+            Some(Bson::Document(d)) => Some(extjson::canonical(&Bson::Document(d.clone()))),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_recorded_event_reads_as_its_operation_says() {
+        let mut seen = std::collections::BTreeSet::new();
+        for fixture in fixtures("events") {
+            let name = fixture["name"].as_str().unwrap();
+            let Bson::Document(doc) = bson(&fixture["event"]) else {
+                panic!("{name}: not a document")
+            };
+            let read = read(&doc, reading(true)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let operation = doc.get_str("operationType").unwrap();
+            seen.insert(operation.to_owned());
+            assert_eq!(
+                read.token.0,
+                doc.get_document("_id").unwrap().get_str("_data").unwrap(),
+                "{name}"
+            );
+            let Bson::Timestamp(t) = doc.get("clusterTime").unwrap() else {
+                panic!("{name}")
+            };
+            assert_eq!(
+                (read.cluster_time.t, read.cluster_time.i),
+                (t.time, t.increment),
+                "{name}"
+            );
+            assert_eq!(
+                read.transaction.is_some(),
+                doc.contains_key("lsid") && doc.contains_key("txnNumber"),
+                "{name}"
+            );
+            let ns = doc.get_document("ns").ok();
+            match (operation, read.change) {
+                (
+                    "insert" | "update" | "replace" | "delete",
+                    Change::Document {
+                        collection,
+                        event,
+                        gone,
+                    },
+                ) => {
+                    let ns = ns.unwrap();
+                    assert_eq!(
+                        collection,
+                        TableId::new(ns.get_str("db").unwrap(), ns.get_str("coll").unwrap())
+                    );
+                    let key = doc.get_document("documentKey").unwrap().get("_id").unwrap();
+                    assert_eq!(event.id, extjson::relaxed(key), "{name}");
+                    assert_eq!(event.before, canonical_of(&doc, "fullDocumentBeforeChange"), "{name}");
+                    let expected_op = match operation {
+                        "insert" => Op::Create,
+                        "delete" => Op::Delete,
+                        _ => Op::Update,
+                    };
+                    assert_eq!(event.op, expected_op, "{name}");
+                    if operation == "delete" {
+                        assert_eq!(event.after, None, "{name}");
+                    } else {
+                        assert_eq!(event.after, canonical_of(&doc, "fullDocument"), "{name}");
+                    }
+                    assert_eq!(gone, operation == "update" && event.after.is_none(), "{name}");
+                    if operation == "update" {
+                        let u = event.update.as_ref().unwrap();
+                        let d = doc.get_document("updateDescription").unwrap();
+                        assert_eq!(
+                            u.updated_fields,
+                            extjson::canonical(&Bson::Document(d.get_document("updatedFields").unwrap().clone())),
+                            "{name}"
+                        );
+                        let removed: Vec<String> = d
+                            .get_array("removedFields")
+                            .map(|a| a.iter().map(|f| f.as_str().unwrap().to_owned()).collect())
+                            .unwrap_or_default();
+                        assert_eq!(u.removed_fields, removed, "{name}");
+                        let truncated = d.get_array("truncatedArrays").map(Vec::len).unwrap_or(0);
+                        assert_eq!(u.truncated_arrays.len(), truncated, "{name}");
+                    }
+                    let SourceDetail::Mongodb {
+                        collection: c,
+                        ord,
+                        resume_token,
+                        txn_number,
+                        ..
+                    } = &event.source.detail
+                    else {
+                        panic!("{name}")
+                    };
+                    assert_eq!(
+                        (c.as_str(), *ord as u32),
+                        (collection.table.as_str(), t.increment),
+                        "{name}"
+                    );
+                    assert_eq!(resume_token.as_deref(), Some(read.token.0.as_str()), "{name}");
+                    assert_eq!(txn_number.is_some(), doc.contains_key("txnNumber"), "{name}");
+                    let ts = match doc.get("wallTime") {
+                        Some(Bson::DateTime(w)) => w.timestamp_millis(),
+                        _ => i64::from(t.time) * 1000,
+                    };
+                    assert_eq!(event.source.ts_ms, ts, "{name}");
+                    // The event survives Avro, and a target can read its documents.
+                    let codec = CollectionCodec::new("p", &collection).unwrap();
+                    let bytes = codec.encode_value(&event).unwrap();
+                    assert_eq!(codec.decode_value(event.id.clone(), &bytes).unwrap(), event, "{name}");
+                    for d in event.after.iter().chain(&event.before) {
+                        relaxed(d).unwrap_or_else(|e| panic!("{name}: {e}"));
+                    }
+                }
+                (
+                    "drop",
+                    Change::Gone {
+                        event,
+                        renamed_to: None,
+                        ..
+                    },
+                ) => assert_eq!(event.op, Op::Truncate),
+                (
+                    "rename",
+                    Change::Gone {
+                        event,
+                        renamed_to: Some(to),
+                        ..
+                    },
+                ) => {
+                    assert_eq!(event.op, Op::Truncate);
+                    let d = doc.get_document("to").unwrap();
+                    assert_eq!(to, TableId::new(d.get_str("db").unwrap(), d.get_str("coll").unwrap()));
+                }
+                ("dropDatabase", Change::Nothing) | ("invalidate", Change::Invalidated) => {}
+                (op, other) => panic!("{name}: {op} read as {other:?}"),
+            }
+        }
+        let every: std::collections::BTreeSet<String> = [
+            "insert",
+            "update",
+            "replace",
+            "delete",
+            "drop",
+            "rename",
+            "dropDatabase",
+            "invalidate",
+        ]
+        .map(str::to_owned)
+        .into();
+        assert_eq!(seen, every, "the fixtures cover every operation type");
+    }
+
+    #[test]
+    fn updates_without_a_looked_up_document_are_gone_only_when_one_was_asked_for() {
+        let fixture = fixtures("events").into_iter().find(|f| f["name"] == "update").unwrap();
+        let Bson::Document(doc) = bson(&fixture["event"]) else {
+            panic!()
+        };
+        assert!(!doc.contains_key("fullDocument"));
+        for (asked, gone_expected) in [(true, true), (false, false)] {
+            let Change::Document { gone, event, .. } = read(&doc, reading(asked)).unwrap().change else {
+                panic!()
+            };
+            assert_eq!((gone, event.after), (gone_expected, None));
+        }
+    }
+
+    #[test]
+    fn transaction_events_share_one_id_of_the_session_uuid_and_number() {
+        let ids: Vec<String> = fixtures("events")
+            .into_iter()
+            .filter(|f| f["name"].as_str().unwrap().starts_with("txn_"))
+            .map(|f| {
+                let Bson::Document(doc) = bson(&f["event"]) else {
+                    panic!()
+                };
+                read(&doc, reading(true)).unwrap().transaction.unwrap()
+            })
+            .collect();
+        assert!(ids.len() >= 2);
+        assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+        let (uuid, number) = ids[0].rsplit_once(':').unwrap();
+        assert!(uuid::Uuid::parse_str(uuid).is_ok(), "{uuid}");
+        assert!(number.parse::<i64>().is_ok(), "{number}");
+    }
+
+    #[test]
+    fn malformed_events_are_definite_errors() {
+        let fine = doc! {"_id": {"_data": "82"}, "operationType": "insert", "clusterTime": Bson::Timestamp(bson::Timestamp { time: 1, increment: 1 }),
+        "ns": {"db": "d", "coll": "c"}, "documentKey": {"_id": 1}, "fullDocument": {"_id": 1}};
+        assert!(read(&fine, reading(true)).is_ok());
+        for (field, reason) in [
+            ("_id", "resume token"),
+            ("clusterTime", "clusterTime"),
+            ("documentKey", "documentKey"),
+            ("fullDocument", "without fullDocument"),
+        ] {
+            let mut bad = fine.clone();
+            bad.remove(field);
+            let e = read(&bad, reading(true)).unwrap_err();
+            assert!(e.to_string().contains(reason), "{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_bson_type_survives_canonical_extended_json() {
+        let mut kinds = std::collections::BTreeSet::new();
+        for fixture in fixtures("bson") {
+            let name = fixture["name"].as_str().unwrap();
+            let value = bson(&fixture["value"]);
+            let Bson::Document(d) = &value else { panic!("{name}") };
+            kinds.insert(format!("{:?}", d.get("x").unwrap().element_type()));
+            let ours = extjson::canonical(&value);
+            let back: Bson = serde_json::from_str(&ours).unwrap_or_else(|e| panic!("{name}: {ours}: {e}"));
+            // NaN is not equal to itself: compare what the writer makes of both.
+            assert_eq!(extjson::canonical(&back), ours, "{name}");
+            if !ours.contains("NaN") {
+                assert_eq!(back, value, "{name}");
+            }
+            // A relaxed rendering (what a target's JSON column gets) always parses.
+            serde_json::from_str::<Json>(&extjson::relaxed(&value)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert!(kinds.len() >= 19, "BSON types covered: {kinds:?}");
+    }
+
+    #[test]
+    fn snapshot_reads_are_op_r_keyed_by_relaxed_id() {
+        let e = read_event("p", &TableId::new("d", "c"), doc! {"_id": 5_i64, "a": 1_i32}, 42);
+        assert_eq!(
+            (e.op, e.id.as_str(), e.source.snapshot),
+            (Op::Read, "5", Snapshot::True)
+        );
+        assert_eq!(
+            e.after.as_deref(),
+            Some(r#"{"_id":{"$numberLong":"5"},"a":{"$numberInt":"1"}}"#)
+        );
+        assert_eq!(e.source.ts_ms, 42);
+    }
+}

@@ -281,3 +281,34 @@ impl<'a> Streamer<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_namespace_match_follows_the_include_list() {
+        assert!(pipeline(&TableFilter::parse("").unwrap()).is_empty());
+        let filter = TableFilter::parse("shop.orders,shop.log*").unwrap();
+        assert_eq!(single_database(&filter), Some("shop"));
+        let stage = &pipeline(&filter)[0];
+        let clauses = stage.get_document("$match").unwrap().get_array("$or").unwrap();
+        assert_eq!(
+            clauses[1].as_document().unwrap(),
+            &doc! {"ns.db": {"$regex": "^shop$"}, "ns.coll": {"$regex": "^log.*$"}}
+        );
+        assert_eq!(clauses.len(), 3, "and dropDatabase/invalidate");
+        assert_eq!(regex_escape("a.b(c)*"), "a\\.b\\(c\\)\\*");
+        assert_eq!(single_database(&TableFilter::parse("shop.a,billing.b").unwrap()), None);
+        assert_eq!(single_database(&TableFilter::parse("s*.a").unwrap()), None);
+    }
+
+    #[test]
+    fn stored_tokens_become_the_drivers_and_back() {
+        let ours = ResumeToken("8263A1B2C3000000012B022C0100296E5A1004".into());
+        let theirs = driver_token(&ours).unwrap();
+        assert_eq!(our_token(&theirs), Some(ours));
+    }
+}

@@ -151,3 +151,63 @@ pub fn images_enabled(reply: &Document) -> bool {
         .and_then(|o| o.get_document("changeStreamPreAndPostImages").ok())
         .is_some_and(|i| i.get_bool("enabled").ok() == Some(true))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_standalone_server_is_refused_and_replica_sets_and_routers_are_not() {
+        let problem = topology_problem(&doc! {"isWritablePrimary": true, "maxWireVersion": 21}).unwrap();
+        assert!(problem.contains("--replSet"), "{problem}");
+        assert_eq!(
+            topology_problem(&doc! {"setName": "rs0", "isWritablePrimary": true}),
+            None
+        );
+        assert_eq!(topology_problem(&doc! {"msg": "isdbgrid"}), None);
+    }
+
+    #[test]
+    fn missing_find_or_change_stream_privileges_are_named() {
+        let shop = TableId::new("shop", "orders");
+        let other = TableId::new("billing", "invoices");
+        // connectionStatus of a user with the read role on shop only.
+        let status = doc! {"authInfo": {
+            "authenticatedUsers": [{"user": "ferry", "db": "admin"}],
+            "authenticatedUserPrivileges": [
+                {"resource": {"db": "shop", "collection": ""}, "actions": ["changeStream", "collStats", "find", "listIndexes"]},
+                {"resource": {"db": "billing", "collection": "invoices"}, "actions": ["find"]},
+            ],
+        }, "ok": 1};
+        let problems = privilege_problems(&status, &[shop.clone(), other]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("may not changeStream on billing.invoices"),
+            "{problems:?}"
+        );
+        let any = doc! {"authInfo": {"authenticatedUsers": [{"user": "root"}],
+        "authenticatedUserPrivileges": [{"resource": {"anyResource": true}, "actions": ["find", "changeStream"]}]}};
+        assert!(privilege_problems(&any, std::slice::from_ref(&shop)).is_empty());
+        // No access control: nothing to check.
+        let open = doc! {"authInfo": {"authenticatedUsers": [], "authenticatedUserPrivileges": []}};
+        assert!(privilege_problems(&open, &[shop]).is_empty());
+    }
+
+    #[test]
+    fn images_are_read_from_list_collections() {
+        let reply = |options: Document| {
+            doc! {"cursor": {"id": 0_i64, "ns": "shop.$cmd.listCollections", "firstBatch": [
+                {"name": "orders", "type": "collection", "options": options},
+            ]}, "ok": 1}
+        };
+        assert!(images_enabled(&reply(
+            doc! {"changeStreamPreAndPostImages": {"enabled": true}}
+        )));
+        assert!(!images_enabled(&reply(
+            doc! {"changeStreamPreAndPostImages": {"enabled": false}}
+        )));
+        assert!(!images_enabled(&reply(doc! {})));
+    }
+}
