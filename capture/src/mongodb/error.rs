@@ -74,6 +74,12 @@ impl CaptureError {
         CaptureError::Mongo(e)
     }
 
+    /// Whether the source went away while the rest stands: the stream is
+    /// reopened in place (a failed publisher ends the run instead).
+    pub fn is_reconnectable(&self) -> bool {
+        matches!(self, CaptureError::Mongo(_)) && self.is_retryable()
+    }
+
     /// Whether restarting may succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -196,9 +196,6 @@ pub async fn run(config: MongoCaptureConfig, shutdown: impl Future<Output = ()>)
             Ok(stream::Ended::Reread(collection)) => {
                 state.forget(&collection);
                 publisher.store_after_sent(state_key.clone(), &state).await?;
-                if !collections.contains(&collection) {
-                    collections_push(&mut publisher, &collection).await?;
-                }
                 read_one(&config, &client, &collection, &mut publisher, &mut state, &state_key).await?;
             }
             Err(CaptureError::HistoryLost { .. })
@@ -208,7 +205,7 @@ pub async fn run(config: MongoCaptureConfig, shutdown: impl Future<Output = ()>)
                 available = false;
                 stored = None;
             }
-            Err(e) if e.is_retryable() => {
+            Err(e) if e.is_reconnectable() => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "change stream lost; resuming after the last checkpoint");
                 tokio::select! {
                     _ = &mut shutdown => break,
@@ -221,17 +218,6 @@ pub async fn run(config: MongoCaptureConfig, shutdown: impl Future<Output = ()>)
     }
     phase.send_replace(Phase::Stopping);
     publisher.finish().await?;
-    Ok(())
-}
-
-/// Registers a collection that appeared under an included name.
-async fn collections_push(
-    publisher: &mut Publisher,
-    collection: &ferry_core::meta::TableId,
-) -> Result<(), CaptureError> {
-    if !publisher.has_collection(collection) {
-        publisher.register_collection(collection.clone()).await?;
-    }
     Ok(())
 }
 
