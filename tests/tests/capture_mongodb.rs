@@ -18,8 +18,10 @@ use ferry_core::envelope::Connector;
 use ferry_core::kafka::KafkaSettings;
 use ferry_core::position::{ClusterTime, SourcePosition};
 use ferry_core::registry::RegistryClient;
+use ferry_tests::mariadb::{text_rows, MariaDatabase};
 use ferry_tests::{
-    apply_until_exit, brokers, pg_text_rows, start_apply, unique, wait_rows, PgDatabase, Running, SERVICES_REGISTRY,
+    apply_until_exit, brokers, pg_text_rows, start_apply, start_apply_with, unique, wait_rows, PgDatabase, Running,
+    SERVICES_REGISTRY,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -259,6 +261,51 @@ async fn mongodb_update_without_the_whole_document_stops_apply_naming_the_fix() 
     let client = target.client().await;
     let rows = pg_text_rows(&client, &format!("SELECT id FROM \"{coll}\"")).await;
     assert!(rows.as_ref().is_none_or(|r| r.len() <= 1), "{rows:?}");
+}
+
+#[tokio::test]
+async fn mongodb_events_apply_to_mariadb_as_json_text() {
+    let prefix = unique("mg");
+    let coll = unique("people");
+    let docs = vec![
+        event(
+            1,
+            "crm",
+            &coll,
+            "insert",
+            doc! {"documentKey": {"_id": "ann"}, "fullDocument": {"_id": "ann", "age": 41_i32}},
+        ),
+        event(
+            2,
+            "crm",
+            &coll,
+            "insert",
+            doc! {"documentKey": {"_id": "bob"}, "fullDocument": {"_id": "bob", "age": 29_i32}},
+        ),
+        event(
+            3,
+            "crm",
+            &coll,
+            "replace",
+            doc! {"documentKey": {"_id": "ann"}, "fullDocument": {"_id": "ann", "age": 42_i32, "city": "Oslo"}},
+        ),
+        event(4, "crm", &coll, "delete", doc! {"documentKey": {"_id": "bob"}}),
+    ];
+    let mut p = publisher(&prefix).await;
+    publish(&mut p, &prefix, &docs, true).await;
+    p.finish().await.unwrap();
+    let target = MariaDatabase::create().await;
+    let apply = start_apply_with("ferry-apply-mysql", &target.url(), &prefix, &unique("g"), &[]);
+    let conn = tokio::sync::Mutex::new(target.conn().await);
+    let sql = format!("SELECT id, JSON_VALUE(doc, '$.age'), JSON_VALUE(doc, '$.city') FROM `{coll}`");
+    wait_rows(
+        "documents in MariaDB",
+        DEADLINE,
+        || async { vec![r#""ann"|42|Oslo"#.to_owned()] },
+        || async { text_rows(&mut *conn.lock().await, &sql).await.unwrap_or_default() },
+    )
+    .await;
+    apply.terminate();
 }
 
 /// The replica set of `FERRY_TEST_MONGODB_URI`, or `None` (the test then
