@@ -65,12 +65,9 @@ pub async fn run<C: Connect>(
     connect: C,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ApplyError> {
-    let (phase, phases) = watch::channel(Phase::Starting);
-    if let Some(addr) = settings.metrics {
-        ferry_core::metrics::spawn_server(addr, phases)
-            .await
-            .map_err(|e| ApplyError::Config(format!("cannot serve --metrics on {addr}: {e}")))?;
-    }
+    let phase = ferry_core::metrics::start(settings.metrics)
+        .await
+        .map_err(ApplyError::Config)?;
     let registry = Arc::new(RegistryClient::new(&settings.registry)?);
     let connect = Arc::new(connect);
     tokio::pin!(shutdown);

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use ferry_core::envelope::Connector;
 use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
 use ferry_core::meta::TableId;
 use ferry_core::position::SourcePosition;
@@ -82,6 +83,46 @@ pub enum OffsetsError {
     Kafka(#[from] KafkaError),
     #[error("offsets record for {key:?} is not valid JSON for this capture: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error(
+        "the offsets topic holds a {found} position for prefix {prefix}, not a {wanted} one; use another --prefix"
+    )]
+    OtherSource {
+        prefix: String,
+        found: &'static str,
+        wanted: &'static str,
+    },
+}
+
+/// What a capture stored before: where it stood and which tables it read.
+#[derive(Debug)]
+pub struct Resume {
+    /// Its position, of its own connector.
+    pub position: Option<SourcePosition>,
+    pub state: SnapshotState,
+    /// The key `state` is stored under.
+    pub state_key: String,
+}
+
+/// Loads what the capture of `prefix` (a `connector` source) stored, in one
+/// read; a position of another kind of source is an error naming the fix.
+pub async fn load_capture(offsets: &Offsets, prefix: &str, connector: Connector) -> Result<Resume, OffsetsError> {
+    let state_key = snapshot_key(prefix);
+    let stored = offsets.load_all(&[prefix, &state_key]).await?;
+    let position: Option<SourcePosition> = stored.get(prefix)?;
+    if let Some(p) = &position {
+        if p.connector() != connector {
+            return Err(OffsetsError::OtherSource {
+                prefix: prefix.to_owned(),
+                found: p.connector().name(),
+                wanted: connector.name(),
+            });
+        }
+    }
+    Ok(Resume {
+        position,
+        state: stored.get(&state_key)?.unwrap_or_default(),
+        state_key,
+    })
 }
 
 /// A reader's context that does not log reaching the partition's end (which

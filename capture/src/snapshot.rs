@@ -51,45 +51,34 @@ pub trait ReadEvent: Sized {
     ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send;
 }
 
-impl ReadEvent for ChangeEvent {
-    fn mark_last(&mut self) {
-        self.source.snapshot = Snapshot::Last;
-    }
+/// [`ReadEvent`] for an event type with `op`, `source` and `after` fields,
+/// queued by the publisher's method `$send` (with `$arg`s after the event).
+macro_rules! read_event {
+    ($event:ty, $send:ident $(, $arg:expr)*) => {
+        impl ReadEvent for $event {
+            fn mark_last(&mut self) {
+                self.source.snapshot = Snapshot::Last;
+            }
 
-    fn into_truncate(mut self) -> Self {
-        self.op = Op::Truncate;
-        self.after = None;
-        self
-    }
+            fn into_truncate(mut self) -> Self {
+                self.op = Op::Truncate;
+                self.after = None;
+                self
+            }
 
-    fn send(
-        &self,
-        table: &TableId,
-        publisher: &mut Publisher,
-    ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send {
-        publisher.send(table, self)
-    }
+            fn send(
+                &self,
+                table: &TableId,
+                publisher: &mut Publisher,
+            ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send {
+                publisher.$send(table, self $(, $arg)*)
+            }
+        }
+    };
 }
 
-impl ReadEvent for DocumentEvent {
-    fn mark_last(&mut self) {
-        self.source.snapshot = Snapshot::Last;
-    }
-
-    fn into_truncate(mut self) -> Self {
-        self.op = Op::Truncate;
-        self.after = None;
-        self
-    }
-
-    fn send(
-        &self,
-        table: &TableId,
-        publisher: &mut Publisher,
-    ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send {
-        publisher.send_document(table, self, false)
-    }
-}
+read_event!(ChangeEvent, send);
+read_event!(DocumentEvent, send_document, false);
 
 /// A table being read.
 #[derive(Debug)]

@@ -77,6 +77,19 @@ async fn health(State(s): State<Served>) -> (StatusCode, String) {
     (code, format!("{{\"status\":\"{}\"}}\n", phase.as_str()))
 }
 
+/// Serves `/metrics` and `/health` on `addr`, when given, for as long as the
+/// returned sender lives (the process's work); the sender sets the phase
+/// `/health` reports. The error names the flag and the address.
+pub async fn start(addr: Option<std::net::SocketAddr>) -> Result<watch::Sender<Phase>, String> {
+    let (phase, phases) = watch::channel(Phase::Starting);
+    if let Some(addr) = addr {
+        spawn_server(addr, phases)
+            .await
+            .map_err(|e| format!("cannot serve --metrics on {addr}: {e}"))?;
+    }
+    Ok(phase)
+}
+
 /// Serves `/metrics` and `/health` on `addr` in the background, for as long as
 /// the sender of `phases` lives (the process's work), or fails to bind.
 pub async fn spawn_server(addr: std::net::SocketAddr, phases: watch::Receiver<Phase>) -> std::io::Result<()> {

@@ -319,6 +319,18 @@ pub enum SourcePosition {
     },
 }
 
+impl SourcePosition {
+    /// The kind of source it is a position of.
+    pub fn connector(&self) -> crate::envelope::Connector {
+        use crate::envelope::Connector;
+        match self {
+            SourcePosition::Postgres { .. } => Connector::Postgres,
+            SourcePosition::Mysql { .. } => Connector::Mysql,
+            SourcePosition::Mongodb { .. } => Connector::Mongodb,
+        }
+    }
+}
+
 /// A MongoDB cluster time (a BSON timestamp): seconds and an increment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ClusterTime {

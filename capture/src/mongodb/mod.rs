@@ -32,9 +32,8 @@ use ferry_core::position::SourcePosition;
 use ferry_core::registry::RegistryClient;
 use mongodb::options::ClientOptions;
 use mongodb::Client;
-use tokio::sync::watch;
 
-use crate::offsets::{snapshot_key, Offsets, SnapshotState};
+use crate::offsets::{load_capture, Offsets, Resume, SnapshotState};
 use crate::policy::{Scope, SnapshotMode};
 use crate::publish::Publisher;
 use crate::settings::CaptureSettings;
@@ -105,29 +104,18 @@ async fn connect(config: &MongoCaptureConfig) -> Result<Client, CaptureError> {
 /// Captures until `shutdown` resolves (or, with `initial_only`, until the
 /// snapshot is in Kafka).
 pub async fn run(config: MongoCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
-    let (phase, phases) = watch::channel(Phase::Starting);
-    if let Some(addr) = config.common.metrics {
-        ferry_core::metrics::spawn_server(addr, phases)
-            .await
-            .map_err(|e| CaptureError::Config(format!("cannot serve --metrics on {addr}: {e}")))?;
-    }
+    let phase = ferry_core::metrics::start(config.common.metrics)
+        .await
+        .map_err(CaptureError::Config)?;
     let client = connect(&config).await?;
     let collections = validate::validate(&client, &config.common.tables, config.full_document, config.before).await?;
 
     let offsets = Offsets::open(&config.common.kafka, &config.common.offsets_topic).await?;
-    let state_key = snapshot_key(&config.common.prefix);
-    let loaded = offsets.load_all(&[&config.common.prefix, &state_key]).await?;
-    let mut stored: Option<SourcePosition> = match loaded.get(&config.common.prefix)? {
-        Some(p @ SourcePosition::Mongodb { .. }) => Some(p),
-        Some(other) => {
-            return Err(CaptureError::Config(format!(
-                "the offsets topic holds a non-MongoDB position for prefix {}: {other:?}; use another --prefix",
-                config.common.prefix
-            )))
-        }
-        None => None,
-    };
-    let mut state: SnapshotState = loaded.get(&state_key)?.unwrap_or_default();
+    let Resume {
+        position: mut stored,
+        mut state,
+        state_key,
+    } = load_capture(&offsets, &config.common.prefix, Connector::Mongodb).await?;
 
     let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
     let mut publisher = Publisher::start(config.common.publisher(Connector::Mongodb), registry).await?;

@@ -37,9 +37,8 @@ use ferry_core::metrics::Phase;
 use ferry_core::position::{BinlogPosition, SourcePosition};
 use ferry_core::registry::RegistryClient;
 use mysql_async::prelude::Queryable;
-use tokio::sync::watch;
 
-use crate::offsets::{snapshot_key, Offsets, SnapshotState};
+use crate::offsets::{load_capture, Offsets, Resume, SnapshotState};
 use crate::policy::Scope;
 use crate::publish::Publisher;
 use crate::settings::CaptureSettings;
@@ -63,12 +62,9 @@ const RECONNECT: (Duration, Duration) = (Duration::from_millis(500), Duration::f
 /// Captures until `shutdown` resolves (or, with `initial_only`, until the
 /// snapshot is in Kafka).
 pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
-    let (phase, phases) = watch::channel(Phase::Starting);
-    if let Some(addr) = config.common.metrics {
-        ferry_core::metrics::spawn_server(addr, phases)
-            .await
-            .map_err(|e| CaptureError::Config(format!("cannot serve --metrics on {addr}: {e}")))?;
-    }
+    let phase = ferry_core::metrics::start(config.common.metrics)
+        .await
+        .map_err(CaptureError::Config)?;
     let opts = ferry_core::mysql::opts(&config.common.source, "--source")?;
     let mut conn = ferry_core::mysql::connect(&opts, &config.common.source).await?;
     let mariadb = ferry_core::mysql::is_mariadb(&mut conn).await?;
@@ -79,19 +75,15 @@ pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>)
     let tables: Vec<TableId> = metas.iter().map(|m| m.id.clone()).collect();
 
     let offsets = Offsets::open(&config.common.kafka, &config.common.offsets_topic).await?;
-    let state_key = snapshot_key(&config.common.prefix);
-    let loaded = offsets.load_all(&[&config.common.prefix, &state_key]).await?;
-    let stored = match loaded.get(&config.common.prefix)? {
+    let Resume {
+        position: resumed,
+        mut state,
+        state_key,
+    } = load_capture(&offsets, &config.common.prefix, Connector::Mysql).await?;
+    let stored = match resumed {
         Some(SourcePosition::Mysql { binlog, gtids }) => Some(Start { binlog, gtids }),
-        Some(other) => {
-            return Err(CaptureError::Config(format!(
-                "the offsets topic holds a non-MySQL position for prefix {}: {other:?}; use another --prefix",
-                config.common.prefix
-            )))
-        }
-        None => None,
+        _ => None,
     };
-    let mut state: SnapshotState = loaded.get(&state_key)?.unwrap_or_default();
     let available = match &stored {
         Some(start) => has_binlog(&mut conn, &start.binlog.file).await?,
         None => true,

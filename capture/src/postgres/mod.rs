@@ -46,9 +46,8 @@ use ferry_core::metrics::Phase;
 use ferry_core::position::{PgLsn, SourcePosition};
 use ferry_core::registry::RegistryClient;
 use pgwire_replication::Lsn;
-use tokio::sync::watch;
 
-use crate::offsets::{snapshot_key, Offsets, SnapshotState};
+use crate::offsets::{load_capture, Offsets, Resume, SnapshotState};
 use crate::policy::Scope;
 use crate::publish::Publisher;
 use crate::settings::CaptureSettings;
@@ -87,13 +86,9 @@ impl PgCaptureConfig {
 /// Captures until `shutdown` resolves (or, with `initial_only`, until the
 /// snapshot is in Kafka).
 pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
-    let (phase, phases) = watch::channel(Phase::Starting);
-    if let Some(addr) = config.common.metrics {
-        // Served until the capture ends (the watch's sender is dropped).
-        ferry_core::metrics::spawn_server(addr, phases)
-            .await
-            .map_err(|e| CaptureError::Config(format!("cannot serve --metrics on {addr}: {e}")))?;
-    }
+    let phase = ferry_core::metrics::start(config.common.metrics)
+        .await
+        .map_err(CaptureError::Config)?;
     let client = replication::connect(&config.common.source).await?;
     let (tables, problems) = validate::validate(&client, &config.common.tables, &config.slot).await?;
     if !problems.is_empty() {
@@ -103,19 +98,15 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
     replication::ensure_publication(&client, &config.publication, &tables).await?;
 
     let offsets = Offsets::open(&config.common.kafka, &config.common.offsets_topic).await?;
-    let state_key = snapshot_key(&config.common.prefix);
-    let stored = offsets.load_all(&[&config.common.prefix, &state_key]).await?;
-    let stored_lsn = match stored.get(&config.common.prefix)? {
+    let Resume {
+        position,
+        mut state,
+        state_key,
+    } = load_capture(&offsets, &config.common.prefix, Connector::Postgres).await?;
+    let stored_lsn = match position {
         Some(SourcePosition::Postgres { lsn }) => Some(lsn),
-        Some(other) => {
-            return Err(CaptureError::Config(format!(
-                "the offsets topic holds a non-PostgreSQL position for prefix {}: {other:?}; use another --prefix",
-                config.common.prefix
-            )))
-        }
-        None => None,
+        _ => None,
     };
-    let mut state: SnapshotState = stored.get(&state_key)?.unwrap_or_default();
     let slot_exists = replication::slot_exists(&client, &config.slot).await?;
     let plan = config.common.snapshot.plan(stored_lsn.is_some(), slot_exists);
     if stored_lsn.is_some() && !slot_exists && plan.snapshot != Scope::All {
