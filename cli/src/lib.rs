@@ -1,1 +1,5 @@
+//! `ferry`, the operator's tool, on top of the capture and apply libraries
+//! and the same Kafka path. Each command is a module with a `run`; the binary
+//! only parses flags.
 
+pub mod validate;
