@@ -34,6 +34,8 @@
 //!
 //! `ferry-bench apply-mysql [EVENTS]` and `apply-mysql-paths [ROWS]`: the same
 //! log into MariaDB, and its two candidate write paths; see [`apply_mysql`].
+//!
+//! `ferry-bench validate [ROWS]`: `ferry validate` of a narrow table; see [`validate`].
 
 #[path = "../bench/apply.rs"]
 mod apply;
@@ -41,6 +43,8 @@ mod apply;
 mod apply_mysql;
 #[path = "../bench/capture_mysql.rs"]
 mod capture_mysql;
+#[path = "../bench/validate.rs"]
+mod validate;
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,7 +61,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::io::AsyncReadExt;
 
 const USAGE: &str = "usage: ferry-bench capture-stream [ROWS] | capture-snapshot [ROWS] | capture-rss [ROWS] \
-                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS]";
+                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS] | validate [ROWS]";
 
 #[tokio::main]
 async fn main() {
@@ -83,6 +87,7 @@ async fn main() {
         Some("apply-mysql-paths") => apply_mysql::write_paths(number(1, 200_000)).await,
         Some("apply-latency") => apply::latency(number(1, 20), number(2, 5_000)).await,
         Some("apply-paths") => apply::write_paths(number(1, 200_000)).await,
+        Some("validate") => validate::throughput(number(1, 2_000_000)).await,
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
