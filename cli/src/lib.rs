@@ -2,4 +2,7 @@
 //! and the same Kafka path. Each command is a module with a `run`; the binary
 //! only parses flags.
 
+pub mod db;
+pub mod replay;
+pub mod topics;
 pub mod validate;

@@ -4,7 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ferry_capture::filter::TableFilter;
-use ferry_cli::validate::{self, db::Db};
+use ferry_cli::db::Db;
+use ferry_cli::{replay, topics, validate};
+use ferry_core::config::SecretUrl;
+use ferry_core::kafka::KafkaSettings;
+use ferry_core::registry::RegistryClient;
 
 /// Ferry, the operator's tool.
 #[derive(Debug, Parser)]
@@ -37,6 +41,50 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lists Ferry's topics: partitions, messages and their registry subjects.
+    Topics {
+        /// Only the topics of this capture prefix [default: every topic but Kafka's own].
+        #[arg(long, env = "FERRY_PREFIX")]
+        prefix: Option<String>,
+        #[command(flatten)]
+        stack: Stack,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Moves an apply group back so its target applies the log again from --from.
+    Replay {
+        /// The target database holding the group's offsets.
+        #[arg(long, env = "FERRY_TARGET", hide_env_values = true)]
+        target: String,
+        /// The apply group (ferry-apply's --group).
+        #[arg(long)]
+        group: String,
+        /// earliest, milliseconds since 1970, or an RFC 3339 time.
+        #[arg(long)]
+        from: replay::From,
+        /// Move it even though Kafka still lists members of the group.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        stack: Stack,
+    },
+}
+
+/// Where the Kafka stack is.
+#[derive(Debug, clap::Args)]
+struct Stack {
+    /// Kafka brokers.
+    #[arg(long, env = "FERRY_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Schema registry URL.
+    #[arg(
+        long,
+        env = "FERRY_REGISTRY",
+        default_value = "http://127.0.0.1:8081",
+        hide_env_values = true
+    )]
+    registry: String,
 }
 
 async fn run(cli: Cli) -> Result<bool, String> {
@@ -63,6 +111,35 @@ async fn run(cli: Cli) -> Result<bool, String> {
                 print!("{}", validate::render(&reports));
             }
             Ok(reports.iter().all(validate::TableReport::equal))
+        }
+        Command::Topics { prefix, stack, json } => {
+            let registry = SecretUrl::parse(&stack.registry).map_err(|e| format!("--registry: {e}"))?;
+            let registry = RegistryClient::new(&registry).map_err(|e| e.to_string())?;
+            let list = topics::list(&KafkaSettings::new(stack.brokers), &registry, prefix.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
+            } else {
+                print!("{}", topics::render(&list));
+            }
+            Ok(true)
+        }
+        Command::Replay {
+            target,
+            group,
+            from,
+            force,
+            stack,
+        } => {
+            let target = Db::parse(&target, "--target")?;
+            let moved = replay::replay(&target, &KafkaSettings::new(stack.brokers), &group, from, force).await?;
+            for m in &moved {
+                println!("{} partition {}: {} -> {}", m.topic, m.partition, m.from, m.to);
+            }
+            println!(
+                "apply group {group} moved back on {} partitions; start it again to replay",
+                moved.len()
+            );
+            Ok(true)
         }
     }
 }

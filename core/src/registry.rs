@@ -190,6 +190,30 @@ impl RegistryClient {
         Ok(id)
     }
 
+    /// Every subject the registry holds.
+    pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+        let body = self.call(self.http.get(self.url(&["subjects"]))).await?;
+        Ok(body
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default())
+    }
+
+    /// The latest version of `subject` and its schema id.
+    pub async fn latest(&self, subject: &str) -> Result<(u32, u32), RegistryError> {
+        let body = self
+            .call(self.http.get(self.url(&["subjects", subject, "versions", "latest"])))
+            .await?;
+        let version = body["version"]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| RegistryError::BadResponse {
+                url: self.shown.clone(),
+                reason: format!("no version in {body}"),
+            })?;
+        Ok((version, self.id_of(&body)?))
+    }
+
     /// The schema with id `id`.
     pub async fn schema(&self, id: u32) -> Result<Arc<RegisteredSchema>, RegistryError> {
         if let Some(s) = self.by_id.read().unwrap_or_else(|e| e.into_inner()).get(&id) {

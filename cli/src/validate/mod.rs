@@ -13,7 +13,6 @@
 //! but a few batches per side (keyless tables: 8 bytes per row).
 
 pub mod canon;
-pub mod db;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -25,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
 use self::canon::{canonical, compare_keys};
-use self::db::Db;
+use crate::db::Db;
 
 /// What to compare.
 #[derive(Debug, Clone)]

@@ -20,7 +20,11 @@ async fn fill(db: &PgDatabase, rows: i64) {
 
 fn copy_out(db: &PgDatabase) -> std::process::Child {
     Command::new("psql")
-        .args([&db.url(), "-c", "COPY (SELECT id::text, n::text, name FROM t ORDER BY id) TO STDOUT"])
+        .args([
+            &db.url(),
+            "-c",
+            "COPY (SELECT id::text, n::text, name FROM t ORDER BY id) TO STDOUT",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("psql")

@@ -1,11 +1,13 @@
-//! The two engines `ferry validate` reads: the tables a source includes, a
-//! table's columns, and its rows as text, in key order, streamed.
+//! The two engines `ferry` reads and writes: for `validate`, the tables a
+//! source includes, a table's columns, and its rows as text, in key order,
+//! streamed; for `replay`, an apply group's offsets stored in a target.
 //!
 //! Each engine prints every value as text in UTC (`canon.rs` evens out the
 //! rest) and sorts keys so that both sides agree on one order: numbers by
 //! value, everything else bytewise (PostgreSQL `COLLATE "C"`, MySQL's binary
 //! cast), which is how `canon::compare_keys` orders them too.
 
+use ferry_apply::target::{BARRIERS_TABLE, OFFSETS_TABLE};
 use ferry_capture::filter::TableFilter;
 use ferry_core::config::SecretUrl;
 use ferry_core::meta::{Column, DataType, TableId, TableMeta};
@@ -304,4 +306,108 @@ async fn scan_my(opts: &mysql_async::Opts, url: &SecretUrl, sql: &str, tx: &Rows
         let _ = tx.send(Ok(batch)).await;
     }
     Ok(())
+}
+
+/// One partition of an apply group's stored position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+impl Db {
+    /// The offsets apply group `group` stored in this (target) database.
+    pub async fn group_offsets(&self, group: &str) -> Result<Vec<StoredOffset>, String> {
+        let none = |e: String| {
+            if e.contains("42P01") || e.contains("1146") || e.contains("doesn't exist") {
+                format!(
+                    "the target holds no Ferry offsets (no table {OFFSETS_TABLE}): is it the target of ferry-apply?"
+                )
+            } else {
+                e
+            }
+        };
+        let rows: Vec<(String, i32, i64)> = match self {
+            Db::Postgres { url, config } => {
+                let sql = ferry_apply::target::sql::load_offsets(OFFSETS_TABLE, ferry_apply::target::sql::numbered);
+                Self::pg(config, url)
+                    .await?
+                    .query(&sql, &[&group])
+                    .await
+                    .map_err(|e| none(ferry_core::pg::pg_message(&e)))?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
+                    .collect()
+            }
+            Db::Mysql { url, opts, .. } => {
+                let sql = ferry_apply::target::sql::load_offsets(OFFSETS_TABLE, ferry_apply::target::sql::question);
+                Self::my(opts, url)
+                    .await?
+                    .exec(sql, (group,))
+                    .await
+                    .map_err(|e| none(e.to_string()))?
+            }
+        };
+        let mut offsets: Vec<StoredOffset> = rows
+            .into_iter()
+            .map(|(topic, partition, next_offset)| StoredOffset {
+                topic,
+                partition,
+                next_offset,
+            })
+            .collect();
+        offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(offsets)
+    }
+
+    /// Stores `offsets` for `group` and forgets the group's truncate
+    /// barriers (the truncates it will read again), in one transaction.
+    pub async fn move_group(&self, group: &str, offsets: &[StoredOffset]) -> Result<(), String> {
+        let update = |p: fn(usize) -> String| {
+            format!(
+                "UPDATE {OFFSETS_TABLE} SET next_offset = {}, batch_first_offset = {} \
+                 WHERE consumer_group = {} AND topic = {} AND kafka_partition = {}",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5)
+            )
+        };
+        let forget = |p: fn(usize) -> String| format!("DELETE FROM {BARRIERS_TABLE} WHERE consumer_group = {}", p(1));
+        match self {
+            Db::Postgres { url, config } => {
+                let mut client = Self::pg(config, url).await?;
+                let tx = client.transaction().await.map_err(|e| ferry_core::pg::pg_message(&e))?;
+                let sql = update(ferry_apply::target::sql::numbered);
+                for o in offsets {
+                    tx.execute(&sql, &[&o.next_offset, &o.next_offset, &group, &o.topic, &o.partition])
+                        .await
+                        .map_err(|e| ferry_core::pg::pg_message(&e))?;
+                }
+                tx.execute(&forget(ferry_apply::target::sql::numbered), &[&group])
+                    .await
+                    .map_err(|e| ferry_core::pg::pg_message(&e))?;
+                tx.commit().await.map_err(|e| ferry_core::pg::pg_message(&e))
+            }
+            Db::Mysql { url, opts, .. } => {
+                let mut conn = Self::my(opts, url).await?;
+                let mut tx = conn
+                    .start_transaction(mysql_async::TxOpts::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let sql = update(ferry_apply::target::sql::question);
+                for o in offsets {
+                    tx.exec_drop(&sql, (o.next_offset, o.next_offset, group, &o.topic, o.partition))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                tx.exec_drop(forget(ferry_apply::target::sql::question), (group,))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tx.commit().await.map_err(|e| e.to_string())
+            }
+        }
+    }
 }

@@ -1,0 +1,136 @@
+//! `ferry topics` and `ferry replay` against the real stack: the topics of a
+//! running pipeline with their subjects, and a target whose table was dropped
+//! rebuilt from the log.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use ferry_tests::{binary, start_apply, start_capture, unique, wait_for, wait_streaming, PgDatabase};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// `ferry ARGS`: exit code, stdout, stderr.
+async fn ferry(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(binary("ferry"))
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn wait_equal(source: &PgDatabase, target: &PgDatabase) {
+    wait_for("the target to equal the source", DEADLINE, || async {
+        let (code, out, _) = ferry(&["validate", "--source", &source.url(), "--target", &target.url()]).await;
+        (code == 0).then_some(out)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn topics_list_a_pipeline_and_replay_rebuilds_a_dropped_table() {
+    let source = PgDatabase::create();
+    source
+        .execute(
+            "CREATE TABLE items (id int PRIMARY KEY, name text);
+             INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 300) i;",
+        )
+        .await;
+    let target = PgDatabase::create();
+    let prefix = unique("cli");
+    let group = unique("g");
+    let capture = start_capture(&source, &prefix, &[]);
+    wait_streaming(&source, &prefix).await;
+    source
+        .execute("UPDATE items SET name = 'changed' WHERE id <= 10; DELETE FROM items WHERE id > 290")
+        .await;
+    let apply = start_apply(&target, &prefix, &group, &[]);
+    wait_equal(&source, &target).await;
+
+    // The topics of the prefix, with their partitions, messages and subjects.
+    let (code, json, err) = ferry(&["topics", "--prefix", &prefix, "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let topics: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let items = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic"] == format!("{prefix}.public.items"))
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(items["partitions"], 3);
+    // 300 reads, 10 updates, 10 deletes and their tombstones.
+    assert_eq!(items["messages"], 330, "{json}");
+    let subjects: Vec<&str> = items["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("{prefix}.public.items-key"),
+            format!("{prefix}.public.items-value")
+        ]
+    );
+    assert!(topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["topic"].as_str().unwrap().starts_with(&format!("{prefix}."))));
+
+    // Not while the group runs: its next batch would store its old position again.
+    let (code, _, err) = ferry(&[
+        "replay",
+        "--target",
+        &target.url(),
+        "--group",
+        &group,
+        "--from",
+        "earliest",
+    ])
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("running member"), "{err}");
+
+    // Rebuild: stop apply, drop the table, move the group to the start, apply again.
+    apply.terminate();
+    target.execute("DROP TABLE items").await;
+    let (code, out, err) = ferry(&[
+        "replay",
+        "--target",
+        &target.url(),
+        "--group",
+        &group,
+        "--from",
+        "earliest",
+        "--force",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{prefix}.public.items partition 0: ")), "{out}");
+    assert!(out.contains("-> 0"), "{out}");
+    let apply = start_apply(&target, &prefix, &group, &[]);
+    wait_equal(&source, &target).await;
+    apply.terminate();
+    capture.terminate();
+
+    // A group the target never saw is an error that says so.
+    let (code, _, err) = ferry(&[
+        "replay",
+        "--target",
+        &target.url(),
+        "--group",
+        "nobody",
+        "--from",
+        "earliest",
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("holds no offsets of apply group \"nobody\""), "{err}");
+}
