@@ -23,7 +23,7 @@ pub const BATCH: usize = 2_000;
 pub enum Db {
     Postgres {
         url: SecretUrl,
-        config: tokio_postgres::Config,
+        config: Box<tokio_postgres::Config>,
     },
     Mysql {
         url: SecretUrl,
@@ -43,7 +43,7 @@ impl Db {
         let parsed = SecretUrl::parse(url).map_err(|e| format!("{flag}: {e}"))?;
         match parsed.expose().scheme() {
             "postgres" | "postgresql" => Ok(Db::Postgres {
-                config: ferry_core::pg::config(&parsed, flag).map_err(|e| e.to_string())?,
+                config: Box::new(ferry_core::pg::config(&parsed, flag).map_err(|e| e.to_string())?),
                 url: parsed,
             }),
             "mysql" | "mariadb" => {
