@@ -30,6 +30,7 @@ use ferry_core::document::DOCUMENT_GONE_HEADER;
 use ferry_core::envelope::TRUNCATE_PARTITIONS_HEADER;
 use ferry_core::metrics::Phase;
 use ferry_core::registry::RegistryClient;
+use ferry_core::status::Reporter;
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
@@ -68,13 +69,26 @@ pub async fn run<C: Connect>(
     let phase = ferry_core::metrics::start(settings.metrics)
         .await
         .map_err(ApplyError::Config)?;
+    let status = Reporter::start(&settings.kafka, "apply", &settings.group, phase.subscribe()).await;
+    let result = supervise(&settings, connect, shutdown, &phase).await;
+    status.finish(result.as_ref().err().map(ToString::to_string)).await;
+    result
+}
+
+/// Runs sessions until `shutdown`, starting over after a retryable error.
+async fn supervise<C: Connect>(
+    settings: &ApplySettings,
+    connect: C,
+    shutdown: impl Future<Output = ()>,
+    phase: &watch::Sender<Phase>,
+) -> Result<(), ApplyError> {
     let registry = Arc::new(RegistryClient::new(&settings.registry)?);
     let connect = Arc::new(connect);
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = Instant::now();
-        let result = session(&settings, &connect, &registry, &mut shutdown, &phase).await;
+        let result = session(settings, &connect, &registry, &mut shutdown, phase).await;
         match result {
             Ok(()) => {
                 phase.send_replace(Phase::Stopping);

@@ -73,6 +73,9 @@ use tokio::task::JoinHandle;
 use crate::delivery::{Deliveries, Tracking};
 use crate::offsets::{Offsets, OffsetsError};
 
+/// Every op, in the order of a table's event counters.
+const OPS: [Op; 5] = [Op::Read, Op::Create, Op::Update, Op::Delete, Op::Truncate];
+
 /// Checkpoints that may wait for their deliveries at once.
 pub const MAX_CHECKPOINTS: usize = 1024;
 /// With transactions: events after which a Kafka transaction is committed at
@@ -164,8 +167,9 @@ struct TableTopic {
     value_id: u32,
     /// Partitions of the topic: a truncate goes to each.
     partitions: i32,
-    /// `ferry_capture_events_total` and `ferry_capture_bytes_total` of the table.
-    events: metrics::Counter,
+    /// `ferry_capture_events_total` of the table, per op (in [`OPS`] order),
+    /// and `ferry_capture_bytes_total`.
+    events: [metrics::Counter; 5],
     bytes: metrics::Counter,
 }
 
@@ -381,7 +385,9 @@ impl Publisher {
                 key_id,
                 value_id,
                 partitions,
-                events: metrics::counter!("ferry_capture_events_total", "table" => label.clone()),
+                events: OPS.map(
+                    |op| metrics::counter!("ferry_capture_events_total", "table" => label.clone(), "op" => op.code()),
+                ),
                 bytes: metrics::counter!("ferry_capture_bytes_total", "table" => label),
             }),
         );
@@ -487,7 +493,9 @@ impl Publisher {
         lag_ms: Option<i64>,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), PublishError> {
-        t.events.increment(1);
+        if let Some(i) = OPS.iter().position(|o| *o == op) {
+            t.events[i].increment(1);
+        }
         t.bytes
             .increment((value.len() + key.as_ref().map_or(0, Vec::len)) as u64);
         if let Some(lag) = lag_ms {

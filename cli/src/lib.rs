@@ -4,5 +4,6 @@
 
 pub mod db;
 pub mod replay;
+pub mod status;
 pub mod topics;
 pub mod validate;

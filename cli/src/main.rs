@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ferry_capture::filter::TableFilter;
 use ferry_cli::db::Db;
-use ferry_cli::{replay, topics, validate};
+use ferry_cli::{replay, status, topics, validate};
 use ferry_core::config::SecretUrl;
 use ferry_core::kafka::KafkaSettings;
 use ferry_core::registry::RegistryClient;
@@ -48,6 +48,24 @@ enum Command {
         prefix: Option<String>,
         #[command(flatten)]
         stack: Stack,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What every capture and apply process last reported: phase, position, lag, events per table, errors.
+    Status {
+        /// Only the capture of this prefix (and the apply groups).
+        #[arg(long, env = "FERRY_PREFIX")]
+        prefix: Option<String>,
+        /// Only this apply group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Also the processes that stopped cleanly over ten minutes ago.
+        #[arg(long)]
+        all: bool,
+        /// Kafka brokers.
+        #[arg(long, env = "FERRY_BROKERS", default_value = "127.0.0.1:9092")]
+        brokers: String,
         /// Print them as JSON.
         #[arg(long)]
         json: bool,
@@ -120,6 +138,24 @@ async fn run(cli: Cli) -> Result<bool, String> {
                 println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
             } else {
                 print!("{}", topics::render(&list));
+            }
+            Ok(true)
+        }
+        Command::Status {
+            prefix,
+            group,
+            all,
+            brokers,
+            json,
+        } => {
+            let statuses = status::read(&KafkaSettings::new(brokers), prefix.as_deref(), group.as_deref(), all).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&statuses).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", status::render(&statuses));
             }
             Ok(true)
         }

@@ -30,6 +30,7 @@ pub mod read;
 pub mod registry;
 pub mod schema;
 pub mod schema_change;
+pub mod status;
 pub mod telemetry;
 pub mod transaction;
 pub mod value;

@@ -134,3 +134,77 @@ async fn topics_list_a_pipeline_and_replay_rebuilds_a_dropped_table() {
     assert_eq!(code, 2);
     assert!(err.contains("holds no offsets of apply group \"nobody\""), "{err}");
 }
+
+/// `ferry status --json ARGS` as JSON, the statuses of one kind and name.
+async fn status_of(args: &[&str], kind: &str, name: &str) -> Option<serde_json::Value> {
+    let mut all = vec!["status", "--json"];
+    all.extend(args);
+    let (code, out, err) = ferry(&all).await;
+    assert_eq!(code, 0, "{err}");
+    let statuses: serde_json::Value = serde_json::from_str(&out).unwrap();
+    statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == kind && s["name"] == name)
+        .cloned()
+}
+
+#[tokio::test]
+async fn status_shows_the_pipeline_a_silent_killed_capture_and_a_failed_one() {
+    let source = PgDatabase::create();
+    source
+        .execute("CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT i, 'x' FROM generate_series(1, 50) i;")
+        .await;
+    let target = PgDatabase::create();
+    let (prefix, group) = (unique("st"), unique("g"));
+    let capture = start_capture(&source, &prefix, &[]);
+    wait_streaming(&source, &prefix).await;
+    source
+        .execute("UPDATE items SET name = 'y' WHERE id <= 5; DELETE FROM items WHERE id = 50")
+        .await;
+    let apply = start_apply(&target, &prefix, &group, &[]);
+    wait_equal(&source, &target).await;
+
+    // The capture: streaming, its position, 50 reads, 5 updates, 1 delete.
+    let capture_status = wait_for("the capture's report", DEADLINE, || async {
+        let s = status_of(&["--prefix", &prefix], "capture", &prefix).await?;
+        (s["tables"]["public.items"]["d"] == 1 && s["state"] == "streaming").then_some(s)
+    })
+    .await;
+    assert_eq!(capture_status["tables"]["public.items"]["r"], 50, "{capture_status}");
+    assert_eq!(capture_status["tables"]["public.items"]["u"], 5, "{capture_status}");
+    assert_eq!(capture_status["position"]["source"], "postgres", "{capture_status}");
+    // The apply group: the rows it applied.
+    let apply_status = wait_for("the apply group's report", DEADLINE, || async {
+        let s = status_of(&["--group", &group], "apply", &group).await?;
+        (s["tables"]["public.items"]["d"] == 1).then_some(s)
+    })
+    .await;
+    assert_eq!(apply_status["state"], "streaming", "{apply_status}");
+
+    // kill -9: the capture says nothing more, and status says it went silent.
+    capture.kill9();
+    let (_, human, _) = wait_for("the killed capture to show as silent", DEADLINE, || async {
+        let s = status_of(&["--prefix", &prefix], "capture", &prefix).await?;
+        if s["state"] != "silent" {
+            return None;
+        }
+        Some(ferry(&["status", "--prefix", &prefix]).await)
+    })
+    .await;
+    assert!(human.contains(&format!("capture {prefix} — SILENT for")), "{human}");
+    apply.terminate();
+
+    // A capture that cannot start says why in its last report.
+    source.execute("CREATE TABLE nokey (n int)").await;
+    let failing = unique("st");
+    let run = start_capture(&source, &failing, &[]);
+    assert!(!run.exited(DEADLINE).await.success());
+    let failed = status_of(&["--prefix", &failing], "capture", &failing).await.unwrap();
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["last_error"].as_str().unwrap().contains("REPLICA IDENTITY"),
+        "{failed}"
+    );
+}

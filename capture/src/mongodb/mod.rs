@@ -104,9 +104,19 @@ async fn connect(config: &MongoCaptureConfig) -> Result<Client, CaptureError> {
 /// Captures until `shutdown` resolves (or, with `initial_only`, until the
 /// snapshot is in Kafka).
 pub async fn run(config: MongoCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
-    let phase = ferry_core::metrics::start(config.common.metrics)
-        .await
-        .map_err(CaptureError::Config)?;
+    let common = config.common.clone();
+    crate::supervised(&common, CaptureError::Config, |phase, status| {
+        capture(config, shutdown, phase, status)
+    })
+    .await
+}
+
+async fn capture(
+    config: MongoCaptureConfig,
+    shutdown: impl Future<Output = ()>,
+    phase: tokio::sync::watch::Sender<Phase>,
+    status: std::sync::Arc<ferry_core::status::Reporter>,
+) -> Result<(), CaptureError> {
     let client = connect(&config).await?;
     let collections = validate::validate(&client, &config.common.tables, config.full_document, config.before).await?;
 
@@ -119,6 +129,7 @@ pub async fn run(config: MongoCaptureConfig, shutdown: impl Future<Output = ()>)
 
     let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
     let mut publisher = Publisher::start(config.common.publisher(Connector::Mongodb), registry).await?;
+    status.follow(publisher.acknowledged());
     for id in &collections {
         publisher.register_collection(id.clone()).await?;
     }

@@ -62,9 +62,19 @@ const RECONNECT: (Duration, Duration) = (Duration::from_millis(500), Duration::f
 /// Captures until `shutdown` resolves (or, with `initial_only`, until the
 /// snapshot is in Kafka).
 pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
-    let phase = ferry_core::metrics::start(config.common.metrics)
-        .await
-        .map_err(CaptureError::Config)?;
+    let common = config.common.clone();
+    crate::supervised(&common, CaptureError::Config, |phase, status| {
+        capture(config, shutdown, phase, status)
+    })
+    .await
+}
+
+async fn capture(
+    config: MysqlCaptureConfig,
+    shutdown: impl Future<Output = ()>,
+    phase: tokio::sync::watch::Sender<Phase>,
+    status: std::sync::Arc<ferry_core::status::Reporter>,
+) -> Result<(), CaptureError> {
     let opts = ferry_core::mysql::opts(&config.common.source, "--source")?;
     let mut conn = ferry_core::mysql::connect(&opts, &config.common.source).await?;
     let mariadb = ferry_core::mysql::is_mariadb(&mut conn).await?;
@@ -100,6 +110,7 @@ pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>)
 
     let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
     let mut publisher = Publisher::start(config.common.publisher(Connector::Mysql), registry).await?;
+    status.follow(publisher.acknowledged());
     for meta in metas {
         publisher.register_table(meta).await?;
     }

@@ -86,9 +86,19 @@ impl PgCaptureConfig {
 /// Captures until `shutdown` resolves (or, with `initial_only`, until the
 /// snapshot is in Kafka).
 pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
-    let phase = ferry_core::metrics::start(config.common.metrics)
-        .await
-        .map_err(CaptureError::Config)?;
+    let common = config.common.clone();
+    crate::supervised(&common, CaptureError::Config, |phase, status| {
+        capture(config, shutdown, phase, status)
+    })
+    .await
+}
+
+async fn capture(
+    config: PgCaptureConfig,
+    shutdown: impl Future<Output = ()>,
+    phase: tokio::sync::watch::Sender<Phase>,
+    status: std::sync::Arc<ferry_core::status::Reporter>,
+) -> Result<(), CaptureError> {
     let client = replication::connect(&config.common.source).await?;
     let (tables, problems) = validate::validate(&client, &config.common.tables, &config.slot).await?;
     if !problems.is_empty() {
@@ -120,6 +130,7 @@ pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) ->
 
     let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
     let mut publisher = Publisher::start(config.common.publisher(Connector::Postgres), registry).await?;
+    status.follow(publisher.acknowledged());
     for table in &tables {
         publisher
             .register_table(catalog::table_meta(&client, table).await?)
