@@ -2,6 +2,7 @@
 //! and the same Kafka path. Each command is a module with a `run`; the binary
 //! only parses flags.
 
+pub mod assess;
 pub mod db;
 pub mod replay;
 pub mod status;

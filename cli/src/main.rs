@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ferry_capture::filter::TableFilter;
 use ferry_cli::db::Db;
-use ferry_cli::{replay, status, topics, validate};
+use ferry_cli::{assess, replay, status, topics, validate};
 use ferry_core::config::SecretUrl;
 use ferry_core::kafka::KafkaSettings;
 use ferry_core::registry::RegistryClient;
@@ -49,6 +49,21 @@ enum Command {
         #[command(flatten)]
         stack: Stack,
         /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Before a migration: source readiness, tables and sizes, type conversions, load time, what is not carried over.
+    Assess {
+        /// The source database: postgres://... or mysql://.../DATABASE.
+        #[arg(long, env = "FERRY_SOURCE", hide_env_values = true)]
+        source: String,
+        /// A target, to show the type each column gets there.
+        #[arg(long, env = "FERRY_TARGET", hide_env_values = true)]
+        target: Option<String>,
+        /// Tables to assess: 'public.orders,inventory.*' [default: all].
+        #[arg(long, default_value = "")]
+        tables: String,
+        /// Print the assessment as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -140,6 +155,26 @@ async fn run(cli: Cli) -> Result<bool, String> {
                 print!("{}", topics::render(&list));
             }
             Ok(true)
+        }
+        Command::Assess {
+            source,
+            target,
+            tables,
+            json,
+        } => {
+            let source = Db::parse(&source, "--source")?;
+            let target = target.map(|t| Db::parse(&t, "--target")).transpose()?;
+            let filter = TableFilter::parse(&tables).map_err(|e| format!("--tables: {e}"))?;
+            let assessment = assess::assess(&source, target.as_ref(), &filter).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&assessment).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", assess::render(&assessment));
+            }
+            Ok(assessment.ready())
         }
         Command::Status {
             prefix,

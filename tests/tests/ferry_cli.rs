@@ -208,3 +208,65 @@ async fn status_shows_the_pipeline_a_silent_killed_capture_and_a_failed_one() {
         "{failed}"
     );
 }
+
+#[tokio::test]
+async fn assess_reports_readiness_sizes_conversions_and_what_is_left_behind() {
+    let source = PgDatabase::create();
+    source
+        .execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, total numeric(12,2), note text, at timestamptz);
+             INSERT INTO orders SELECT i, i, 'n', now() FROM generate_series(1, 5000) i;
+             ANALYZE orders;
+             CREATE TABLE audit (line text);
+             CREATE INDEX orders_at ON orders (at);
+             CREATE VIEW recent AS SELECT * FROM orders;
+             CREATE SEQUENCE invoice_no;",
+        )
+        .await;
+    let target = ferry_tests::mariadb::MariaDatabase::create().await;
+    let (code, json, err) = ferry(&["assess", "--source", &source.url(), "--target", &target.url(), "--json"]).await;
+    assert_eq!(code, 1, "not ready: audit has no key nor identity; {err}");
+    let a: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(a["engine"], "PostgreSQL");
+    assert!(
+        a["problems"][0].as_str().unwrap().contains("REPLICA IDENTITY FULL"),
+        "{a}"
+    );
+    let orders = a["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.orders")
+        .unwrap();
+    assert_eq!(
+        (orders["rows_estimate"].as_u64(), orders["primary_key"].as_bool()),
+        (Some(5000), Some(true))
+    );
+    assert_eq!(orders["large_columns"], serde_json::json!(["note"]));
+    let numeric = a["conversions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["source_type"] == "numeric(12,2)")
+        .unwrap();
+    assert_eq!(numeric["target_type"], "DECIMAL(12,2)");
+    let left: Vec<&str> = a["not_migrated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    for object in [
+        "view public.recent",
+        "sequence public.invoice_no",
+        "index public.orders_at on orders",
+    ] {
+        assert!(left.iter().any(|n| n.starts_with(object)), "{object}: {left:?}");
+    }
+
+    // A ready source exits 0; the human report says so.
+    source.execute("ALTER TABLE audit REPLICA IDENTITY FULL").await;
+    let (code, out, err) = ferry(&["assess", "--source", &source.url()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ready: every setting"), "{out}");
+}
