@@ -69,6 +69,14 @@ impl Db {
         }
     }
 
+    /// The engine's name, for people.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Db::Postgres { .. } => "PostgreSQL",
+            Db::Mysql { .. } => "MySQL",
+        }
+    }
+
     /// Where apply puts a source table in this database.
     pub fn default_schema(&self) -> &str {
         match self {

@@ -4,6 +4,7 @@
 
 pub mod assess;
 pub mod db;
+pub mod migrate;
 pub mod replay;
 pub mod status;
 pub mod topics;

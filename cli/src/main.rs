@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ferry_capture::filter::TableFilter;
 use ferry_cli::db::Db;
-use ferry_cli::{assess, replay, status, topics, validate};
+use ferry_cli::{assess, migrate, replay, status, topics, validate};
 use ferry_core::config::SecretUrl;
 use ferry_core::kafka::KafkaSettings;
+use ferry_core::process::shutdown_signal;
 use ferry_core::registry::RegistryClient;
 
 /// Ferry, the operator's tool.
@@ -51,6 +52,41 @@ enum Command {
         /// Print them as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Migrates a source into one or more targets: full load, full load and changes, or changes only.
+    Migrate {
+        /// The source: postgres://..., mysql://.../DATABASE or mongodb://...
+        #[arg(long, env = "FERRY_SOURCE", hide_env_values = true)]
+        source: String,
+        /// A target (postgres://... or mysql://.../DATABASE); once per target.
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        /// Tables to migrate: 'public.orders,inventory.*' [default: all].
+        #[arg(long, default_value = "")]
+        tables: String,
+        #[arg(long, value_enum, default_value = "full-load-and-cdc")]
+        mode: migrate::Mode,
+        /// Topic prefix of the migration; the same flags resume it.
+        #[arg(long, env = "FERRY_PREFIX", default_value = "migrate")]
+        prefix: String,
+        #[command(flatten)]
+        stack: Stack,
+    },
+    /// Once writes to the source have stopped: waits until a migration's targets have every change, then validates them.
+    Cutover {
+        /// The migration's source.
+        #[arg(long, env = "FERRY_SOURCE", hide_env_values = true)]
+        source: String,
+        /// Its targets, in the order `ferry migrate` was given them.
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        #[arg(long, default_value = "")]
+        tables: String,
+        /// The migration's prefix.
+        #[arg(long, env = "FERRY_PREFIX", default_value = "migrate")]
+        prefix: String,
+        #[command(flatten)]
+        stack: Stack,
     },
     /// Before a migration: source readiness, tables and sizes, type conversions, load time, what is not carried over.
     Assess {
@@ -155,6 +191,52 @@ async fn run(cli: Cli) -> Result<bool, String> {
                 print!("{}", topics::render(&list));
             }
             Ok(true)
+        }
+        Command::Migrate {
+            source,
+            targets,
+            tables,
+            mode,
+            prefix,
+            stack,
+        } => {
+            let options = migrate::Options {
+                source,
+                targets,
+                tables,
+                mode,
+                prefix,
+                brokers: stack.brokers,
+                registry: stack.registry,
+            };
+            migrate::migrate(options, shutdown_signal()).await
+        }
+        Command::Cutover {
+            source,
+            targets,
+            tables,
+            prefix,
+            stack,
+        } => {
+            let source = Db::parse(&source, "--source")?;
+            let dbs: Vec<(Db, String)> = targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Ok((Db::parse(t, "--target")?, migrate::group(&prefix, i))))
+                .collect::<Result<_, String>>()?;
+            let kafka = KafkaSettings::new(stack.brokers.clone());
+            eprintln!("cutover: waiting until every target has applied every change (stop writes to the source first)");
+            migrate::wait_caught_up(&kafka, &prefix, &dbs).await?;
+            let options = migrate::Options {
+                source: String::new(),
+                targets,
+                tables,
+                mode: migrate::Mode::FullLoadAndCdc,
+                prefix,
+                brokers: stack.brokers,
+                registry: stack.registry,
+            };
+            migrate::validate_all(Some(&source), &dbs, &options).await
         }
         Command::Assess {
             source,

@@ -1,0 +1,397 @@
+//! `ferry migrate`: one source to one or more targets through Kafka, with the
+//! capture and one apply per target running in this process on the very code
+//! of the `ferry-capture-*` and `ferry-apply-*` binaries.
+//!
+//! ```text
+//!  source ──► capture (prefix P) ──► Kafka: P.<schema>.<table> ──► apply group P.to.0 ──► target 0
+//!                                                              └─► apply group P.to.1 ──► target 1 ...
+//!  every second: progress (progress.rs: topics' watermarks vs each target's stored offsets)
+//!  full-load:          capture reads a snapshot and stops; when every target has applied
+//!                      every message, the applies stop and each target is validated
+//!  full-load-and-cdc:  then the changes keep flowing until Ctrl-C, or `cutover` on stdin
+//!  cdc:                changes from now on only
+//!  cutover:            once the source's writes have stopped, waits until every target has
+//!                      applied everything, validates each, says which are safe to switch to
+//! ```
+//!
+//! Engines come from the URL schemes: sources `postgres://`, `mysql://`,
+//! `mongodb://`; targets `postgres://` and `mysql://`. Apply group `i` is
+//! `<prefix>.to.<i>` (the `--target`'s place), so a migration restarted with
+//! the same flags resumes where it was: capture from its stored position, each
+//! apply from the offsets in its target.
+
+pub mod progress;
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use ferry_apply::settings::{ApplySettings, OnError, StartFrom, TableMap};
+use ferry_capture::settings::{CaptureFile, CaptureSettings};
+use ferry_core::config::SecretUrl;
+use ferry_core::kafka::KafkaSettings;
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::db::Db;
+use crate::validate::{self, TableReport};
+
+/// What to migrate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The tables as they are now, then stop.
+    FullLoad,
+    /// The tables, then every change until cutover.
+    FullLoadAndCdc,
+    /// Changes from now on.
+    Cdc,
+}
+
+/// A migration's flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub source: String,
+    pub targets: Vec<String>,
+    pub tables: String,
+    pub mode: Mode,
+    pub prefix: String,
+    pub brokers: String,
+    pub registry: String,
+}
+
+/// The apply group of the `i`th target.
+pub fn group(prefix: &str, i: usize) -> String {
+    format!("{prefix}.to.{i}")
+}
+
+/// A migration's running parts.
+struct Running {
+    capture: JoinHandle<Result<(), String>>,
+    applies: Vec<JoinHandle<Result<(), String>>>,
+    stop_capture: watch::Sender<bool>,
+    stop_applies: watch::Sender<bool>,
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn capture_settings(o: &Options) -> Result<CaptureSettings, String> {
+    let snapshot = match o.mode {
+        Mode::FullLoad => "initial_only",
+        Mode::FullLoadAndCdc => "initial",
+        Mode::Cdc => "never",
+    };
+    let mut tables = o.tables.clone();
+    let source = SecretUrl::parse(&o.source).map_err(|e| format!("--source: {e}"))?;
+    // A MySQL source's tables are those of its URL's database.
+    if matches!(source.expose().scheme(), "mysql" | "mariadb") && tables.is_empty() {
+        tables = format!("{}.*", source.expose().path().trim_start_matches('/'));
+    }
+    let file: CaptureFile = serde_json::from_value(json!({
+        "source": o.source, "brokers": o.brokers, "registry": o.registry, "prefix": o.prefix,
+        "tables": tables, "snapshot": snapshot,
+    }))
+    .map_err(|e| e.to_string())?;
+    Ok(file
+        .settings::<serde::de::IgnoredAny>("postgres://, mysql:// or mongodb:// URL")?
+        .0)
+}
+
+/// Starts the capture of the source, by its URL's scheme.
+fn start_capture(o: &Options, stop: watch::Receiver<bool>) -> Result<JoinHandle<Result<(), String>>, String> {
+    let common = capture_settings(o)?;
+    let scheme = common.source.expose().scheme().to_owned();
+    let shutdown = stopped(stop);
+    Ok(match scheme.as_str() {
+        "postgres" | "postgresql" => {
+            let name = ferry_capture::postgres::PgCaptureConfig::default_name(&common.prefix);
+            let config = ferry_capture::postgres::PgCaptureConfig {
+                common,
+                snapshot_chunk_pages: ferry_capture::postgres::snapshot::CHUNK_PAGES,
+                slot: name.clone(),
+                publication: name,
+                heartbeat: Some(Duration::from_secs(10)),
+            };
+            tokio::spawn(async move {
+                ferry_capture::postgres::run(config, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        "mysql" | "mariadb" => {
+            // A replica id of its own, stable for the prefix.
+            let server_id = 1_000_000 + (fnv(&common.prefix) % 1_000_000_000) as u32;
+            let config = ferry_capture::mysql::MysqlCaptureConfig {
+                common,
+                snapshot_chunk_rows: ferry_capture::mysql::snapshot::CHUNK_ROWS,
+                server_id,
+            };
+            tokio::spawn(async move {
+                ferry_capture::mysql::run(config, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        "mongodb" | "mongodb+srv" => {
+            let config = ferry_capture::mongodb::MongoCaptureConfig {
+                common,
+                full_document: ferry_capture::mongodb::Images::WhenAvailable,
+                before: ferry_capture::mongodb::Images::Off,
+                snapshot_chunk_docs: ferry_capture::mongodb::snapshot::CHUNK_DOCS,
+            };
+            tokio::spawn(async move {
+                ferry_capture::mongodb::run(config, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        other => {
+            return Err(format!(
+                "--source: ferry migrate reads postgres://, mysql:// and mongodb:// sources, not {other}://"
+            ))
+        }
+    })
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Starts the apply of the `i`th target, by its URL's scheme.
+fn start_apply(o: &Options, i: usize, stop: watch::Receiver<bool>) -> Result<JoinHandle<Result<(), String>>, String> {
+    let url = SecretUrl::parse(&o.targets[i]).map_err(|e| format!("--target: {e}"))?;
+    let group = group(&o.prefix, i);
+    let settings = ApplySettings {
+        kafka: KafkaSettings::new(o.brokers.clone()),
+        registry: SecretUrl::parse(&o.registry).map_err(|e| format!("--registry: {e}"))?,
+        topics: format!("^({}\\..*)$", regex_escape(&o.prefix)),
+        dlq_topic: format!("_ferry_dlq.{group}"),
+        group,
+        instance_id: None,
+        from: StartFrom::Earliest,
+        table_map: TableMap::default(),
+        on_error: OnError::Fail,
+        workers: 2,
+        batch_size: 20_000,
+        batch_wait: Duration::ZERO,
+        metrics: None,
+    };
+    let shutdown = stopped(stop);
+    Ok(match url.expose().scheme() {
+        "postgres" | "postgresql" => {
+            let connect = ferry_apply::postgres::PgConnect::new(url).map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                ferry_apply::pipeline::run(settings, connect, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        "mysql" | "mariadb" => {
+            let connect = ferry_apply::mysql::MyConnect::new(url)?;
+            tokio::spawn(async move {
+                ferry_apply::pipeline::run(settings, connect, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        other => {
+            return Err(format!(
+                "--target: ferry migrate writes postgres:// and mysql:// targets, not {other}://"
+            ))
+        }
+    })
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| ("\\^$.|?*+()[]{}".contains(c).then_some('\\')).into_iter().chain([c]))
+        .collect()
+}
+
+/// Runs the migration until it is done (`full-load`), cut over, or `shutdown`;
+/// returns whether every target ended equal to the source (true when
+/// stopped before any validation).
+pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<bool, String> {
+    if o.targets.is_empty() {
+        return Err("--target is required (once per target)".into());
+    }
+    let source_db = Db::parse(&o.source, "--source").ok();
+    let targets: Vec<(Db, String)> = o
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Ok((Db::parse(t, "--target")?, group(&o.prefix, i))))
+        .collect::<Result<_, String>>()?;
+    let (stop_capture, capture_rx) = watch::channel(false);
+    let (stop_applies, applies_rx) = watch::channel(false);
+    let mut running = Running {
+        capture: start_capture(&o, capture_rx)?,
+        applies: (0..o.targets.len())
+            .map(|i| start_apply(&o, i, applies_rx.clone()))
+            .collect::<Result<_, _>>()?,
+        stop_capture,
+        stop_applies,
+    };
+    let kafka = KafkaSettings::new(o.brokers.clone());
+    let names: Vec<String> = targets
+        .iter()
+        .map(|(db, _)| format!("target {}", db.engine()))
+        .collect();
+    let terminal = std::io::stderr().is_terminal();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Without a terminal the view is printed every 10 s, the first at once.
+    let mut last_print: Option<Instant> = None;
+    let mut captured_done = false;
+    let started = Instant::now();
+    let cutover = loop {
+        tokio::select! {
+            () = &mut shutdown => break false,
+            line = lines.next_line(), if o.mode != Mode::FullLoad => {
+                match line {
+                    Ok(Some(l)) if l.trim() == "cutover" => break true,
+                    Ok(Some(_)) => eprintln!("type `cutover` (then Enter) once the source's writes have stopped"),
+                    // No terminal input: wait for Ctrl-C.
+                    _ => {}
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        if running.capture.is_finished() && !captured_done {
+            captured_done = true;
+            let ended = (&mut running.capture).await.map_err(|e| e.to_string())?;
+            ended.map_err(|e| format!("capture: {e}"))?;
+        }
+        if let Some(failed) = running.applies.iter_mut().position(|a| a.is_finished()) {
+            let ended = (&mut running.applies[failed]).await.map_err(|e| e.to_string())?;
+            return Err(format!(
+                "apply to target {failed}: {}",
+                ended.err().unwrap_or_else(|| "stopped".into())
+            ));
+        }
+        let now = progress::read(&kafka, &o.prefix, &targets).await?;
+        let finished = o.mode == Mode::FullLoad && captured_done && progress::caught_up(&now);
+        if terminal || finished || last_print.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            let view = progress::render(&now, &names, &o.prefix);
+            let head = format!(
+                "ferry migrate {} ({:?}, {} s)",
+                o.prefix,
+                o.mode,
+                started.elapsed().as_secs()
+            );
+            if terminal {
+                eprint!("\x1b[2J\x1b[H{head}\n{view}");
+                if o.mode != Mode::FullLoad {
+                    eprintln!("\ntype `cutover` and Enter once writes to the source have stopped; Ctrl-C stops");
+                }
+            } else {
+                eprintln!("{head}\n{view}");
+            }
+            last_print = Some(Instant::now());
+        }
+        if finished {
+            break true;
+        }
+    };
+    let equal = if cutover {
+        if o.mode != Mode::FullLoad {
+            eprintln!("cutover: waiting until every target has applied every change");
+            wait_caught_up(&kafka, &o.prefix, &targets).await?;
+        }
+        validate_all(source_db.as_ref(), &targets, &o).await?
+    } else {
+        true
+    };
+    running.stop_applies.send_replace(true);
+    running.stop_capture.send_replace(true);
+    for apply in running.applies {
+        apply
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("apply: {e}"))?;
+    }
+    if !captured_done {
+        running
+            .capture
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("capture: {e}"))?;
+    }
+    Ok(equal)
+}
+
+/// Waits until the capture has read its snapshot and streams (by its status
+/// report), the table topics stop growing (the source's writes have
+/// stopped), and every target has applied all of them.
+pub async fn wait_caught_up(kafka: &KafkaSettings, prefix: &str, targets: &[(Db, String)]) -> Result<(), String> {
+    let mut previous: Option<Vec<i64>> = None;
+    loop {
+        let capture = crate::status::read(kafka, Some(prefix), None, true)
+            .await?
+            .into_iter()
+            .find(|s| s.report.kind == "capture" && s.report.name == prefix);
+        match capture.as_ref().map(|s| (s.state.as_str(), &s.report.last_error)) {
+            Some(("streaming" | "stopped", _)) => {}
+            Some(("failed", error)) => {
+                return Err(format!(
+                    "the capture of {prefix} failed: {}",
+                    error.as_deref().unwrap_or("?")
+                ))
+            }
+            Some(("silent", _)) => {
+                return Err(format!("the capture of {prefix} is not running (it stopped reporting)"))
+            }
+            _ => {
+                // Still starting or reading its snapshot.
+                previous = None;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        let now = progress::read(kafka, prefix, targets).await?;
+        let captured: Vec<i64> = now.iter().map(|t| t.captured).collect();
+        if progress::caught_up(&now) && previous.as_ref() == Some(&captured) {
+            return Ok(());
+        }
+        previous = Some(captured);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Validates every target against the source and prints the verdicts;
+/// whether all are equal.
+pub async fn validate_all(source: Option<&Db>, targets: &[(Db, String)], o: &Options) -> Result<bool, String> {
+    let Some(source) = source else {
+        println!("the targets have every change; a MongoDB source cannot be validated row by row here");
+        return Ok(true);
+    };
+    let mut all = true;
+    for (i, (target, _)) in targets.iter().enumerate() {
+        let reports: Vec<TableReport> = validate::validate(validate::Options {
+            source: source.clone(),
+            target: target.clone(),
+            tables: ferry_capture::filter::TableFilter::parse(&o.tables).map_err(|e| e.to_string())?,
+            parallel: 4,
+            show: 10,
+        })
+        .await?;
+        let equal = reports.iter().all(TableReport::equal);
+        all &= equal;
+        println!("target {i} ({}):", target.engine());
+        print!("{}", validate::render(&reports));
+        if equal {
+            println!("target {i} equals the source: safe to switch to");
+        }
+    }
+    Ok(all)
+}

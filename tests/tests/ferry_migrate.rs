@@ -1,0 +1,135 @@
+//! `ferry migrate` end to end: a full load into PostgreSQL and MariaDB at
+//! once that validates and stops by itself, and a full load with changes
+//! under a live write workload, ended by a cutover.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use ferry_tests::mariadb::MariaDatabase;
+use ferry_tests::{binary, brokers, unique, PgDatabase};
+use tokio::io::AsyncWriteExt;
+
+const DEADLINE: Duration = Duration::from_secs(240);
+
+const SCHEMA: &str = "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, since date);
+     CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, total numeric(12,2), at timestamptz, note text);
+     INSERT INTO customers SELECT i, 'customer ' || i, date '2020-01-01' + i FROM generate_series(1, 2000) i;
+     INSERT INTO orders SELECT i, 1 + i % 2000, i * 0.25, '2024-01-01'::timestamptz + i * interval '1 minute',
+                               CASE WHEN i % 7 = 0 THEN NULL ELSE 'note ' || i END
+                        FROM generate_series(1, 20000) i;";
+
+fn migrate(source: &str, targets: &[&str], prefix: &str, mode: &str) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(binary("ferry"));
+    c.args([
+        "migrate",
+        "--source",
+        source,
+        "--prefix",
+        prefix,
+        "--mode",
+        mode,
+        "--brokers",
+        &brokers(),
+    ]);
+    for t in targets {
+        c.args(["--target", t]);
+    }
+    c
+}
+
+#[tokio::test]
+async fn full_load_into_postgres_and_mariadb_at_once_validates_and_stops() {
+    let source = PgDatabase::create();
+    source.execute(SCHEMA).await;
+    let (pg, my) = (PgDatabase::create(), MariaDatabase::create().await);
+    let prefix = unique("mig");
+    let (pg_url, my_url) = (pg.url(), my.url());
+    let out = tokio::time::timeout(
+        DEADLINE,
+        migrate(&source.url(), &[&pg_url, &my_url], &prefix, "full-load").output(),
+    )
+    .await
+    .expect("a full load stops by itself")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    assert!(
+        stdout.contains("target 0 equals the source: safe to switch to"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("target 1 equals the source: safe to switch to"),
+        "{stdout}"
+    );
+    // The progress view named each table.
+    assert!(stderr.contains("public.orders"), "{stderr}");
+
+    // ferry cutover of the same migration finds nothing left to apply.
+    let out = tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new(binary("ferry"))
+            .args([
+                "cutover",
+                "--source",
+                &source.url(),
+                "--target",
+                &pg_url,
+                "--target",
+                &my_url,
+            ])
+            .args(["--prefix", &prefix, "--brokers", &brokers()])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[tokio::test]
+async fn full_load_and_changes_under_writes_then_cutover() {
+    let source = PgDatabase::create();
+    source.execute(SCHEMA).await;
+    let target = PgDatabase::create();
+    let prefix = unique("mig");
+    let mut child = migrate(&source.url(), &[&target.url()], &prefix, "full-load-and-cdc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Writes while the migration runs: new rows, updates, deletes.
+    let client = source.client().await;
+    for round in 0..20 {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO orders (id, customer, total) VALUES ({}, 1, 9.99);
+                 UPDATE orders SET total = total + 1 WHERE id % 50 = {round};
+                 DELETE FROM orders WHERE id = {};
+                 UPDATE customers SET name = name || '+' WHERE id = {};",
+                100_000 + round,
+                1 + round * 3,
+                1 + round
+            ))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Writes stopped: cut over.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"cutover\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("cutover ends the migration")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("target 0 equals the source: safe to switch to"),
+        "{stdout}"
+    );
+}
