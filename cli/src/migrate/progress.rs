@@ -25,6 +25,9 @@ pub struct TopicProgress {
     pub applied: Vec<(i64, bool)>,
 }
 
+/// Per topic, each partition's low and high watermark.
+type Watermarks = BTreeMap<String, Vec<(i32, i64, i64)>>;
+
 /// Whether `topic` is a table topic of `prefix` (`<prefix>.<schema>.<table>`,
 /// not `<prefix>.transaction` and the like).
 pub fn is_table_topic(prefix: &str, topic: &str) -> bool {
@@ -42,7 +45,7 @@ pub async fn read(kafka: &KafkaSettings, prefix: &str, targets: &[(Db, String)])
         .create()
         .map_err(|e| format!("cannot reach the brokers at {}: {e}", kafka.brokers))?;
     let prefix_owned = prefix.to_owned();
-    let marks = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Vec<(i32, i64, i64)>>, String> {
+    let marks = tokio::task::spawn_blocking(move || -> Result<Watermarks, String> {
         let metadata = consumer
             .fetch_metadata(None, TIMEOUT)
             .map_err(|e| format!("cannot read the brokers' metadata: {e}"))?;
