@@ -13,12 +13,17 @@
 //! A keyless table cannot collapse: its inserts are appended in order, and its
 //! updates and deletes, which can only name the row by all its old values, are
 //! kept in order between them.
+//!
+//! A target that keeps a change history (DuckDB's `--mode history`) needs every
+//! event, not the collapsed states: a batch made with [`Batch::with_history`]
+//! also lists each table's events in order ([`TableChanges::history`]). Other
+//! batches skip that list, so the targets that do not need it copy nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferry_core::codec::TableCodec;
-use ferry_core::envelope::{ChangeEvent, Op};
+use ferry_core::envelope::{ChangeEvent, Op, SourceDetail};
 use ferry_core::meta::TableId;
 use ferry_core::value::Datum;
 use indexmap::IndexMap;
@@ -96,6 +101,52 @@ pub struct RowChange {
     pub at: Position,
 }
 
+/// One event of a table as a change history keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEvent {
+    pub at: Position,
+    pub op: Op,
+    /// The row after the event (for a delete: the row deleted, as the source
+    /// sent it; for a truncate: empty), in the codec's column order.
+    pub row: Vec<Datum>,
+    /// Columns (indexes) whose value the source did not send (unchanged TOAST).
+    pub unchanged: Vec<usize>,
+    /// Commit time at the source, ms since the epoch.
+    pub source_ms: i64,
+    /// The source transaction, when the source names it.
+    pub tx: Option<String>,
+}
+
+impl HistoryEvent {
+    fn new(at: &Position, event: &ChangeEvent, unchanged: &[usize]) -> Self {
+        let row = match (event.op, &event.after, &event.before) {
+            (Op::Truncate, _, _) => Vec::new(),
+            (Op::Delete, _, Some(before)) => before.clone(),
+            (_, Some(after), _) => after.clone(),
+            (_, None, before) => before.clone().unwrap_or_default(),
+        };
+        let tx = event
+            .transaction
+            .as_ref()
+            .map(|t| t.id.clone())
+            .or_else(|| match &event.source.detail {
+                SourceDetail::Postgres { tx_id, .. } => tx_id.map(|t| t.to_string()),
+                SourceDetail::Mysql { gtid, .. } => gtid.clone(),
+                SourceDetail::Mongodb { lsid, txn_number, .. } => {
+                    lsid.as_ref().zip(*txn_number).map(|(l, n)| format!("{l}:{n}"))
+                }
+            });
+        Self {
+            at: at.clone(),
+            op: event.op,
+            row,
+            unchanged: unchanged.to_vec(),
+            source_ms: event.source.ts_ms,
+            tx,
+        }
+    }
+}
+
 /// A table's changes in a batch, all of one schema version.
 #[derive(Debug)]
 pub struct TableChanges {
@@ -109,10 +160,12 @@ pub struct TableChanges {
     pub log: Vec<RowChange>,
     /// Events per op code, for metrics.
     pub ops: BTreeMap<&'static str, u64>,
+    /// Every event in order, in a batch made [`Batch::with_history`]; `None` otherwise.
+    pub history: Option<Vec<HistoryEvent>>,
 }
 
 impl TableChanges {
-    fn new(target: TableId, codec: Arc<TableCodec>) -> Self {
+    fn new(target: TableId, codec: Arc<TableCodec>, history: bool) -> Self {
         Self {
             target,
             codec,
@@ -120,6 +173,7 @@ impl TableChanges {
             rows: IndexMap::new(),
             log: Vec::new(),
             ops: BTreeMap::new(),
+            history: history.then(Vec::new),
         }
     }
 
@@ -145,6 +199,14 @@ impl TableChanges {
                 });
             }
         }
+        let unchanged: Vec<usize> = event
+            .unchanged
+            .iter()
+            .filter_map(|name| columns.iter().position(|c| &c.name == name))
+            .collect();
+        if let Some(history) = &mut self.history {
+            history.push(HistoryEvent::new(&at, &event, &unchanged));
+        }
         let state = match (event.op, event.after, event.before) {
             (Op::Truncate, _, _) => {
                 self.rows.clear();
@@ -153,14 +215,7 @@ impl TableChanges {
                 return;
             }
             (Op::Delete, _, Some(before)) => RowState::Delete { row: before },
-            (Op::Read | Op::Create | Op::Update, Some(after), _) => {
-                let unchanged = event
-                    .unchanged
-                    .iter()
-                    .filter_map(|name| columns.iter().position(|c| &c.name == name))
-                    .collect();
-                RowState::Upsert { row: after, unchanged }
-            }
+            (Op::Read | Op::Create | Op::Update, Some(after), _) => RowState::Upsert { row: after, unchanged },
             // An event without the row it needs: nothing can be applied for it.
             _ => return,
         };
@@ -194,6 +249,8 @@ impl TableChanges {
 /// A writer's batch.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Whether each table lists every event ([`TableChanges::history`]).
+    history: bool,
     pub tables: IndexMap<TableId, TableChanges>,
     /// Per partition: the offset of its first message in the batch and the next
     /// offset after its last one.
@@ -205,6 +262,22 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// An empty batch that also keeps every event of each table in order.
+    pub fn with_history() -> Self {
+        Self {
+            history: true,
+            ..Self::default()
+        }
+    }
+
+    /// An empty batch of the same kind (with history or not).
+    pub fn emptied(&self) -> Self {
+        Self {
+            history: self.history,
+            ..Self::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.messages == 0
     }
@@ -242,7 +315,7 @@ impl Batch {
             match self.tables.get_mut(&*target) {
                 Some(table) => table.add(at, key, event),
                 None => {
-                    let mut table = TableChanges::new((*target).clone(), codec);
+                    let mut table = TableChanges::new((*target).clone(), codec, self.history);
                     table.add(at, key, event);
                     self.tables.insert((*target).clone(), table);
                 }
@@ -256,6 +329,9 @@ impl Batch {
         for table in self.tables.values_mut() {
             table.rows.retain(|_, c| !positions.contains(&c.at));
             table.log.retain(|c| !positions.contains(&c.at));
+            if let Some(history) = &mut table.history {
+                history.retain(|e| !positions.contains(&e.at));
+            }
             if table.truncate.as_ref().is_some_and(|t| positions.contains(t)) {
                 table.truncate = None;
             }

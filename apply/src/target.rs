@@ -183,6 +183,12 @@ pub trait Target: Send + 'static {
     /// The schema a source table goes to when `--table-map` does not say.
     fn default_schema(&self) -> &str;
 
+    /// Whether the target needs every event of a batch, not only each key's
+    /// last state ([`crate::batch::TableChanges::history`]).
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
     /// The next offset to read for each of `partitions` that has one stored for `group`.
     fn load_offsets(
         &mut self,
