@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ::duckdb::{AccessMode, Config, Connection};
+use ::duckdb::{AccessMode, Connection};
 use clap::Parser;
 use ferry_core::meta::TableId;
 
@@ -48,10 +48,7 @@ pub fn export(args: &ExportArgs) -> Result<Vec<(TableId, u64)>, String> {
     if !args.target.exists() {
         return Err(format!("--target {}: no such file", args.target.display()));
     }
-    let config = Config::default()
-        .access_mode(AccessMode::ReadOnly)
-        .map_err(|e| e.to_string())?;
-    let conn = Connection::open_with_flags(&args.target, config).map_err(|e| {
+    let conn = Connection::open_with_flags(&args.target, super::config(AccessMode::ReadOnly)?).map_err(|e| {
         format!(
             "--target {}: {e}; DuckDB lets no other process open a file that one writes to: stop \
              ferry-apply-duckdb while exporting (it resumes where it stopped)",

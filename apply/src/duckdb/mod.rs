@@ -29,10 +29,12 @@
 //!  COMMIT
 //! ```
 //!
-//! DuckDB is optimistic: two transactions changing one row conflict, and the
-//! later one fails. Writers of different partitions touch different rows but
-//! for a truncate's barrier, where every arrival updates one lock row so that
-//! exactly one of them sees itself last; a conflict is retried.
+//! DuckDB's transactions are optimistic: two that change one row conflict,
+//! and so do two that insert one key (two partitions arriving at one truncate
+//! at once both mark it), and the later one fails. Since only
+//! this process can have the file open, the writers of the process take turns
+//! instead ([`DuckConnect`]'s write lock, held for a whole batch): DuckDB runs
+//! one batch at a time with all its threads, and no conflict can occur.
 
 pub mod export;
 pub mod schema;
@@ -44,7 +46,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use ::duckdb::types::{TimeUnit, ToSqlOutput, Value};
-use ::duckdb::{appender_params_from_iter, params, Appender, Connection};
+use ::duckdb::{appender_params_from_iter, params, AccessMode, Appender, Config, Connection};
 use ferry_core::envelope::Op;
 use ferry_core::meta::{DataType, TableId};
 use ferry_core::value::Datum;
@@ -157,6 +159,26 @@ pub(crate) fn classify(e: &::duckdb::Error, table: &TableId) -> TargetError {
     }
 }
 
+/// What the pipeline does about a DuckDB error on Ferry's own tables: a
+/// duplicate key there is two writers inserting the same row at once (the
+/// later one's transaction fails), so it is retried like a conflict.
+fn bookkeeping(e: &::duckdb::Error, table: &TableId) -> TargetError {
+    match classify(e, table) {
+        TargetError::Rejected(m) => TargetError::Unavailable(m),
+        other => other,
+    }
+}
+
+/// How Ferry opens a DuckDB file: never fetching extensions from the network
+/// (a query needing one that is not built in fails instead of downloading it).
+pub fn config(access: AccessMode) -> Result<Config, String> {
+    Config::default()
+        .access_mode(access)
+        .and_then(|c| c.enable_autoload_extension(false))
+        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+        .map_err(|e| format!("DuckDB settings: {e}"))
+}
+
 /// The one database instance of a DuckDB file.
 #[derive(Debug)]
 pub struct DuckConnect {
@@ -164,13 +186,15 @@ pub struct DuckConnect {
     mode: Mode,
     /// Connections are cloned from this one (a `Connection` is not `Sync`).
     db: Mutex<Connection>,
+    /// Held by a writer for the whole of a batch: one transaction at a time.
+    writing: Arc<Mutex<()>>,
 }
 
 impl DuckConnect {
     /// Opens (or creates) the file at `target`, or says why it cannot.
     pub fn open(target: DuckFile, options: DuckOptions) -> Result<Self, String> {
         let path = target.0;
-        let db = Connection::open(&path).map_err(|e| {
+        let db = Connection::open_with_flags(&path, config(AccessMode::ReadWrite)?).map_err(|e| {
             format!(
                 "--target {}: {e}; DuckDB lets one process open a file to write, so stop whatever holds it \
                  (another ferry-apply-duckdb, a DuckDB shell) and check the directory exists",
@@ -181,6 +205,7 @@ impl DuckConnect {
             path,
             mode: options.mode.unwrap_or_default(),
             db: Mutex::new(db),
+            writing: Arc::new(Mutex::new(())),
         })
     }
 
@@ -220,6 +245,7 @@ impl Connect for DuckConnect {
             barriers,
             plans: HashMap::new(),
             stages: 0,
+            writing: Arc::clone(&self.writing),
         })
     }
 }
@@ -294,6 +320,8 @@ pub struct DuckTarget {
     plans: HashMap<(TableId, usize), Arc<Plan>>,
     /// Staging tables made so far, for their names.
     stages: usize,
+    /// The process's write lock (see the module doc).
+    writing: Arc<Mutex<()>>,
 }
 
 impl DuckTarget {
@@ -522,21 +550,20 @@ impl DuckTarget {
     }
 
     /// Stores the arrival of the batch's partition at `barrier`; true if it is
-    /// the last one (the barrier is then marked done). Every arrival updates a
-    /// lock row (partition -2), so two at once conflict and one is retried.
+    /// the last one (the barrier is then marked done). Arrivals take turns
+    /// under the write lock, so exactly one is the last.
     fn reach(&self, group: &str, batch: &Batch, barrier: &Barrier) -> Result<bool, TargetError> {
         let Some((topic, partition)) = batch.offsets.keys().next() else {
             return Ok(false);
         };
-        let err = |e| classify(&e, &self.barriers);
+        let err = |e| bookkeeping(&e, &self.barriers);
         let mark = format!(
             "INSERT INTO {} (consumer_group, topic, barrier, kafka_partition) VALUES (?, ?, ?, ?)
-             ON CONFLICT DO UPDATE SET arrived_at = now()",
+             ON CONFLICT DO NOTHING",
             quoted(&self.barriers)
         );
         let mut mark = self.conn.prepare_cached(&mark).map_err(err)?;
         let topic: &str = topic;
-        mark.execute(params![group, topic, barrier.id, -2]).map_err(err)?;
         mark.execute(params![group, topic, barrier.id, partition])
             .map_err(err)?;
         let arrived: i64 = self
@@ -556,7 +583,7 @@ impl DuckTarget {
 
     /// The compare-and-set of each partition's offset.
     fn store_offsets(&self, group: &str, batch: &Batch) -> Result<(), TargetError> {
-        let err = |e| classify(&e, &self.offsets);
+        let err = |e| bookkeeping(&e, &self.offsets);
         let sql = format!(
             "INSERT INTO {} (consumer_group, topic, kafka_partition, next_offset, batch_first_offset, updated_at)
              VALUES (?, ?, ?, ?, ?, now())
@@ -647,6 +674,8 @@ impl DuckTarget {
 
     /// Applies each change (and history event) alone; the ones DuckDB refuses.
     fn find_rejected_blocking(&mut self, batch: &Batch) -> Result<Vec<Rejected>, TargetError> {
+        let writing = Arc::clone(&self.writing);
+        let _turn = writing.lock().unwrap_or_else(|e| e.into_inner());
         self.plans.clear();
         let plans = self.plans(batch)?;
         let mut rejected = Vec::new();

@@ -12,9 +12,8 @@
 //! them empty. Columns added later are nullable: the rows already there have
 //! no value for them.
 //!
-//! DuckDB's DDL is transactional but two connections changing the catalog at
-//! once conflict; tables are made to fit in their own transaction before the
-//! batch's, and a conflict is retried like any other.
+//! Tables are made to fit in their own transaction, before the batch's, by
+//! the writer whose turn it is (see the parent module: writers take turns).
 
 use duckdb::Connection;
 use ferry_core::meta::{Column, DataType, TableId, TableMeta};
