@@ -181,6 +181,12 @@ impl TableChanges {
         !self.codec.meta().key.is_empty()
     }
 
+    /// The key a target keeps its plan for this table under (see
+    /// [`crate::target::Plans`]): the target table and the schema version.
+    pub fn plan_key(&self) -> (TableId, usize) {
+        (self.target.clone(), Arc::as_ptr(&self.codec) as usize)
+    }
+
     /// Every row change, keyed or not.
     pub fn changes(&self) -> impl Iterator<Item = &RowChange> {
         self.rows.values().chain(&self.log)
@@ -339,27 +345,28 @@ impl Batch {
     }
 }
 
+/// Changes for the tests of the batch and of the targets.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use ferry_core::envelope::{Connector, Snapshot, SourceDetail, SourceInfo};
+    use ferry_core::envelope::Connector;
+    use ferry_core::envelope::{Snapshot, SourceInfo};
     use ferry_core::meta::{Column, DataType, TableMeta};
 
-    fn codec(keyed: bool) -> Arc<TableCodec> {
-        let meta = TableMeta::new(
-            TableId::new("public", "t"),
-            vec![
-                Column::new("id", DataType::Int64, "bigint").not_null(),
-                Column::new("a", DataType::Text, "text"),
-                Column::new("big", DataType::Text, "text"),
-            ],
-            if keyed { &["id"] } else { &[] },
-        )
-        .unwrap();
+    /// A table `id` (bigint, the key if `keyed`), `a` and `big` (text), then `more`.
+    pub(crate) fn codec(table: TableId, keyed: bool, more: Vec<Column>) -> Arc<TableCodec> {
+        let mut columns = vec![
+            Column::new("id", DataType::Int64, "bigint").not_null(),
+            Column::new("a", DataType::Text, "text"),
+            Column::new("big", DataType::Text, "text"),
+        ];
+        columns.extend(more);
+        let meta = TableMeta::new(table, columns, if keyed { &["id"] } else { &[] }).unwrap();
         Arc::new(TableCodec::new("p", meta, Connector::Postgres).unwrap())
     }
 
-    fn row(id: i64, a: &str, big: Option<&str>) -> Vec<Datum> {
+    /// The first three values of a row of [`codec`]'s table.
+    pub(crate) fn row(id: i64, a: &str, big: Option<&str>) -> Vec<Datum> {
         vec![
             Datum::Int(id),
             Datum::Text(a.into()),
@@ -367,7 +374,11 @@ mod tests {
         ]
     }
 
-    fn change(
+    /// The message at `offset` of `codec`'s table (its target: the source
+    /// table): an event `op` with `before` and `after`, keyed by the first
+    /// column (an integer); an update whose third column is NULL did not send
+    /// it (unchanged TOAST). Commit time and transaction id are the offset.
+    pub(crate) fn change(
         codec: &Arc<TableCodec>,
         offset: i64,
         op: Op,
@@ -385,7 +396,7 @@ mod tests {
                 offset,
             },
             what: ChangeKind::Row {
-                target: Arc::new(TableId::new("public", "t")),
+                target: Arc::new(codec.meta().id.clone()),
                 codec: Arc::clone(codec),
                 key: key.filter(|_| !codec.meta().key.is_empty()),
                 event: ChangeEvent {
@@ -405,7 +416,7 @@ mod tests {
                         detail: SourceDetail::Postgres {
                             schema: "public".into(),
                             table: "t".into(),
-                            tx_id: None,
+                            tx_id: Some(offset),
                             lsn: None,
                         },
                     },
@@ -415,6 +426,16 @@ mod tests {
             },
             barrier: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{change, row};
+    use super::*;
+
+    fn codec(keyed: bool) -> Arc<TableCodec> {
+        testing::codec(TableId::new("public", "t"), keyed, Vec::new())
     }
 
     fn states(batch: &Batch) -> Vec<RowState> {

@@ -178,6 +178,10 @@ pub fn key_text(table: &TableChanges, change: &RowChange, show: impl Fn(&Datum, 
     format!("({})", parts.join(", "))
 }
 
+/// How a target writes each table, per [`TableChanges::plan_key`]: the codec's
+/// address is stable for a session, so a new schema version gets a new plan.
+pub type Plans<P> = HashMap<(TableId, usize), std::sync::Arc<P>>;
+
 /// One connection to a target.
 pub trait Target: Send + 'static {
     /// The schema a source table goes to when `--table-map` does not say.

@@ -342,26 +342,9 @@ async fn a_schema_change_mid_stream_adds_the_column_to_mirror_and_history() {
     assert!(capture.terminate().success());
 }
 
-/// The sum of `ferry_apply_rows_total` at the `/metrics` of `addr`; `None`
-/// while nothing answers there.
-async fn rows_applied(addr: &str) -> Option<i64> {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let sum: f64 = text
-        .lines()
-        .filter(|l| l.starts_with("ferry_apply_rows_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    Some(sum as i64)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
-    use ferry_tests::workload::{appended_rows, Workload, TABLES};
+    use ferry_tests::workload::{appended_rows, rows_applied, Workload, TABLES};
     let (source, prefix, capture) = captured("duck_kill", TABLES).await;
     let duck = DuckDir::new();
     let group = unique("g");

@@ -53,7 +53,9 @@ use ferry_core::value::Datum;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{Barrier, Batch, HistoryEvent, RowChange, RowState, TableChanges};
-use crate::target::{key_text, offsets_of, sql, Connect, Rejected, Target, TargetError, BARRIERS_TABLE, OFFSETS_TABLE};
+use crate::target::{
+    key_text, offsets_of, sql, Connect, Plans, Rejected, Target, TargetError, BARRIERS_TABLE, OFFSETS_TABLE,
+};
 
 use self::schema::{history_table, TargetColumn, HISTORY_COLUMNS};
 use self::value::{cell, Slot};
@@ -317,7 +319,7 @@ pub struct DuckTarget {
     offsets: TableId,
     barriers: TableId,
     /// Per target table and schema version (the codec's address, stable for a session).
-    plans: HashMap<(TableId, usize), Arc<Plan>>,
+    plans: Plans<Plan>,
     /// Staging tables made so far, for their names.
     stages: usize,
     /// The process's write lock (see the module doc).
@@ -333,7 +335,7 @@ impl DuckTarget {
     fn plans(&mut self, batch: &Batch) -> Result<Vec<Arc<Plan>>, TargetError> {
         let mut plans = Vec::with_capacity(batch.tables.len());
         for table in batch.tables.values() {
-            let key = (table.target.clone(), Arc::as_ptr(&table.codec) as usize);
+            let key = table.plan_key();
             if let Some(plan) = self.plans.get(&key) {
                 plans.push(Arc::clone(plan));
                 continue;
@@ -800,10 +802,9 @@ impl Target for DuckTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{Change, ChangeKind, Position};
+    use crate::batch::testing::{self, change};
     use ferry_core::codec::TableCodec;
-    use ferry_core::envelope::{ChangeEvent, Connector, Snapshot, SourceDetail, SourceInfo};
-    use ferry_core::meta::{Column, TableMeta};
+    use ferry_core::meta::Column;
 
     fn codec(keyed: bool) -> Arc<TableCodec> {
         let dec = DataType::Decimal {
@@ -811,87 +812,29 @@ mod tests {
             scale: 2,
             special: true,
         };
-        let meta = TableMeta::new(
-            TableId::new("public", if keyed { "t" } else { "log" }),
+        testing::codec(
+            TableId::new(DEFAULT_SCHEMA, if keyed { "t" } else { "log" }),
+            keyed,
             vec![
-                Column::new("id", DataType::Int64, "bigint").not_null(),
-                Column::new("a", DataType::Text, "text"),
-                Column::new("big", DataType::Text, "text"),
                 Column::new("amount", dec, "numeric(10,2)"),
                 Column::new("at", DataType::TimestampTz, "timestamptz"),
                 Column::new("u", DataType::Uuid, "uuid"),
                 Column::new("span", DataType::Duration, "time"),
                 Column::new("day", DataType::Date, "date"),
             ],
-            if keyed { &["id"] } else { &[] },
         )
-        .unwrap();
-        Arc::new(TableCodec::new("p", meta, Connector::Postgres).unwrap())
     }
 
     fn row(id: i64, a: &str, big: Option<&str>) -> Vec<Datum> {
-        vec![
-            Datum::Int(id),
-            Datum::Text(a.into()),
-            big.map_or(Datum::Null, |b| Datum::Text(b.into())),
+        let mut row = testing::row(id, a, big);
+        row.extend([
             Datum::Decimal("-12.50".parse().unwrap()),
             Datum::Timestamp(1_700_000_000_123_456),
             Datum::Uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".parse().unwrap()),
             Datum::Time(-3_000_001),
             Datum::Date(i32::MAX),
-        ]
-    }
-
-    fn change(
-        codec: &Arc<TableCodec>,
-        offset: i64,
-        op: Op,
-        before: Option<Vec<Datum>>,
-        after: Option<Vec<Datum>>,
-    ) -> Change {
-        let keyed = !codec.meta().key.is_empty();
-        let key = after.as_ref().or(before.as_ref()).map(|r| match &r[0] {
-            Datum::Int(i) => i.to_be_bytes().to_vec(),
-            _ => unreachable!(),
-        });
-        let unchanged = if op == Op::Update && after.as_ref().is_some_and(|r| r[2] == Datum::Null) {
-            vec!["big".into()]
-        } else {
-            vec![]
-        };
-        Change {
-            at: Position {
-                topic: "p.public.t".into(),
-                partition: 0,
-                offset,
-            },
-            what: ChangeKind::Row {
-                target: Arc::new(TableId::new("main", codec.meta().id.table.clone())),
-                codec: Arc::clone(codec),
-                key: key.filter(|_| keyed),
-                event: ChangeEvent {
-                    op,
-                    unchanged,
-                    before,
-                    after,
-                    source: SourceInfo {
-                        name: "p".into(),
-                        ts_ms: 1_700_000_000_000 + offset,
-                        snapshot: Snapshot::False,
-                        db: "db".into(),
-                        detail: SourceDetail::Postgres {
-                            schema: "public".into(),
-                            table: "t".into(),
-                            tx_id: Some(700 + offset),
-                            lsn: None,
-                        },
-                    },
-                    ts_ms: 0,
-                    transaction: None,
-                },
-            },
-            barrier: None,
-        }
+        ]);
+        row
     }
 
     fn rows(conn: &Connection, sql: &str) -> Vec<String> {
@@ -960,12 +903,12 @@ mod tests {
                  FROM t__history ORDER BY __offset"
             ),
             [
-                "1|c|0|700|-|a|1700000000000",
-                "2|c|1|701|-|b|1700000000001",
-                "1|u|4|704|big|a2|1700000000004",
-                "2|u|5|705|big|b2|1700000000005",
-                "2|d|6|706|-|b2|1700000000006",
-                "2|c|7|707|-|b3|1700000000007"
+                "1|c|0|0|-|a|0",
+                "2|c|1|1|-|b|1",
+                "1|u|4|4|big|a2|4",
+                "2|u|5|5|big|b2|5",
+                "2|d|6|6|-|b2|6",
+                "2|c|7|7|-|b3|7"
             ]
         );
         assert_eq!(

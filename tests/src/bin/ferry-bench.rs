@@ -34,9 +34,14 @@
 //!
 //! `ferry-bench apply-mysql [EVENTS]` and `apply-mysql-paths [ROWS]`: the same
 //! log into MariaDB, and its two candidate write paths; see [`apply_mysql`].
+//!
+//! `ferry-bench apply-duckdb [EVENTS]`: the same log into a DuckDB file; see
+//! [`apply_duckdb`].
 
 #[path = "../bench/apply.rs"]
 mod apply;
+#[path = "../bench/apply_duckdb.rs"]
+mod apply_duckdb;
 #[path = "../bench/apply_mysql.rs"]
 mod apply_mysql;
 #[path = "../bench/capture_mysql.rs"]
@@ -57,7 +62,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::io::AsyncReadExt;
 
 const USAGE: &str = "usage: ferry-bench capture-stream [ROWS] | capture-snapshot [ROWS] | capture-rss [ROWS] \
-                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS]";
+                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-duckdb [EVENTS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS]";
 
 #[tokio::main]
 async fn main() {
@@ -81,6 +86,7 @@ async fn main() {
         Some("apply") => apply::throughput(number(1, 1_000_000)).await,
         Some("apply-mysql") => apply_mysql::throughput(number(1, 1_000_000)).await,
         Some("apply-mysql-paths") => apply_mysql::write_paths(number(1, 200_000)).await,
+        Some("apply-duckdb") => apply_duckdb::throughput(number(1, 1_000_000)).await,
         Some("apply-latency") => apply::latency(number(1, 20), number(2, 5_000)).await,
         Some("apply-paths") => apply::write_paths(number(1, 200_000)).await,
         _ => {
