@@ -13,12 +13,17 @@
 //! A keyless table cannot collapse: its inserts are appended in order, and its
 //! updates and deletes, which can only name the row by all its old values, are
 //! kept in order between them.
+//!
+//! A target that keeps a change history (DuckDB's `--mode history`) needs every
+//! event, not the collapsed states: a batch made with [`Batch::with_history`]
+//! also lists each table's events in order ([`TableChanges::history`]). Other
+//! batches skip that list, so the targets that do not need it copy nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferry_core::codec::TableCodec;
-use ferry_core::envelope::{ChangeEvent, Op};
+use ferry_core::envelope::{ChangeEvent, Op, SourceDetail};
 use ferry_core::meta::TableId;
 use ferry_core::value::Datum;
 use indexmap::IndexMap;
@@ -96,6 +101,52 @@ pub struct RowChange {
     pub at: Position,
 }
 
+/// One event of a table as a change history keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEvent {
+    pub at: Position,
+    pub op: Op,
+    /// The row after the event (for a delete: the row deleted, as the source
+    /// sent it; for a truncate: empty), in the codec's column order.
+    pub row: Vec<Datum>,
+    /// Columns (indexes) whose value the source did not send (unchanged TOAST).
+    pub unchanged: Vec<usize>,
+    /// Commit time at the source, ms since the epoch.
+    pub source_ms: i64,
+    /// The source transaction, when the source names it.
+    pub tx: Option<String>,
+}
+
+impl HistoryEvent {
+    fn new(at: &Position, event: &ChangeEvent, unchanged: &[usize]) -> Self {
+        let row = match (event.op, &event.after, &event.before) {
+            (Op::Truncate, _, _) => Vec::new(),
+            (Op::Delete, _, Some(before)) => before.clone(),
+            (_, Some(after), _) => after.clone(),
+            (_, None, before) => before.clone().unwrap_or_default(),
+        };
+        let tx = event
+            .transaction
+            .as_ref()
+            .map(|t| t.id.clone())
+            .or_else(|| match &event.source.detail {
+                SourceDetail::Postgres { tx_id, .. } => tx_id.map(|t| t.to_string()),
+                SourceDetail::Mysql { gtid, .. } => gtid.clone(),
+                SourceDetail::Mongodb { lsid, txn_number, .. } => {
+                    lsid.as_ref().zip(*txn_number).map(|(l, n)| format!("{l}:{n}"))
+                }
+            });
+        Self {
+            at: at.clone(),
+            op: event.op,
+            row,
+            unchanged: unchanged.to_vec(),
+            source_ms: event.source.ts_ms,
+            tx,
+        }
+    }
+}
+
 /// A table's changes in a batch, all of one schema version.
 #[derive(Debug)]
 pub struct TableChanges {
@@ -109,10 +160,12 @@ pub struct TableChanges {
     pub log: Vec<RowChange>,
     /// Events per op code, for metrics.
     pub ops: BTreeMap<&'static str, u64>,
+    /// Every event in order, in a batch made [`Batch::with_history`]; `None` otherwise.
+    pub history: Option<Vec<HistoryEvent>>,
 }
 
 impl TableChanges {
-    fn new(target: TableId, codec: Arc<TableCodec>) -> Self {
+    fn new(target: TableId, codec: Arc<TableCodec>, history: bool) -> Self {
         Self {
             target,
             codec,
@@ -120,11 +173,18 @@ impl TableChanges {
             rows: IndexMap::new(),
             log: Vec::new(),
             ops: BTreeMap::new(),
+            history: history.then(Vec::new),
         }
     }
 
     pub fn keyed(&self) -> bool {
         !self.codec.meta().key.is_empty()
+    }
+
+    /// The key a target keeps its plan for this table under (see
+    /// [`crate::target::Plans`]): the target table and the schema version.
+    pub fn plan_key(&self) -> (TableId, usize) {
+        (self.target.clone(), Arc::as_ptr(&self.codec) as usize)
     }
 
     /// Every row change, keyed or not.
@@ -145,6 +205,14 @@ impl TableChanges {
                 });
             }
         }
+        let unchanged: Vec<usize> = event
+            .unchanged
+            .iter()
+            .filter_map(|name| columns.iter().position(|c| &c.name == name))
+            .collect();
+        if let Some(history) = &mut self.history {
+            history.push(HistoryEvent::new(&at, &event, &unchanged));
+        }
         let state = match (event.op, event.after, event.before) {
             (Op::Truncate, _, _) => {
                 self.rows.clear();
@@ -153,14 +221,7 @@ impl TableChanges {
                 return;
             }
             (Op::Delete, _, Some(before)) => RowState::Delete { row: before },
-            (Op::Read | Op::Create | Op::Update, Some(after), _) => {
-                let unchanged = event
-                    .unchanged
-                    .iter()
-                    .filter_map(|name| columns.iter().position(|c| &c.name == name))
-                    .collect();
-                RowState::Upsert { row: after, unchanged }
-            }
+            (Op::Read | Op::Create | Op::Update, Some(after), _) => RowState::Upsert { row: after, unchanged },
             // An event without the row it needs: nothing can be applied for it.
             _ => return,
         };
@@ -194,6 +255,8 @@ impl TableChanges {
 /// A writer's batch.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Whether each table lists every event ([`TableChanges::history`]).
+    history: bool,
     pub tables: IndexMap<TableId, TableChanges>,
     /// Per partition: the offset of its first message in the batch and the next
     /// offset after its last one.
@@ -205,6 +268,22 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// An empty batch that also keeps every event of each table in order.
+    pub fn with_history() -> Self {
+        Self {
+            history: true,
+            ..Self::default()
+        }
+    }
+
+    /// An empty batch of the same kind (with history or not).
+    pub fn emptied(&self) -> Self {
+        Self {
+            history: self.history,
+            ..Self::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.messages == 0
     }
@@ -242,7 +321,7 @@ impl Batch {
             match self.tables.get_mut(&*target) {
                 Some(table) => table.add(at, key, event),
                 None => {
-                    let mut table = TableChanges::new((*target).clone(), codec);
+                    let mut table = TableChanges::new((*target).clone(), codec, self.history);
                     table.add(at, key, event);
                     self.tables.insert((*target).clone(), table);
                 }
@@ -256,6 +335,9 @@ impl Batch {
         for table in self.tables.values_mut() {
             table.rows.retain(|_, c| !positions.contains(&c.at));
             table.log.retain(|c| !positions.contains(&c.at));
+            if let Some(history) = &mut table.history {
+                history.retain(|e| !positions.contains(&e.at));
+            }
             if table.truncate.as_ref().is_some_and(|t| positions.contains(t)) {
                 table.truncate = None;
             }
@@ -263,27 +345,28 @@ impl Batch {
     }
 }
 
+/// Changes for the tests of the batch and of the targets.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use ferry_core::envelope::{Connector, Snapshot, SourceDetail, SourceInfo};
+    use ferry_core::envelope::Connector;
+    use ferry_core::envelope::{Snapshot, SourceInfo};
     use ferry_core::meta::{Column, DataType, TableMeta};
 
-    fn codec(keyed: bool) -> Arc<TableCodec> {
-        let meta = TableMeta::new(
-            TableId::new("public", "t"),
-            vec![
-                Column::new("id", DataType::Int64, "bigint").not_null(),
-                Column::new("a", DataType::Text, "text"),
-                Column::new("big", DataType::Text, "text"),
-            ],
-            if keyed { &["id"] } else { &[] },
-        )
-        .unwrap();
+    /// A table `id` (bigint, the key if `keyed`), `a` and `big` (text), then `more`.
+    pub(crate) fn codec(table: TableId, keyed: bool, more: Vec<Column>) -> Arc<TableCodec> {
+        let mut columns = vec![
+            Column::new("id", DataType::Int64, "bigint").not_null(),
+            Column::new("a", DataType::Text, "text"),
+            Column::new("big", DataType::Text, "text"),
+        ];
+        columns.extend(more);
+        let meta = TableMeta::new(table, columns, if keyed { &["id"] } else { &[] }).unwrap();
         Arc::new(TableCodec::new("p", meta, Connector::Postgres).unwrap())
     }
 
-    fn row(id: i64, a: &str, big: Option<&str>) -> Vec<Datum> {
+    /// The first three values of a row of [`codec`]'s table.
+    pub(crate) fn row(id: i64, a: &str, big: Option<&str>) -> Vec<Datum> {
         vec![
             Datum::Int(id),
             Datum::Text(a.into()),
@@ -291,7 +374,11 @@ mod tests {
         ]
     }
 
-    fn change(
+    /// The message at `offset` of `codec`'s table (its target: the source
+    /// table): an event `op` with `before` and `after`, keyed by the first
+    /// column (an integer); an update whose third column is NULL did not send
+    /// it (unchanged TOAST). Commit time and transaction id are the offset.
+    pub(crate) fn change(
         codec: &Arc<TableCodec>,
         offset: i64,
         op: Op,
@@ -309,7 +396,7 @@ mod tests {
                 offset,
             },
             what: ChangeKind::Row {
-                target: Arc::new(TableId::new("public", "t")),
+                target: Arc::new(codec.meta().id.clone()),
                 codec: Arc::clone(codec),
                 key: key.filter(|_| !codec.meta().key.is_empty()),
                 event: ChangeEvent {
@@ -329,7 +416,7 @@ mod tests {
                         detail: SourceDetail::Postgres {
                             schema: "public".into(),
                             table: "t".into(),
-                            tx_id: None,
+                            tx_id: Some(offset),
                             lsn: None,
                         },
                     },
@@ -339,6 +426,16 @@ mod tests {
             },
             barrier: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{change, row};
+    use super::*;
+
+    fn codec(keyed: bool) -> Arc<TableCodec> {
+        testing::codec(TableId::new("public", "t"), keyed, Vec::new())
     }
 
     fn states(batch: &Batch) -> Vec<RowState> {

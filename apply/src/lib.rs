@@ -5,7 +5,7 @@
 //!  Kafka ─► consumer (consumer.rs; offsets from the target at assignment)
 //!        ─► decode (decode.rs; schemas from the registry)
 //!        ─► writers (pipeline.rs; one batch = one target transaction with its offsets, batch.rs)
-//!        ─► Target (target.rs): postgres/, mysql/
+//!        ─► Target (target.rs): postgres/, mysql/, duckdb/
 //! ```
 //!
 //! The pipeline is the same for every target; a target implements the small
@@ -20,6 +20,7 @@ pub mod cli;
 pub mod consumer;
 pub mod decode;
 pub mod dlq;
+pub mod duckdb;
 pub mod error;
 pub mod mysql;
 pub mod pipeline;

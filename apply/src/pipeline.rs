@@ -320,8 +320,17 @@ struct Writer<T> {
 }
 
 impl<T: Target> Writer<T> {
+    /// A batch of the kind the target needs (with every event, or collapsed only).
+    fn empty_batch(&self) -> Batch {
+        if self.target.keeps_history() {
+            Batch::with_history()
+        } else {
+            Batch::default()
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<ToWriter>) -> Result<(), ApplyError> {
-        let mut batch = Batch::default();
+        let mut batch = self.empty_batch();
         let mut opened = Instant::now();
         let mut asked = Instant::now();
         loop {
@@ -420,7 +429,7 @@ impl<T: Target> Writer<T> {
     /// Records that a partition reached `barrier` (applying it if it is the last).
     async fn arrive(&mut self, change: Change, barrier: Barrier) -> Result<(), ApplyError> {
         let partition = (Arc::clone(&change.at.topic), change.at.partition);
-        let mut arrival = Batch::default();
+        let mut arrival = self.empty_batch();
         arrival.add(change);
         let started = Instant::now();
         let done = self.target.arrive(&self.group, &arrival, &barrier).await?;
@@ -491,7 +500,7 @@ impl<T: Target> Writer<T> {
             }
         }
         self.record(batch, started.elapsed());
-        *batch = Batch::default();
+        *batch = batch.emptied();
         Ok(())
     }
 

@@ -2,9 +2,11 @@
 //! the validated [`ApplySettings`] the pipeline runs with.
 //!
 //! Each target binary flattens [`ApplyArgs`] into its own clap struct and adds
-//! only its `--target`; [`ApplyFile`] is the matching TOML shape. So
-//! `ferry-apply-postgres` and the other targets take the same options with the
-//! same defaults, written once.
+//! its `--target` and the options only it has (a clap and serde struct,
+//! [`NoOptions`] for none, e.g. DuckDB's `--mode`); [`ApplyFile`] is the
+//! matching TOML shape. So `ferry-apply-postgres` and the other targets take
+//! the same options with the same defaults, written once, and a target's own
+//! options are flags, variables and config keys like the shared ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -175,11 +177,15 @@ pub struct ApplyArgs {
     pub log_format: Option<LogFormat>,
 }
 
-/// The config file's keys (and the flags laid over them), before validation.
+/// The options of a target binary that has none beyond the shared ones.
+#[derive(Debug, Clone, Copy, Default, clap::Args, Serialize, Deserialize)]
+pub struct NoOptions {}
+
+/// The config file's keys (and the flags laid over them), before validation:
+/// the shared ones, the target `A` (a URL, a path) and the binary's own `O`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApplyFile {
-    pub target: Option<SecretUrl>,
+pub struct ApplyFile<A, O> {
+    pub target: Option<A>,
     #[serde(default = "ferry_core::kafka::default_brokers")]
     pub brokers: String,
     #[serde(default = "default_registry")]
@@ -206,6 +212,13 @@ pub struct ApplyFile {
     /// librdkafka properties passed through (`[kafka]` table).
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
+    /// The target binary's own keys.
+    #[serde(flatten)]
+    pub options: O,
+    /// Keys no one takes, refused by [`ApplyFile::settings`] (serde's
+    /// `deny_unknown_fields` does not work beside `flatten`).
+    #[serde(flatten)]
+    unknown: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 fn default_registry() -> SecretUrl {
@@ -238,9 +251,15 @@ pub struct ApplySettings {
     pub metrics: Option<SocketAddr>,
 }
 
-impl ApplyFile {
-    /// The settings, or a one-line error naming the flag to fix.
-    pub fn settings(self) -> Result<(ApplySettings, Option<SecretUrl>), String> {
+impl<A, O> ApplyFile<A, O> {
+    /// The settings, the target and the binary's own options, or a one-line
+    /// error naming the flag to fix.
+    pub fn settings(self) -> Result<(ApplySettings, Option<A>, O), String> {
+        if let Some(key) = self.unknown.keys().next() {
+            return Err(format!(
+                "unknown setting {key:?}: the config keys are the long flag names with _ for - (see --help)"
+            ));
+        }
         let topics = self
             .topics
             .filter(|t| !t.trim().is_empty())
@@ -270,7 +289,7 @@ impl ApplyFile {
             batch_wait: Duration::from_millis(self.batch_wait_ms),
             metrics: self.metrics,
         };
-        Ok((settings, self.target))
+        Ok((settings, self.target, self.options))
     }
 }
 

@@ -178,10 +178,20 @@ pub fn key_text(table: &TableChanges, change: &RowChange, show: impl Fn(&Datum, 
     format!("({})", parts.join(", "))
 }
 
+/// How a target writes each table, per [`TableChanges::plan_key`]: the codec's
+/// address is stable for a session, so a new schema version gets a new plan.
+pub type Plans<P> = HashMap<(TableId, usize), std::sync::Arc<P>>;
+
 /// One connection to a target.
 pub trait Target: Send + 'static {
     /// The schema a source table goes to when `--table-map` does not say.
     fn default_schema(&self) -> &str;
+
+    /// Whether the target needs every event of a batch, not only each key's
+    /// last state ([`crate::batch::TableChanges::history`]).
+    fn keeps_history(&self) -> bool {
+        false
+    }
 
     /// The next offset to read for each of `partitions` that has one stored for `group`.
     fn load_offsets(

@@ -103,6 +103,24 @@ pub async fn metric(addr: &str, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The events an apply process serving `/metrics` at `addr` has applied (the
+/// sum of `ferry_apply_rows_total`); `None` while nothing answers there. For
+/// targets a test cannot look into while apply runs (DuckDB).
+pub async fn rows_applied(addr: &str) -> Option<i64> {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let sum: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("ferry_apply_rows_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    Some(sum as i64)
+}
+
 /// The workload's source tables: counters (updated), appended (keyless, so a
 /// message applied twice would be a second row), emptied (truncated).
 pub const TABLES: &str = "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);

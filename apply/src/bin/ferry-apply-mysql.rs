@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use ferry_apply::mysql::MyConnect;
+use ferry_apply::settings::NoOptions;
+use ferry_core::config::SecretUrl;
 
 /// As for ferry-apply-postgres: every event's values are allocated and freed.
 #[global_allocator]
@@ -14,7 +16,7 @@ async fn main() -> ExitCode {
         "ferry-apply-mysql",
         "a MySQL or MariaDB database",
         "mysql://USER:PASSWORD@HOST:PORT/DATABASE (the database is where source tables go)",
-        MyConnect::new,
+        |url: SecretUrl, _: NoOptions| MyConnect::new(url),
     )
     .await
 }

@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use ferry_apply::postgres::PgConnect;
+use ferry_apply::settings::NoOptions;
+use ferry_core::config::SecretUrl;
 
 /// Apply allocates and frees every event's values; with mimalloc it used 40%
 /// less CPU per event than with the system allocator (`scripts/bench apply`).
@@ -15,7 +17,7 @@ async fn main() -> ExitCode {
         "ferry-apply-postgres",
         "a PostgreSQL database",
         "postgres://USER:PASSWORD@HOST:PORT/DATABASE",
-        |url| PgConnect::new(url).map_err(|e| e.to_string()),
+        |url: SecretUrl, _: NoOptions| PgConnect::new(url).map_err(|e| e.to_string()),
     )
     .await
 }

@@ -42,7 +42,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 use crate::batch::{Barrier, Batch, RowChange, RowState, TableChanges};
-use crate::target::{key_text, offsets_of, sql, Connect, Rejected, Target, TargetError, BARRIERS_TABLE, OFFSETS_TABLE};
+use crate::target::{
+    key_text, offsets_of, sql, Connect, Plans, Rejected, Target, TargetError, BARRIERS_TABLE, OFFSETS_TABLE,
+};
 
 use self::schema::Server;
 use self::value::{quote_str, write_literal, Fit};
@@ -348,7 +350,7 @@ pub struct MyTarget {
     offsets: TableId,
     barriers: TableId,
     /// Per target table and schema version (the codec's address, stable for a session).
-    plans: HashMap<(TableId, usize), Arc<Plan>>,
+    plans: Plans<Plan>,
 }
 
 impl MyTarget {
@@ -361,7 +363,7 @@ impl MyTarget {
     async fn plans(&mut self, batch: &Batch) -> Result<Vec<Arc<Plan>>, TargetError> {
         let mut plans = Vec::with_capacity(batch.tables.len());
         for table in batch.tables.values() {
-            let key = (table.target.clone(), Arc::as_ptr(&table.codec) as usize);
+            let key = table.plan_key();
             if let Some(plan) = self.plans.get(&key) {
                 plans.push(Arc::clone(plan));
                 continue;

@@ -39,7 +39,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::batch::{Barrier, Batch, RowChange, RowState, TableChanges};
-use crate::target::{key_text, offsets_of, sql, Connect, Rejected, Target, TargetError};
+use crate::target::{key_text, offsets_of, sql, Connect, Plans, Rejected, Target, TargetError};
 
 use self::schema::TargetColumn;
 use self::text::{pg_text, write_pg_text};
@@ -310,7 +310,7 @@ pub struct PgTarget {
     offsets: TableId,
     barriers: TableId,
     /// Per target table and schema version (the codec's address, stable for a session).
-    plans: HashMap<(TableId, usize), Arc<Plan>>,
+    plans: Plans<Plan>,
     statements: HashMap<String, Statement>,
     stages: HashSet<String>,
 }
@@ -449,7 +449,7 @@ impl PgTarget {
         tx: &Transaction<'_>,
         table: &TableChanges,
     ) -> Result<Arc<Plan>, TargetError> {
-        let key = (table.target.clone(), Arc::as_ptr(&table.codec) as usize);
+        let key = table.plan_key();
         if let Some(plan) = plans.get(&key) {
             return Ok(Arc::clone(plan));
         }
@@ -599,7 +599,7 @@ impl Target for PgTarget {
                 }
                 let changes: Vec<&RowChange> = table.changes().collect();
                 writes.rows(&plan, table, &changes).await?;
-                fresh.push(((table.target.clone(), Arc::as_ptr(&table.codec) as usize), plan));
+                fresh.push((table.plan_key(), plan));
             }
             Self::store_offsets(&tx, &self.offsets, group, batch).await?;
             tx.commit().await.map_err(|e| classify(&e, &offsets))?;

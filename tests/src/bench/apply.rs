@@ -63,16 +63,17 @@ async fn applied(client: &tokio_postgres::Client, group: &str) -> i64 {
 }
 
 fn spawn_apply(target: &PgDatabase, prefix: &str, group: &str) -> tokio::process::Child {
-    spawn_apply_to("ferry-apply-postgres", &target.url(), prefix, group)
+    spawn_apply_to("ferry-apply-postgres", &target.url(), prefix, group, &[])
 }
 
 /// The apply binary `name` of `prefix`'s topics into `url` as `group`, with
-/// `FERRY_BENCH_APPLY_ARGS`, logging at `FERRY_LOG` (default warn).
-pub fn spawn_apply_to(name: &str, url: &str, prefix: &str, group: &str) -> tokio::process::Child {
+/// `extra` and `FERRY_BENCH_APPLY_ARGS`, logging at `FERRY_LOG` (default warn).
+pub fn spawn_apply_to(name: &str, url: &str, prefix: &str, group: &str, extra: &[&str]) -> tokio::process::Child {
     let topics = format!("{prefix}\\..*");
     tokio::process::Command::new(binary(name))
         .args(["--target", url, "--topics", &topics, "--group", group])
         .args(["--brokers", &brokers()])
+        .args(extra)
         .args(
             std::env::var("FERRY_BENCH_APPLY_ARGS")
                 .unwrap_or_default()

@@ -21,7 +21,7 @@ pub async fn throughput(events: i64) {
     let conn = target.conn().await;
     let group = unique("bench");
     let started = Instant::now();
-    let apply = spawn_apply_to("ferry-apply-mysql", &target.url(), &log.prefix, &group);
+    let apply = spawn_apply_to("ferry-apply-mysql", &target.url(), &log.prefix, &group, &[]);
     let applied = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM _ferry_offsets WHERE consumer_group = ?";
     let conn = std::sync::Arc::new(tokio::sync::Mutex::new(conn));
     wait_for("apply to reach the end of the log", Duration::from_secs(3600), || {

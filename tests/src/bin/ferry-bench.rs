@@ -35,10 +35,15 @@
 //! `ferry-bench apply-mysql [EVENTS]` and `apply-mysql-paths [ROWS]`: the same
 //! log into MariaDB, and its two candidate write paths; see [`apply_mysql`].
 //!
+//! `ferry-bench apply-duckdb [EVENTS]`: the same log into a DuckDB file; see
+//! [`apply_duckdb`].
+//!
 //! `ferry-bench validate [ROWS]`: `ferry validate` of a narrow table; see [`validate`].
 
 #[path = "../bench/apply.rs"]
 mod apply;
+#[path = "../bench/apply_duckdb.rs"]
+mod apply_duckdb;
 #[path = "../bench/apply_mysql.rs"]
 mod apply_mysql;
 #[path = "../bench/capture_mysql.rs"]
@@ -61,7 +66,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::io::AsyncReadExt;
 
 const USAGE: &str = "usage: ferry-bench capture-stream [ROWS] | capture-snapshot [ROWS] | capture-rss [ROWS] \
-                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS] | validate [ROWS]";
+                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-duckdb [EVENTS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS] | validate [ROWS]";
 
 #[tokio::main]
 async fn main() {
@@ -85,6 +90,7 @@ async fn main() {
         Some("apply") => apply::throughput(number(1, 1_000_000)).await,
         Some("apply-mysql") => apply_mysql::throughput(number(1, 1_000_000)).await,
         Some("apply-mysql-paths") => apply_mysql::write_paths(number(1, 200_000)).await,
+        Some("apply-duckdb") => apply_duckdb::throughput(number(1, 1_000_000)).await,
         Some("apply-latency") => apply::latency(number(1, 20), number(2, 5_000)).await,
         Some("apply-paths") => apply::write_paths(number(1, 200_000)).await,
         Some("validate") => validate::throughput(number(1, 2_000_000)).await,
