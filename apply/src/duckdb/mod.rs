@@ -945,6 +945,26 @@ mod tests {
             "{}",
             rejected[0].reason
         );
+
+        // A truncate and the same keys again in one batch (with a primary key,
+        // DuckDB took them for duplicates).
+        let mut batch = Batch::with_history();
+        batch.add(change(&keyed, 9, Op::Create, None, Some(row(5, "gone", None))));
+        batch.add(change(&keyed, 10, Op::Truncate, None, None));
+        batch.add(change(&keyed, 11, Op::Create, None, Some(row(1, "again", None))));
+        batch.add(change(&keyed, 12, Op::Create, None, Some(row(2, "again", None))));
+        target.write("g", &batch).await.unwrap();
+        assert_eq!(
+            rows(&reader, "SELECT concat_ws('|', id, a) FROM t ORDER BY id"),
+            ["1|again", "2|again"]
+        );
+        assert_eq!(
+            rows(
+                &reader,
+                "SELECT string_agg(__op, '' ORDER BY __offset) FROM t__history WHERE __offset >= 9"
+            ),
+            ["ctcc"]
+        );
         drop(reader);
         drop(target);
         drop(connect);

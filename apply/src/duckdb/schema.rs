@@ -7,9 +7,9 @@
 //! their precision and scale (past DuckDB's 38 digits, and for PostgreSQL's
 //! unconstrained `numeric`, the exact text), timestamps stay microseconds,
 //! MySQL's signed `TIME` is an `INTERVAL`. A mirror table keeps the source's
-//! primary key and NOT NULL; a history table (`<table>__history`) has no key
-//! and only nullable source columns, as a delete or a truncate leaves most of
-//! them empty. Columns added later are nullable: the rows already there have
+//! NOT NULL but declares no primary key (see [`ensure_mirror`]); a history
+//! table (`<table>__history`) has only nullable source columns, as a delete
+//! or a truncate leaves most of them empty. Columns added later are nullable: the rows already there have
 //! no value for them.
 //!
 //! Tables are made to fit in their own transaction, before the batch's, by
@@ -109,15 +109,16 @@ pub fn columns(conn: &Connection, table: &TableId) -> Result<Option<Vec<TargetCo
 
 /// Makes the mirror table of `meta` fit it: created if absent, missing columns
 /// added. Returns the table's columns.
+///
+/// No `PRIMARY KEY`: DuckDB's index takes a key deleted and inserted again in
+/// one transaction for a duplicate (a truncate and the same keys again in one
+/// batch failed so), and every batch deletes a key before inserting it, so
+/// keys stay unique without it.
 pub fn ensure_mirror(conn: &Connection, target: &TableId, meta: &TableMeta) -> Result<Vec<TargetColumn>, TargetError> {
     let mut defs = Vec::new();
     for c in &meta.columns {
         let null = if c.nullable { "" } else { " NOT NULL" };
         defs.push(format!("{} {}{null}", quote_ident(&c.name), column_type(c)));
-    }
-    if !meta.key.is_empty() {
-        let key: Vec<_> = meta.key.iter().map(|&i| quote_ident(&meta.columns[i].name)).collect();
-        defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
     }
     ensure(conn, target, meta, defs)
 }
