@@ -643,6 +643,12 @@ impl DuckTarget {
         batch: &Batch,
         barrier: Option<&Barrier>,
     ) -> Result<bool, TargetError> {
+        // One batch at a time (module doc): without the turn, two partitions
+        // arriving at a truncate at once each count only its own arrival
+        // (neither sees the other's uncommitted row) and the barrier is
+        // never marked done.
+        let writing = Arc::clone(&self.writing);
+        let _turn = writing.lock().unwrap_or_else(|e| e.into_inner());
         let plans = self.plans(batch)?;
         let offsets = self.offsets.clone();
         self.sql("BEGIN TRANSACTION", &offsets)?;
