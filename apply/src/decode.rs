@@ -310,10 +310,7 @@ fn document_change(
 /// FNV-1a of `bytes` in hex: stable across processes and versions, which is
 /// all a barrier id needs (its copies are the same bytes).
 fn fnv1a(bytes: &[u8]) -> String {
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{hash:016x}")
+    format!("{:016x}", ferry_core::names::fnv1a(bytes))
 }
 
 #[cfg(test)]

@@ -77,6 +77,21 @@ pub fn prefix_topic(prefix: &str, suffix: &str) -> Result<String, NameError> {
     check_topic(format!("{}.{suffix}", topic_part(prefix)))
 }
 
+/// `s` with every regular-expression metacharacter escaped, to match itself.
+pub fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| ("\\^$.|?*+()[]{}".contains(c).then_some('\\')).into_iter().chain([c]))
+        .collect()
+}
+
+/// FNV-1a of `bytes`: stable across processes and versions, for ids that
+/// must come out the same wherever they are computed.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 fn check_topic(topic: String) -> Result<String, NameError> {
     if topic.len() > MAX_TOPIC_LEN {
         return Err(NameError::TopicTooLong { topic });

@@ -21,6 +21,8 @@ use mongodb::options::{FullDocumentBeforeChangeType, FullDocumentType};
 use mongodb::Client;
 use serde::Deserialize;
 
+use ferry_core::names::regex_escape;
+
 use crate::filter::TableFilter;
 use crate::mongodb::change::{self, Change, Reading};
 use crate::mongodb::error::CaptureError;
@@ -75,15 +77,6 @@ pub fn pipeline(filter: &TableFilter) -> Vec<Document> {
         doc! {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
     ));
     vec![doc! {"$match": {"$or": clauses}}]
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let special = "\\^$.|?*+()[]{}".contains(c);
-            special.then_some('\\').into_iter().chain([c])
-        })
-        .collect()
 }
 
 /// The one database every include pattern names, if there is one: its stream

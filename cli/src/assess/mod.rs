@@ -72,6 +72,22 @@ fn large(column: &Column) -> bool {
         || t == "character varying"
 }
 
+/// The columns of `meta` whose values may be large.
+fn large_columns(meta: &TableMeta) -> Vec<String> {
+    meta.columns
+        .iter()
+        .filter(|c| large(c))
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// What to do about `n` foreign keys.
+fn foreign_keys(n: i64) -> String {
+    format!(
+        "{n} foreign keys: not created by apply (rows of one transaction may land in another order); add them after cutover"
+    )
+}
+
 /// Counts each (source type, Ferry type, target type) of `tables`.
 fn conversions(tables: &[TableMeta], target: Option<&Db>, same_engine: bool) -> Vec<Conversion> {
     let mut out: Vec<Conversion> = Vec::new();

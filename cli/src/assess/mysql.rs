@@ -7,7 +7,7 @@ use ferry_core::config::SecretUrl;
 use mysql_async::prelude::Queryable;
 
 use super::postgres::Facts;
-use super::{large, TableFacts};
+use super::{foreign_keys, large_columns, TableFacts};
 
 /// A replica id no real replica uses, for the validation's uniqueness check.
 const ASSESS_SERVER_ID: u32 = 4_294_000_001;
@@ -70,12 +70,7 @@ pub async fn facts(
             rows_estimate: rows.unwrap_or_default(),
             bytes: data.unwrap_or_default() + index.unwrap_or_default(),
             primary_key: !meta.key.is_empty(),
-            large_columns: meta
-                .columns
-                .iter()
-                .filter(|c| large(c))
-                .map(|c| c.name.clone())
-                .collect(),
+            large_columns: large_columns(meta),
         });
     }
     let mut not_migrated = Vec::new();
@@ -103,9 +98,7 @@ pub async fn facts(
         .await
         .map_err(|e| e.to_string())?;
     if let Some(n) = fks.filter(|n| *n > 0) {
-        not_migrated.push(format!(
-            "{n} foreign keys: not created by apply (rows of one transaction may land in another order); add them after cutover"
-        ));
+        not_migrated.push(foreign_keys(n));
     }
     Ok((
         if mariadb { "MariaDB" } else { "MySQL" },

@@ -6,7 +6,7 @@ use ferry_core::config::SecretUrl;
 use ferry_core::meta::TableMeta;
 use ferry_core::pg::{pg_message, quoted};
 
-use super::{large, TableFacts};
+use super::{foreign_keys, large_columns, TableFacts};
 
 /// What a source engine's assessment is made of: the engine, the capture's
 /// problems, the tables' metadata and facts, and what is not carried over.
@@ -73,12 +73,7 @@ pub async fn facts(config: &tokio_postgres::Config, url: &SecretUrl, filter: &Ta
             rows_estimate: row.get::<_, i64>(0).max(0) as u64,
             bytes: row.get::<_, i64>(1).max(0) as u64,
             primary_key: !meta.key.is_empty(),
-            large_columns: meta
-                .columns
-                .iter()
-                .filter(|c| large(c))
-                .map(|c| c.name.clone())
-                .collect(),
+            large_columns: large_columns(&meta),
         });
         metas.push(meta);
     }
@@ -94,9 +89,7 @@ pub async fn facts(config: &tokio_postgres::Config, url: &SecretUrl, filter: &Ta
         .map_err(|e| pg_message(&e))?
         .get(0);
     if fks > 0 {
-        not_migrated.push(format!(
-            "{fks} foreign keys: not created by apply (rows of one transaction may land in another order); add them after cutover"
-        ));
+        not_migrated.push(foreign_keys(fks));
     }
     Ok(("PostgreSQL", problems, metas, facts, not_migrated))
 }

@@ -119,25 +119,17 @@ fn start_capture(o: &Options, stop: watch::Receiver<bool>) -> Result<JoinHandle<
                 publication: name,
                 heartbeat: Some(Duration::from_secs(10)),
             };
-            tokio::spawn(async move {
-                ferry_capture::postgres::run(config, shutdown)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
+            spawn(ferry_capture::postgres::run(config, shutdown))
         }
         "mysql" | "mariadb" => {
             // A replica id of its own, stable for the prefix.
-            let server_id = 1_000_000 + (fnv(&common.prefix) % 1_000_000_000) as u32;
+            let server_id = 1_000_000 + (ferry_core::names::fnv1a(common.prefix.as_bytes()) % 1_000_000_000) as u32;
             let config = ferry_capture::mysql::MysqlCaptureConfig {
                 common,
                 snapshot_chunk_rows: ferry_capture::mysql::snapshot::CHUNK_ROWS,
                 server_id,
             };
-            tokio::spawn(async move {
-                ferry_capture::mysql::run(config, shutdown)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
+            spawn(ferry_capture::mysql::run(config, shutdown))
         }
         "mongodb" | "mongodb+srv" => {
             let config = ferry_capture::mongodb::MongoCaptureConfig {
@@ -146,23 +138,13 @@ fn start_capture(o: &Options, stop: watch::Receiver<bool>) -> Result<JoinHandle<
                 before: ferry_capture::mongodb::Images::Off,
                 snapshot_chunk_docs: ferry_capture::mongodb::snapshot::CHUNK_DOCS,
             };
-            tokio::spawn(async move {
-                ferry_capture::mongodb::run(config, shutdown)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
+            spawn(ferry_capture::mongodb::run(config, shutdown))
         }
         other => {
             return Err(format!(
                 "--source: ferry migrate reads postgres://, mysql:// and mongodb:// sources, not {other}://"
             ))
         }
-    })
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
@@ -173,7 +155,7 @@ fn start_apply(o: &Options, i: usize, stop: watch::Receiver<bool>) -> Result<Joi
     let settings = ApplySettings {
         kafka: KafkaSettings::new(o.brokers.clone()),
         registry: SecretUrl::parse(&o.registry).map_err(|e| format!("--registry: {e}"))?,
-        topics: format!("^({}\\..*)$", regex_escape(&o.prefix)),
+        topics: format!("^({}\\..*)$", ferry_core::names::regex_escape(&o.prefix)),
         dlq_topic: format!("_ferry_dlq.{group}"),
         group,
         instance_id: None,
@@ -189,19 +171,11 @@ fn start_apply(o: &Options, i: usize, stop: watch::Receiver<bool>) -> Result<Joi
     Ok(match url.expose().scheme() {
         "postgres" | "postgresql" => {
             let connect = ferry_apply::postgres::PgConnect::new(url).map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                ferry_apply::pipeline::run(settings, connect, shutdown)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
+            spawn(ferry_apply::pipeline::run(settings, connect, shutdown))
         }
         "mysql" | "mariadb" => {
             let connect = ferry_apply::mysql::MyConnect::new(url)?;
-            tokio::spawn(async move {
-                ferry_apply::pipeline::run(settings, connect, shutdown)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
+            spawn(ferry_apply::pipeline::run(settings, connect, shutdown))
         }
         other => {
             return Err(format!(
@@ -211,10 +185,11 @@ fn start_apply(o: &Options, i: usize, stop: watch::Receiver<bool>) -> Result<Joi
     })
 }
 
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| ("\\^$.|?*+()[]{}".contains(c).then_some('\\')).into_iter().chain([c]))
-        .collect()
+/// Runs `work` (a capture's or an apply's `run`) on its own task.
+fn spawn<E: std::fmt::Display>(
+    work: impl Future<Output = Result<(), E>> + Send + 'static,
+) -> JoinHandle<Result<(), String>> {
+    tokio::spawn(async move { work.await.map_err(|e| e.to_string()) })
 }
 
 /// Runs the migration until it is done (`full-load`), cut over, or `shutdown`;
