@@ -55,38 +55,15 @@ enum Command {
     },
     /// Migrates a source into one or more targets: full load, full load and changes, or changes only.
     Migrate {
-        /// The source: postgres://..., mysql://.../DATABASE or mongodb://...
-        #[arg(long, env = "FERRY_SOURCE", hide_env_values = true)]
-        source: String,
-        /// A target (postgres://... or mysql://.../DATABASE); once per target.
-        #[arg(long = "target", required = true)]
-        targets: Vec<String>,
-        /// Tables to migrate: 'public.orders,inventory.*' [default: all].
-        #[arg(long, default_value = "")]
-        tables: String,
+        #[command(flatten)]
+        migration: Migration,
         #[arg(long, value_enum, default_value = "full-load-and-cdc")]
         mode: migrate::Mode,
-        /// Topic prefix of the migration; the same flags resume it.
-        #[arg(long, env = "FERRY_PREFIX", default_value = "migrate")]
-        prefix: String,
-        #[command(flatten)]
-        stack: Stack,
     },
     /// Once writes to the source have stopped: waits until a migration's targets have every change, then validates them.
     Cutover {
-        /// The migration's source.
-        #[arg(long, env = "FERRY_SOURCE", hide_env_values = true)]
-        source: String,
-        /// Its targets, in the order `ferry migrate` was given them.
-        #[arg(long = "target", required = true)]
-        targets: Vec<String>,
-        #[arg(long, default_value = "")]
-        tables: String,
-        /// The migration's prefix.
-        #[arg(long, env = "FERRY_PREFIX", default_value = "migrate")]
-        prefix: String,
         #[command(flatten)]
-        stack: Stack,
+        migration: Migration,
     },
     /// Before a migration: source readiness, tables and sizes, type conversions, load time, what is not carried over.
     Assess {
@@ -138,6 +115,39 @@ enum Command {
         #[command(flatten)]
         stack: Stack,
     },
+}
+
+/// What a migration is: `ferry migrate` and `ferry cutover` take the same.
+#[derive(Debug, clap::Args)]
+struct Migration {
+    /// The source: postgres://..., mysql://.../DATABASE or mongodb://...
+    #[arg(long, env = "FERRY_SOURCE", hide_env_values = true)]
+    source: String,
+    /// A target (postgres://... or mysql://.../DATABASE); once per target, always in the same order.
+    #[arg(long = "target", required = true)]
+    targets: Vec<String>,
+    /// Tables to migrate: 'public.orders,inventory.*' [default: all].
+    #[arg(long, default_value = "")]
+    tables: String,
+    /// Topic prefix of the migration; the same flags resume it.
+    #[arg(long, env = "FERRY_PREFIX", default_value = "migrate")]
+    prefix: String,
+    #[command(flatten)]
+    stack: Stack,
+}
+
+impl Migration {
+    fn options(self, mode: migrate::Mode) -> migrate::Options {
+        migrate::Options {
+            source: self.source,
+            targets: self.targets,
+            tables: self.tables,
+            mode,
+            prefix: self.prefix,
+            brokers: self.stack.brokers,
+            registry: self.stack.registry,
+        }
+    }
 }
 
 /// Where the Kafka stack is.
@@ -192,52 +202,8 @@ async fn run(cli: Cli) -> Result<bool, String> {
             }
             Ok(true)
         }
-        Command::Migrate {
-            source,
-            targets,
-            tables,
-            mode,
-            prefix,
-            stack,
-        } => {
-            let options = migrate::Options {
-                source,
-                targets,
-                tables,
-                mode,
-                prefix,
-                brokers: stack.brokers,
-                registry: stack.registry,
-            };
-            migrate::migrate(options, shutdown_signal()).await
-        }
-        Command::Cutover {
-            source,
-            targets,
-            tables,
-            prefix,
-            stack,
-        } => {
-            let source = Db::parse(&source, "--source")?;
-            let dbs: Vec<(Db, String)> = targets
-                .iter()
-                .enumerate()
-                .map(|(i, t)| Ok((Db::parse(t, "--target")?, migrate::group(&prefix, i))))
-                .collect::<Result<_, String>>()?;
-            let kafka = KafkaSettings::new(stack.brokers.clone());
-            eprintln!("cutover: waiting until every target has applied every change (stop writes to the source first)");
-            migrate::wait_caught_up(&kafka, &prefix, &dbs).await?;
-            let options = migrate::Options {
-                source: String::new(),
-                targets,
-                tables,
-                mode: migrate::Mode::FullLoadAndCdc,
-                prefix,
-                brokers: stack.brokers,
-                registry: stack.registry,
-            };
-            migrate::validate_all(Some(&source), &dbs, &options).await
-        }
+        Command::Migrate { migration, mode } => migrate::migrate(migration.options(mode), shutdown_signal()).await,
+        Command::Cutover { migration } => migrate::cutover(&migration.options(migrate::Mode::FullLoadAndCdc)).await,
         Command::Assess {
             source,
             target,

@@ -200,12 +200,7 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
         return Err("--target is required (once per target)".into());
     }
     let source_db = Db::parse(&o.source, "--source").ok();
-    let targets: Vec<(Db, String)> = o
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| Ok((Db::parse(t, "--target")?, group(&o.prefix, i))))
-        .collect::<Result<_, String>>()?;
+    let targets = target_dbs(&o)?;
     let (stop_capture, capture_rx) = watch::channel(false);
     let (stop_applies, applies_rx) = watch::channel(false);
     let mut running = Running {
@@ -283,7 +278,7 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
             eprintln!("cutover: waiting until every target has applied every change");
             wait_caught_up(&kafka, &o.prefix, &targets).await?;
         }
-        validate_all(source_db.as_ref(), &targets, &o).await?
+        validate_all(source_db.as_ref(), &targets, &o.tables).await?
     } else {
         true
     };
@@ -303,6 +298,25 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
             .map_err(|e| format!("capture: {e}"))?;
     }
     Ok(equal)
+}
+
+/// The targets, each with its apply group.
+fn target_dbs(o: &Options) -> Result<Vec<(Db, String)>, String> {
+    o.targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Ok((Db::parse(t, "--target")?, group(&o.prefix, i))))
+        .collect()
+}
+
+/// `ferry cutover` of a migration running elsewhere: waits until it has
+/// caught up, then validates every target; whether all are equal.
+pub async fn cutover(o: &Options) -> Result<bool, String> {
+    let source = Db::parse(&o.source, "--source")?;
+    let targets = target_dbs(o)?;
+    eprintln!("cutover: waiting until every target has applied every change (stop writes to the source first)");
+    wait_caught_up(&KafkaSettings::new(o.brokers.clone()), &o.prefix, &targets).await?;
+    validate_all(Some(&source), &targets, &o.tables).await
 }
 
 /// Waits until the capture has read its snapshot and streams (by its status
@@ -345,7 +359,7 @@ pub async fn wait_caught_up(kafka: &KafkaSettings, prefix: &str, targets: &[(Db,
 
 /// Validates every target against the source and prints the verdicts;
 /// whether all are equal.
-pub async fn validate_all(source: Option<&Db>, targets: &[(Db, String)], o: &Options) -> Result<bool, String> {
+pub async fn validate_all(source: Option<&Db>, targets: &[(Db, String)], tables: &str) -> Result<bool, String> {
     let Some(source) = source else {
         println!("the targets have every change; a MongoDB source cannot be validated row by row here");
         return Ok(true);
@@ -355,7 +369,7 @@ pub async fn validate_all(source: Option<&Db>, targets: &[(Db, String)], o: &Opt
         let reports: Vec<TableReport> = validate::validate(validate::Options {
             source: source.clone(),
             target: target.clone(),
-            tables: ferry_capture::filter::TableFilter::parse(&o.tables).map_err(|e| e.to_string())?,
+            tables: ferry_capture::filter::TableFilter::parse(tables).map_err(|e| e.to_string())?,
             parallel: 4,
             show: 10,
         })
