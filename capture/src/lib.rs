@@ -41,9 +41,4 @@ where
 }
 
 /// Milliseconds since the epoch, now: an event's `ts_ms`.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+pub use ferry_core::now_ms;

@@ -87,10 +87,7 @@ pub async fn read(
     })
     .await
     .map_err(|e| e.to_string())??;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
+    let now = ferry_core::now_ms();
     Ok(latest
         .into_values()
         .filter(|r| match (r.kind.as_str(), prefix, group) {

@@ -35,3 +35,11 @@ pub mod telemetry;
 pub mod transaction;
 pub mod value;
 pub mod wire;
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::kafka::{ensure_topics, KafkaSettings, TopicSpec};
 use crate::metrics::Phase;
+use crate::now_ms;
 use crate::position::SourcePosition;
 
 /// The topic reports go to.
@@ -67,13 +68,6 @@ impl std::fmt::Debug for Reporter {
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn host() -> String {
