@@ -13,7 +13,7 @@ use ferry_core::telemetry::init_logging;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::settings::{ApplyArgs, ApplyFile};
+use crate::settings::{ApplyArgs, ApplyFile, TargetAddress};
 use crate::target::Connect;
 use crate::{pipeline, ApplyError};
 
@@ -45,7 +45,7 @@ pub async fn main<C, A, O>(
 ) -> ExitCode
 where
     C: Connect,
-    A: DeserializeOwned + Display,
+    A: DeserializeOwned + Display + TargetAddress,
     O: clap::Args + Serialize + DeserializeOwned + Debug,
 {
     let matches = TargetArgs::<O>::command()
@@ -69,7 +69,7 @@ async fn run<C, A, O>(
 ) -> Result<(), ApplyError>
 where
     C: Connect,
-    A: DeserializeOwned + Display,
+    A: DeserializeOwned + Display + TargetAddress,
     O: clap::Args + Serialize + DeserializeOwned + Debug,
 {
     let file: ApplyFile<A, O> =

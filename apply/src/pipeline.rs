@@ -82,7 +82,7 @@ async fn supervise<C: Connect>(
     shutdown: impl Future<Output = ()>,
     phase: &watch::Sender<Phase>,
 ) -> Result<(), ApplyError> {
-    let registry = Arc::new(RegistryClient::new(&settings.registry)?);
+    let registry = Arc::new(RegistryClient::with_access(&settings.registry)?);
     let connect = Arc::new(connect);
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_secs(1);

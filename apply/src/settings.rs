@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use ferry_core::config::SecretUrl;
+use ferry_core::config::{Credentials, RegistryAccess, Secret, SecretUrl};
 use ferry_core::kafka::KafkaSettings;
 use ferry_core::meta::TableId;
 use ferry_core::telemetry::LogFormat;
@@ -175,6 +175,20 @@ pub struct ApplyArgs {
     #[arg(long, env = "FERRY_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub credentials: Credentials,
+}
+
+/// A `--target`: a URL takes the password given apart from it, a file none.
+pub trait TargetAddress: Sized {
+    fn with_password(self, password: Option<&Secret>) -> Result<Self, String>;
+}
+
+impl TargetAddress for SecretUrl {
+    fn with_password(self, password: Option<&Secret>) -> Result<Self, String> {
+        SecretUrl::with_password(self, password).map_err(|e| e.to_string())
+    }
 }
 
 /// The options of a target binary that has none beyond the shared ones.
@@ -210,8 +224,10 @@ pub struct ApplyFile<A, O> {
     #[serde(default)]
     pub log_format: LogFormat,
     /// librdkafka properties passed through (`[kafka]` table).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ferry_core::kafka::deserialize_options")]
     pub kafka: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub credentials: Credentials,
     /// The target binary's own keys.
     #[serde(flatten)]
     pub options: O,
@@ -235,7 +251,7 @@ fn default_batch_size() -> usize {
 #[derive(Debug, Clone)]
 pub struct ApplySettings {
     pub kafka: KafkaSettings,
-    pub registry: SecretUrl,
+    pub registry: RegistryAccess,
     /// The subscription, anchored: `^(REGEX)$`.
     pub topics: String,
     pub group: String,
@@ -251,7 +267,7 @@ pub struct ApplySettings {
     pub metrics: Option<SocketAddr>,
 }
 
-impl<A, O> ApplyFile<A, O> {
+impl<A: TargetAddress, O> ApplyFile<A, O> {
     /// The settings, the target and the binary's own options, or a one-line
     /// error naming the flag to fix.
     pub fn settings(self) -> Result<(ApplySettings, Option<A>, O), String> {
@@ -271,12 +287,12 @@ impl<A, O> ApplyFile<A, O> {
         if self.batch_size == 0 || self.workers == 0 {
             return Err("--batch-size and --workers must be at least 1".into());
         }
+        let password = self.credentials.database().map_err(|e| e.to_string())?;
+        let target = self.target.map(|t| t.with_password(password.as_ref())).transpose()?;
+        let registry = self.credentials.registry(self.registry).map_err(|e| e.to_string())?;
         let settings = ApplySettings {
-            kafka: KafkaSettings {
-                brokers: self.brokers,
-                options: self.kafka,
-            },
-            registry: self.registry,
+            kafka: KafkaSettings::with_options(self.brokers, self.kafka),
+            registry,
             topics: format!("^({topics})$"),
             dlq_topic: self.dlq_topic.unwrap_or_else(|| format!("_ferry_dlq.{group}")),
             group,
@@ -289,7 +305,7 @@ impl<A, O> ApplyFile<A, O> {
             batch_wait: Duration::from_millis(self.batch_wait_ms),
             metrics: self.metrics,
         };
-        Ok((settings, self.target, self.options))
+        Ok((settings, target, self.options))
     }
 }
 

@@ -52,6 +52,17 @@ impl TargetError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, TargetError::Unavailable(_) | TargetError::Conflict { .. })
     }
+
+    /// A connection to `--target` that failed: worth waiting for when the
+    /// server is down or starting, final for wrong credentials, a missing
+    /// database or TLS settings that cannot work.
+    pub fn connecting(error: impl std::fmt::Display, retryable: bool) -> Self {
+        if retryable {
+            TargetError::Unavailable(error.to_string())
+        } else {
+            TargetError::Permanent(format!("--target: {error}"))
+        }
+    }
 }
 
 /// A row the target refused, and why.

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use ferry_core::config::SecretUrl;
+use ferry_core::config::{Credentials, RegistryAccess, SecretUrl};
 use ferry_core::envelope::Connector;
 use ferry_core::kafka::KafkaSettings;
 use ferry_core::telemetry::LogFormat;
@@ -86,6 +86,9 @@ pub struct CaptureArgs {
     #[arg(long, env = "FERRY_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub credentials: Credentials,
 }
 
 /// The config file's keys (and the flags laid over them), before validation.
@@ -117,8 +120,11 @@ pub struct CaptureFile {
     #[serde(default)]
     log_format: LogFormat,
     /// librdkafka properties passed through (`[kafka]` table).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ferry_core::kafka::deserialize_options")]
     kafka: BTreeMap<String, String>,
+    /// Before `rest`, which takes the keys no one else does.
+    #[serde(flatten)]
+    credentials: Credentials,
     /// The source's own keys.
     #[serde(flatten)]
     rest: serde_json::Map<String, serde_json::Value>,
@@ -142,7 +148,7 @@ fn default_offsets_topic() -> String {
 pub struct CaptureSettings {
     pub source: SecretUrl,
     pub kafka: KafkaSettings,
-    pub registry: SecretUrl,
+    pub registry: RegistryAccess,
     pub prefix: String,
     pub tables: TableFilter,
     pub snapshot: SnapshotMode,
@@ -194,6 +200,9 @@ impl CaptureFile {
         let source = self
             .source
             .ok_or_else(|| format!("--source is required: {source_form}"))?;
+        let password = self.credentials.database().map_err(|e| e.to_string())?;
+        let source = source.with_password(password.as_ref()).map_err(|e| e.to_string())?;
+        let registry = self.credentials.registry(self.registry).map_err(|e| e.to_string())?;
         let prefix = self
             .prefix
             .ok_or("--prefix is required: topics are named <prefix>.<schema>.<table>")?;
@@ -206,11 +215,8 @@ impl CaptureFile {
         let own = S::deserialize(serde_json::Value::Object(self.rest)).map_err(|e| format!("config: {e}"))?;
         let settings = CaptureSettings {
             source,
-            kafka: KafkaSettings {
-                brokers: self.brokers,
-                options: self.kafka,
-            },
-            registry: self.registry,
+            kafka: KafkaSettings::with_options(self.brokers, self.kafka),
+            registry,
             prefix,
             tables,
             snapshot: self.snapshot,

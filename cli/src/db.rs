@@ -23,11 +23,11 @@ pub const BATCH: usize = 2_000;
 pub enum Db {
     Postgres {
         url: SecretUrl,
-        config: Box<tokio_postgres::Config>,
+        config: Box<ferry_core::pg::PgConfig>,
     },
     Mysql {
         url: SecretUrl,
-        opts: mysql_async::Opts,
+        opts: ferry_core::mysql::MysqlConfig,
         database: String,
     },
 }
@@ -85,7 +85,7 @@ impl Db {
         }
     }
 
-    async fn pg(config: &tokio_postgres::Config, url: &SecretUrl) -> Result<tokio_postgres::Client, String> {
+    async fn pg(config: &ferry_core::pg::PgConfig, url: &SecretUrl) -> Result<tokio_postgres::Client, String> {
         let client = ferry_core::pg::connect(config, url).await.map_err(|e| e.to_string())?;
         client
             .batch_execute(
@@ -97,7 +97,7 @@ impl Db {
         Ok(client)
     }
 
-    async fn my(opts: &mysql_async::Opts, url: &SecretUrl) -> Result<mysql_async::Conn, String> {
+    async fn my(opts: &ferry_core::mysql::MysqlConfig, url: &SecretUrl) -> Result<mysql_async::Conn, String> {
         ferry_core::mysql::connect(opts, url).await.map_err(|e| e.to_string())
     }
 
@@ -267,7 +267,7 @@ impl Db {
 
 type Rows = mpsc::Sender<Result<Vec<Vec<Option<String>>>, String>>;
 
-async fn scan_pg(config: &tokio_postgres::Config, url: &SecretUrl, sql: &str, tx: &Rows) -> Result<(), String> {
+async fn scan_pg(config: &ferry_core::pg::PgConfig, url: &SecretUrl, sql: &str, tx: &Rows) -> Result<(), String> {
     let client = Db::pg(config, url).await?;
     let rows = client
         .query_raw(sql, std::iter::empty::<&str>())
@@ -288,7 +288,7 @@ async fn scan_pg(config: &tokio_postgres::Config, url: &SecretUrl, sql: &str, tx
     Ok(())
 }
 
-async fn scan_my(opts: &mysql_async::Opts, url: &SecretUrl, sql: &str, tx: &Rows) -> Result<(), String> {
+async fn scan_my(opts: &ferry_core::mysql::MysqlConfig, url: &SecretUrl, sql: &str, tx: &Rows) -> Result<(), String> {
     let mut conn = Db::my(opts, url).await?;
     let mut result = conn.query_iter(sql).await.map_err(|e| e.to_string())?;
     let mut batch = Vec::with_capacity(BATCH);

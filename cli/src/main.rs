@@ -76,6 +76,10 @@ enum Command {
         /// Tables to assess: 'public.orders,inventory.*' [default: all].
         #[arg(long, default_value = "")]
         tables: String,
+        /// PostgreSQL: the publication capture will use (a pre-made one spares
+        /// the capture's role owning the tables).
+        #[arg(long, default_value = "ferry")]
+        publication: String,
         /// Print the assessment as JSON.
         #[arg(long)]
         json: bool,
@@ -208,12 +212,13 @@ async fn run(cli: Cli) -> Result<bool, String> {
             source,
             target,
             tables,
+            publication,
             json,
         } => {
             let source = Db::parse(&source, "--source")?;
             let target = target.map(|t| Db::parse(&t, "--target")).transpose()?;
             let filter = TableFilter::parse(&tables).map_err(|e| format!("--tables: {e}"))?;
-            let assessment = assess::assess(&source, target.as_ref(), &filter).await?;
+            let assessment = assess::assess(&source, target.as_ref(), &filter, &publication).await?;
             if json {
                 println!(
                     "{}",

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ferry_core::kafka::KafkaSettings;
 use ferry_core::status::{Report, EVERY, TOPIC};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -54,12 +55,21 @@ pub async fn read(
         .consumer("ferry-status")
         .create()
         .map_err(|e| format!("cannot reach the brokers at {}: {e}", kafka.brokers))?;
+    let brokers = kafka.brokers.clone();
     let latest = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Report>, String> {
         let mut latest = BTreeMap::new();
         let (low, high) = match consumer.fetch_watermarks(TOPIC, 0, TIMEOUT) {
             Ok(w) => w,
             // No process has reported yet.
-            Err(_) => return Ok(latest),
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownPartition)
+                ) =>
+            {
+                return Ok(latest)
+            }
+            Err(e) => return Err(format!("cannot read {TOPIC} from the brokers at {brokers}: {e}")),
         };
         if high <= low {
             return Ok(latest);

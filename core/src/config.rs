@@ -9,7 +9,10 @@
 //! one-line error instead of a silently ignored setting.
 //!
 //! Secrets ([`Secret`], and passwords inside [`SecretUrl`]) print as `***` in
-//! `Debug` and `Display`, so a config struct can be logged whole.
+//! `Debug` and `Display`, so a config struct can be logged whole. A password
+//! may be kept out of the URL, and so out of the process list and the config
+//! file: in an environment variable or in a file ([`password`]), the way
+//! container secrets are mounted.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -67,6 +70,114 @@ impl Secret {
     }
 }
 
+/// Passwords given apart from the URLs they are for, and the files that
+/// secure the registry connection, shared by the capture and apply binaries
+/// (flags, `FERRY_*` variables, config keys).
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+pub struct Credentials {
+    /// The database's password, instead of in its URL (a flag shows in the
+    /// process list: prefer the variable or --password-file).
+    #[arg(long, env = "FERRY_PASSWORD", hide_env_values = true, hide = true)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// File holding the database's password, instead of in its URL.
+    #[arg(long, env = "FERRY_PASSWORD_FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// The registry's basic-auth password, instead of in --registry's URL.
+    #[arg(long, env = "FERRY_REGISTRY_PASSWORD", hide_env_values = true, hide = true)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_password: Option<Secret>,
+    /// File holding the registry's basic-auth password.
+    #[arg(long, env = "FERRY_REGISTRY_PASSWORD_FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_password_file: Option<PathBuf>,
+    /// PEM file of the CA(s) that sign an https registry's certificate [default: the system's].
+    #[arg(long, env = "FERRY_REGISTRY_CA")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_ca: Option<PathBuf>,
+    /// PEM client certificate for a registry that asks for one (with --registry-key).
+    #[arg(long, env = "FERRY_REGISTRY_CERT")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_cert: Option<PathBuf>,
+    /// PKCS#8 PEM private key of --registry-cert.
+    #[arg(long, env = "FERRY_REGISTRY_KEY")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_key: Option<PathBuf>,
+}
+
+impl Credentials {
+    /// The database's password, if given apart from its URL.
+    pub fn database(&self) -> Result<Option<Secret>, ConfigError> {
+        password(self.password.clone(), self.password_file.as_deref(), "--password-file")
+    }
+
+    /// How to reach `registry`: with the password given apart from it if one
+    /// is, and the TLS files.
+    pub fn registry(&self, registry: SecretUrl) -> Result<RegistryAccess, ConfigError> {
+        let given = password(
+            self.registry_password.clone(),
+            self.registry_password_file.as_deref(),
+            "--registry-password-file",
+        )?;
+        let identity = match (&self.registry_cert, &self.registry_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "--registry-cert and --registry-key go together; give both".into(),
+                ))
+            }
+        };
+        Ok(RegistryAccess {
+            url: registry.with_password(given.as_ref())?,
+            ca: self.registry_ca.clone(),
+            identity,
+        })
+    }
+}
+
+/// How to reach the schema registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryAccess {
+    /// With basic-auth user and password, if the registry wants them.
+    pub url: SecretUrl,
+    /// CA file for an https registry, instead of the system's trust store.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and PKCS#8 key, both PEM.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl RegistryAccess {
+    /// `url`, with no TLS files of its own.
+    pub fn new(url: SecretUrl) -> Self {
+        Self {
+            url,
+            ca: None,
+            identity: None,
+        }
+    }
+}
+
+/// The password given apart from its URL, if any: `value` (from the
+/// environment) or the contents of `file` (`flag` names it in errors; one
+/// trailing newline is not part of the password).
+pub fn password(value: Option<Secret>, file: Option<&Path>, flag: &str) -> Result<Option<Secret>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+            "{flag} and the password it would replace are both given; keep one"
+        ))),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Invalid(format!("{flag} {}: cannot be read: {e}", path.display())))?;
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            Ok(Some(Secret::new(text.strip_suffix('\r').unwrap_or(text))))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
@@ -106,6 +217,21 @@ impl SecretUrl {
     /// The URL with its password, for handing to a client library.
     pub fn expose(&self) -> &Url {
         &self.0
+    }
+
+    /// The URL with `password` in place of its own, if one is given.
+    pub fn with_password(mut self, password: Option<&Secret>) -> Result<Self, ConfigError> {
+        if let Some(password) = password {
+            if self.0.username().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "{self} names no user for the password given apart from it: add user@ to the URL"
+                )));
+            }
+            self.0
+                .set_password(Some(password.expose()))
+                .map_err(|()| ConfigError::Invalid(format!("{self} cannot take a password")))?;
+        }
+        Ok(self)
     }
 
     /// The URL without its password, safe to print.
@@ -237,5 +363,29 @@ mod tests {
         let plain = SecretUrl::parse("mysql://root@127.0.0.1:3306").unwrap();
         assert_eq!(plain.to_string(), "mysql://root@127.0.0.1:3306");
         assert_eq!(Secret::new("x").to_string(), "***");
+    }
+
+    #[test]
+    fn a_password_comes_from_a_file_or_the_environment_into_the_url() {
+        let f = file("p@ss:w/rd hunter2\n");
+        let from_file = password(None, Some(f.path()), "--password-file").unwrap();
+        assert_eq!(from_file.as_ref().map(Secret::expose), Some("p@ss:w/rd hunter2"));
+        let url = SecretUrl::parse("postgres://ferry:old@127.0.0.1/db").unwrap();
+        let url = url.with_password(from_file.as_ref()).unwrap();
+        assert_eq!(url.expose().password(), Some("p%40ss%3Aw%2Frd%20hunter2"));
+        assert_eq!(url.to_string(), "postgres://ferry:***@127.0.0.1/db");
+        let env = password(Some(Secret::new("hunter2")), None, "--password-file").unwrap();
+        assert_eq!(env.as_ref().map(Secret::expose), Some("hunter2"));
+        assert!(password(None, None, "--password-file").unwrap().is_none());
+        let both = password(Some(Secret::new("a")), Some(f.path()), "--password-file");
+        assert!(both.unwrap_err().to_string().contains("keep one"));
+        let missing = password(None, Some(Path::new("/nonexistent/pw")), "--password-file");
+        assert!(missing
+            .unwrap_err()
+            .to_string()
+            .starts_with("--password-file /nonexistent/pw: cannot be read"));
+        let userless = SecretUrl::parse("postgres://127.0.0.1/db").unwrap();
+        let err = userless.with_password(env.as_ref()).unwrap_err().to_string();
+        assert!(err.contains("names no user") && !err.contains("hunter2"), "{err}");
     }
 }

@@ -4,8 +4,10 @@
 //! a retried send cannot be written twice or out of order within a partition.
 //! Consumers never commit on their own: apply stores offsets in the target in
 //! the same transaction as the rows, and reads only committed transactional data.
-//! Any `kafka.*` key of a binary's config passes through to librdkafka unchanged
-//! (security settings, tuning), after Ferry's own, so an operator can override them.
+//! Any key of a config file's `[kafka]` table, and any `FERRY_KAFKA_*`
+//! environment variable (`FERRY_KAFKA_SASL_PASSWORD` is `sasl.password`),
+//! passes through to librdkafka unchanged (security settings, tuning), after
+//! Ferry's own, so an operator can override them; the environment wins over the file.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,11 +36,63 @@ pub struct KafkaSettings {
     pub options: BTreeMap<String, String>,
 }
 
+/// The prefix of the environment variables that set librdkafka properties.
+const ENV_PREFIX: &str = "FERRY_KAFKA_";
+
+/// The librdkafka properties among `vars`: `FERRY_KAFKA_SECURITY_PROTOCOL=SSL`
+/// is `security.protocol=SSL` (librdkafka's property names have dots, never underscores).
+pub fn environment_options(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    vars.into_iter()
+        .filter_map(|(name, value)| {
+            let property = name.strip_prefix(ENV_PREFIX)?;
+            (!property.is_empty()).then(|| (property.to_ascii_lowercase().replace('_', "."), value))
+        })
+        .collect()
+}
+
+/// Reads a config file's `[kafka]` table as librdkafka properties, whether
+/// its keys are quoted (`"security.protocol" = "SSL"`) or, as TOML reads an
+/// unquoted dotted key, nested (`security.protocol = "SSL"`); numbers and
+/// booleans are given as librdkafka's text.
+pub fn deserialize_options<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    fn flatten(prefix: &str, value: serde_json::Value, out: &mut BTreeMap<String, String>) -> Result<(), String> {
+        use serde_json::Value;
+        let text = match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                    flatten(&key, v, out)?;
+                }
+                return Ok(());
+            }
+            Value::String(s) => s,
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Null | Value::Array(_) => {
+                return Err(format!("kafka property {prefix} must be a string, number or boolean"))
+            }
+        };
+        out.insert(prefix.to_owned(), text);
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    flatten("", serde_json::Value::deserialize(d)?, &mut out).map_err(serde::de::Error::custom)?;
+    Ok(out)
+}
+
 impl KafkaSettings {
+    /// `brokers`, with the librdkafka properties of the environment.
     pub fn new(brokers: impl Into<String>) -> Self {
+        Self::with_options(brokers, BTreeMap::new())
+    }
+
+    /// `brokers`, with `options` (a config file's) and, over them, the
+    /// librdkafka properties of the environment.
+    pub fn with_options(brokers: impl Into<String>, mut options: BTreeMap<String, String>) -> Self {
+        options.extend(environment_options(std::env::vars()));
         Self {
             brokers: brokers.into(),
-            options: BTreeMap::new(),
+            options,
         }
     }
 
@@ -158,5 +212,53 @@ mod tests {
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(c.get("group.id"), Some("g"));
+    }
+
+    #[test]
+    fn the_environment_names_properties_with_underscores() {
+        let vars = [
+            ("FERRY_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("FERRY_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("FERRY_KAFKA_SSL_CA_LOCATION", "/etc/ca.pem"),
+            ("FERRY_KAFKA_", "ignored"),
+            ("FERRY_BROKERS", "not a property"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let options = environment_options(vars);
+        assert_eq!(
+            options.into_iter().collect::<Vec<_>>(),
+            [
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("security.protocol", "SASL_SSL"),
+                ("ssl.ca.location", "/etc/ca.pem"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_kafka_table_reads_quoted_and_dotted_keys() {
+        #[derive(Deserialize)]
+        struct File {
+            #[serde(deserialize_with = "deserialize_options")]
+            kafka: BTreeMap<String, String>,
+        }
+        let file: File = toml::from_str(
+            "[kafka]\n\"sasl.mechanism\" = \"PLAIN\"\nsecurity.protocol = \"SASL_SSL\"\nlinger.ms = 20\n\
+             enable.ssl.certificate.verification = false\n",
+        )
+        .unwrap();
+        let want = [
+            ("enable.ssl.certificate.verification", "false"),
+            ("linger.ms", "20"),
+            ("sasl.mechanism", "PLAIN"),
+            ("security.protocol", "SASL_SSL"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(file.kafka.into_iter().collect::<Vec<_>>(), want);
+        let bad: Result<File, _> = toml::from_str("[kafka]\n\"ssl.ca.location\" = [1]\n");
+        assert!(bad.err().is_some_and(|e| e
+            .to_string()
+            .contains("kafka property ssl.ca.location must be a string")));
     }
 }

@@ -32,6 +32,7 @@ pub mod schema;
 pub mod schema_change;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 pub mod transaction;
 pub mod value;
 pub mod wire;

@@ -4,13 +4,15 @@
 //!
 //! Every session runs in UTC (`time_zone = '+00:00'`), so `TIMESTAMP` values
 //! read and written as text are instants whatever the server's zone, and in
-//! utf8mb4, so every character of every text column survives.
+//! utf8mb4, so every character of every text column survives. Connections are
+//! encrypted as the URL's `ssl-mode` says (TLS when the server offers it, by default).
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{ClientIdentity, Conn, DriverError, IoError, Opts, OptsBuilder, SslOpts};
 
 use crate::config::SecretUrl;
 use crate::meta::TableId;
+use crate::tls::{Dialect, TlsMode, TlsOptions};
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,8 @@ pub enum ConnectError {
     Unreachable { url: String, reason: String },
     #[error("MySQL/MariaDB at {url} refused the login: {reason}")]
     Refused { url: String, reason: String },
+    #[error("no TLS connection to MySQL/MariaDB at {url}: {reason}; check ssl-mode, ssl-ca, ssl-cert and ssl-key")]
+    Tls { url: String, reason: String },
 }
 
 impl ConnectError {
@@ -34,30 +38,102 @@ impl ConnectError {
     }
 }
 
-/// The URL given as `flag`, parsed, with Ferry's session settings.
-pub fn opts(url: &SecretUrl, flag: &'static str) -> Result<Opts, ConnectError> {
-    let opts = Opts::from_url(url.expose().as_str()).map_err(|e| ConnectError::BadUrl {
-        flag,
-        url: url.to_string(),
-        reason: e.to_string(),
-    })?;
-    Ok(OptsBuilder::from_opts(opts)
-        .init(vec!["SET time_zone = '+00:00', NAMES utf8mb4"])
-        .into())
+/// A MySQL/MariaDB URL, parsed: the options of every connection, and whether
+/// TLS may be dropped for a server that does not offer it.
+#[derive(Debug, Clone)]
+pub struct MysqlConfig {
+    pub opts: Opts,
+    tls: TlsMode,
 }
 
-/// A connection made with `opts`.
-pub async fn connect(opts: &Opts, url: &SecretUrl) -> Result<Conn, ConnectError> {
-    Conn::new(opts.clone()).await.map_err(|e| match &e {
+impl MysqlConfig {
+    /// The same connections, also running `statements` when they open.
+    pub fn with_init(mut self, statements: impl IntoIterator<Item = String>) -> Self {
+        let init: Vec<String> = self.opts.init().iter().cloned().chain(statements).collect();
+        self.opts = OptsBuilder::from_opts(self.opts).init(init).into();
+        self
+    }
+}
+
+/// The URL given as `flag`, parsed, with Ferry's session settings and the
+/// MySQL client's TLS parameters (see [`crate::tls`]). Parameters of
+/// mysql_async's own (`require_ssl`, ...) are honoured when no `ssl-*` one is given.
+pub fn opts(url: &SecretUrl, flag: &'static str) -> Result<MysqlConfig, ConnectError> {
+    let bad = |reason: String| ConnectError::BadUrl {
+        flag,
+        url: url.to_string(),
+        reason,
+    };
+    let mut plain = url.expose().clone();
+    let tls = TlsOptions::take(&mut plain, Dialect::Mysql).map_err(|e| bad(e.to_string()))?;
+    let opts = Opts::from_url(plain.as_str()).map_err(|e| bad(e.to_string()))?;
+    let mode = tls.mode;
+    let mut builder = OptsBuilder::from_opts(opts.clone()).init(vec!["SET time_zone = '+00:00', NAMES utf8mb4"]);
+    if opts.ssl_opts().is_none() || plain.as_str() != url.expose().as_str() {
+        builder = builder.ssl_opts(ssl_opts(tls));
+    }
+    Ok(MysqlConfig {
+        opts: builder.into(),
+        tls: mode,
+    })
+}
+
+fn ssl_opts(tls: TlsOptions) -> Option<SslOpts> {
+    crate::tls::install_crypto_provider();
+    let verifies = tls.mode.verifies();
+    let opts = match tls.mode {
+        TlsMode::Disable => return None,
+        _ => SslOpts::default()
+            .with_danger_accept_invalid_certs(!verifies)
+            .with_danger_skip_domain_validation(tls.mode != TlsMode::VerifyFull),
+    };
+    let opts = match tls.ca {
+        Some(ca) => opts.with_root_certs(vec![ca.into()]).with_disable_built_in_roots(true),
+        None => opts,
+    };
+    Some(
+        opts.with_client_identity(
+            tls.identity
+                .map(|(cert, key)| ClientIdentity::new(cert.into(), key.into())),
+        ),
+    )
+}
+
+/// A connection made with `config`; with `ssl-mode=PREFERRED` (the default),
+/// a plain one to a server that offers no TLS.
+pub async fn connect(config: &MysqlConfig, url: &SecretUrl) -> Result<Conn, ConnectError> {
+    let failed = |e: mysql_async::Error| match &e {
         mysql_async::Error::Server(s) => ConnectError::Refused {
             url: url.to_string(),
             reason: format!("{} (error {})", s.message, s.code),
         },
+        mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer) => ConnectError::Tls {
+            url: url.to_string(),
+            reason: "the server does not offer TLS".into(),
+        },
+        mysql_async::Error::Io(IoError::Tls(t)) => ConnectError::Tls {
+            url: url.to_string(),
+            reason: t.to_string(),
+        },
+        // rustls's handshake failures (an untrusted certificate) come wrapped in I/O errors.
+        mysql_async::Error::Io(IoError::Io(io)) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+            ConnectError::Tls {
+                url: url.to_string(),
+                reason: io.to_string(),
+            }
+        }
         _ => ConnectError::Unreachable {
             url: url.to_string(),
             reason: e.to_string(),
         },
-    })
+    };
+    match Conn::new(config.opts.clone()).await {
+        Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)) if config.tls == TlsMode::Prefer => {
+            let plain = OptsBuilder::from_opts(config.opts.clone()).ssl_opts(None::<SslOpts>);
+            Conn::new(plain).await.map_err(failed)
+        }
+        result => result.map_err(failed),
+    }
 }
 
 /// The server's error code, when the server answered with an error.

@@ -7,7 +7,9 @@
 //! so a cached id is never stale.
 //!
 //! Basic auth comes from the URL's user info (`http://user:pass@host:8081`) and
-//! is sent as a header; the URL is printed without the password.
+//! is sent as a header; the URL is printed without the password. An https
+//! registry is verified against the system's CAs or the one given, and may be
+//! shown a client certificate ([`RegistryAccess`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use url::Url;
 
-use crate::config::SecretUrl;
+use crate::config::{RegistryAccess, SecretUrl};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -37,6 +39,8 @@ pub enum RegistryError {
     BadResponse { url: String, reason: String },
     #[error("schema {id} from the registry is not valid Avro: {reason}")]
     InvalidSchema { id: u32, reason: String },
+    #[error("schema registry TLS: {0}")]
+    Tls(String),
 }
 
 impl RegistryError {
@@ -46,7 +50,7 @@ impl RegistryError {
         match self {
             RegistryError::Unreachable { .. } => true,
             RegistryError::Rejected { status, .. } => *status >= 500,
-            RegistryError::BadResponse { .. } | RegistryError::InvalidSchema { .. } => false,
+            RegistryError::BadResponse { .. } | RegistryError::InvalidSchema { .. } | RegistryError::Tls(_) => false,
         }
     }
 }
@@ -77,7 +81,37 @@ struct ErrorBody {
 }
 
 impl RegistryClient {
+    /// A failed request, with every cause (reqwest's own message alone is
+    /// "error sending request"); an untrusted certificate is final, as
+    /// trying again cannot change it.
+    fn unreachable(&self, e: reqwest::Error) -> RegistryError {
+        let e = e.without_url();
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            reason = format!("{reason}: {cause}");
+            source = cause.source();
+        }
+        if reason.contains("certificate") {
+            RegistryError::Tls(format!(
+                "{} presented a certificate that is not trusted ({reason}): give its CA with --registry-ca",
+                self.shown
+            ))
+        } else {
+            RegistryError::Unreachable {
+                url: self.shown.clone(),
+                reason,
+            }
+        }
+    }
+    /// A client of the registry at `url`, trusting the system's CAs.
     pub fn new(url: &SecretUrl) -> Result<Self, RegistryError> {
+        Self::with_access(&RegistryAccess::new(url.clone()))
+    }
+
+    /// A client as `access` says.
+    pub fn with_access(access: &RegistryAccess) -> Result<Self, RegistryError> {
+        let url = &access.url;
         let mut base = url.expose().clone();
         let auth = (!base.username().is_empty()).then(|| {
             (
@@ -89,14 +123,32 @@ impl RegistryClient {
         // Cannot fail for an http(s) URL with a host.
         let _ = base.set_username("");
         let _ = base.set_password(None);
-        let http = reqwest::Client::builder()
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| RegistryError::Tls(format!("cannot read {}: {e}", path.display())))
+        };
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| RegistryError::Unreachable {
-                url: shown.clone(),
-                reason: e.to_string(),
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(ca) = &access.ca {
+            let pem = read(ca)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| RegistryError::Tls(format!("{} holds no PEM certificate: {e}", ca.display())))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some((cert, key)) = &access.identity {
+            let identity = reqwest::Identity::from_pkcs8_pem(&read(cert)?, &read(key)?).map_err(|e| {
+                RegistryError::Tls(format!(
+                    "{} and {} are not a PEM certificate and PKCS#8 key: {e}",
+                    cert.display(),
+                    key.display()
+                ))
             })?;
+            builder = builder.identity(identity);
+        }
+        let http = builder.build().map_err(|e| RegistryError::Unreachable {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Self {
             base,
             shown,
@@ -124,15 +176,9 @@ impl RegistryClient {
             .header(reqwest::header::ACCEPT, CONTENT_TYPE)
             .send()
             .await
-            .map_err(|e| RegistryError::Unreachable {
-                url: self.shown.clone(),
-                reason: e.without_url().to_string(),
-            })?;
+            .map_err(|e| self.unreachable(e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| RegistryError::Unreachable {
-            url: self.shown.clone(),
-            reason: e.without_url().to_string(),
-        })?;
+        let body = response.bytes().await.map_err(|e| self.unreachable(e))?;
         if !status.is_success() {
             let ErrorBody { error_code, message } = serde_json::from_slice(&body).unwrap_or(ErrorBody {
                 error_code: i64::from(status.as_u16()),

@@ -40,10 +40,15 @@ struct Args {
     #[arg(long, env = "FERRY_BASIC_AUTH_USER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     basic_auth_user: Option<String>,
-    /// Password for basic auth.
+    /// Password for basic auth (a flag shows in the process list: prefer the
+    /// variable or --basic-auth-password-file).
     #[arg(long, env = "FERRY_BASIC_AUTH_PASSWORD", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     basic_auth_password: Option<Secret>,
+    /// File holding the password for basic auth.
+    #[arg(long, env = "FERRY_BASIC_AUTH_PASSWORD_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    basic_auth_password_file: Option<PathBuf>,
     /// URL other instances name to clients as the writer [default: http://<listen>].
     #[arg(long, env = "FERRY_ADVERTISED_URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,6 +84,7 @@ struct FileConfig {
     read_only: bool,
     basic_auth_user: Option<String>,
     basic_auth_password: Option<Secret>,
+    basic_auth_password_file: Option<PathBuf>,
     advertised_url: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -87,7 +93,7 @@ struct FileConfig {
     #[serde(default)]
     log_format: LogFormat,
     /// librdkafka properties passed through (`[kafka]` table).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ferry_core::kafka::deserialize_options")]
     kafka: BTreeMap<String, String>,
 }
 
@@ -118,7 +124,12 @@ enum MainError {
 async fn main_inner(args: Args) -> Result<(), MainError> {
     let file: FileConfig = config::load(args.config.as_deref(), &args)?;
     init_logging(file.log_format);
-    let basic_auth = match (file.basic_auth_user, file.basic_auth_password) {
+    let password = config::password(
+        file.basic_auth_password,
+        file.basic_auth_password_file.as_deref(),
+        "--basic-auth-password-file",
+    )?;
+    let basic_auth = match (file.basic_auth_user, password) {
         (Some(user), Some(password)) => Some((user, password)),
         (None, None) => None,
         _ => return Err(MainError::HalfAuth),
@@ -135,10 +146,7 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
             reason: e.to_string(),
         })?;
     let config = Config {
-        kafka: KafkaSettings {
-            brokers: file.brokers,
-            options: file.kafka,
-        },
+        kafka: KafkaSettings::with_options(file.brokers, file.kafka),
         topic: file.topic,
         read_only: file.read_only,
         basic_auth,

@@ -57,6 +57,15 @@ where
     }
 }
 
+/// The development CA and the certificates it signed (`scripts/services up`
+/// makes them): ca.pem, server.pem/.key, client.pem/.key for user ferry_cert.
+pub fn tls_dir() -> PathBuf {
+    std::env::var_os("FERRY_SERVICES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".services"))
+        .join("tls")
+}
+
 /// A Ferry binary built by `cargo build --workspace --bins` (which `scripts/test`
 /// runs first), next to this test's own executable.
 pub fn binary(name: &str) -> PathBuf {
@@ -466,6 +475,21 @@ impl Running {
             .env("FERRY_LOG", "info")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Running { child }
+    }
+
+    /// `name` with `args` and the environment variables `envs`, writing
+    /// stdout and stderr to the file `log`.
+    pub fn start_logged(name: &str, args: &[&str], envs: &[(&str, &str)], log: &std::path::Path) -> Running {
+        let out = std::fs::File::create(log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let child = std::process::Command::new(binary(name))
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}"));
         Running { child }

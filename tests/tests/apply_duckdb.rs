@@ -74,7 +74,9 @@ impl InProcess {
         let reader = Mutex::new(connect.connection().unwrap());
         let settings = ApplySettings {
             kafka: KafkaSettings::new(brokers()),
-            registry: SecretUrl::parse(ferry_tests::SERVICES_REGISTRY).unwrap(),
+            registry: ferry_core::config::RegistryAccess::new(
+                SecretUrl::parse(ferry_tests::SERVICES_REGISTRY).unwrap(),
+            ),
             topics: format!("^({}\\..*)$", prefix.replace('.', "\\.")),
             group: group.to_owned(),
             instance_id: instance.map(str::to_owned),

@@ -23,7 +23,7 @@ async fn a_ready_database_passes() {
     .await;
     let client = db.client().await;
     let filter = TableFilter::parse("").unwrap();
-    let (tables, problems) = validate(&client, &filter, &unique("slot")).await.unwrap();
+    let (tables, problems) = validate(&client, &filter, &unique("slot"), "ferry").await.unwrap();
     assert_eq!(problems, vec![]);
     assert_eq!(
         tables,
@@ -34,7 +34,7 @@ async fn a_ready_database_passes() {
         ]
     );
     let filter = TableFilter::parse("inventory.*").unwrap();
-    let (tables, _) = validate(&client, &filter, &unique("slot")).await.unwrap();
+    let (tables, _) = validate(&client, &filter, &unique("slot"), "ferry").await.unwrap();
     assert_eq!(tables, vec![TableId::new("inventory", "items")]);
 }
 
@@ -50,7 +50,7 @@ async fn every_problem_is_reported_at_once() {
     .await;
     let client = connect_pg(&db.url_as(&role)).await;
     let filter = TableFilter::parse("public.*,public.ordres").unwrap();
-    let (_, problems) = validate(&client, &filter, &unique("slot")).await.unwrap();
+    let (_, problems) = validate(&client, &filter, &unique("slot"), "ferry").await.unwrap();
     let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert!(
         problems.contains(&Problem::NoReplicationPrivilege { role: role.clone() }),
@@ -121,7 +121,7 @@ async fn a_slot_in_use_names_the_process() {
     })
     .await;
     let filter = TableFilter::parse("").unwrap();
-    let (_, problems) = validate(&client, &filter, &slot).await.unwrap();
+    let (_, problems) = validate(&client, &filter, &slot, "ferry").await.unwrap();
     assert_eq!(
         problems,
         vec![Problem::SlotInUse {
@@ -130,7 +130,7 @@ async fn a_slot_in_use_names_the_process() {
         }]
     );
     assert!(problems[0].to_string().contains(&pid.to_string()));
-    let (_, problems) = validate(&client, &filter, &other).await.unwrap();
+    let (_, problems) = validate(&client, &filter, &other, "ferry").await.unwrap();
     assert!(
         matches!(&problems[..], [Problem::SlotMismatch { what: "plugin", .. }]),
         "{problems:?}"

@@ -47,12 +47,14 @@ use std::sync::{Arc, Mutex};
 
 use ::duckdb::types::{TimeUnit, ToSqlOutput, Value};
 use ::duckdb::{appender_params_from_iter, params, AccessMode, Appender, Config, Connection};
+use ferry_core::config::Secret;
 use ferry_core::envelope::Op;
 use ferry_core::meta::{DataType, TableId};
 use ferry_core::value::Datum;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{Barrier, Batch, HistoryEvent, RowChange, RowState, TableChanges};
+use crate::settings::TargetAddress;
 use crate::target::{
     key_text, offsets_of, sql, Connect, Plans, Rejected, Target, TargetError, BARRIERS_TABLE, OFFSETS_TABLE,
 };
@@ -117,6 +119,15 @@ impl TryFrom<String> for DuckFile {
 impl fmt::Display for DuckFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.display().fmt(f)
+    }
+}
+
+impl TargetAddress for DuckFile {
+    fn with_password(self, password: Option<&Secret>) -> Result<Self, String> {
+        match password {
+            Some(_) => Err(format!("--target {self} is a DuckDB file, which takes no password")),
+            None => Ok(self),
+        }
     }
 }
 

@@ -36,10 +36,11 @@ use std::sync::Arc;
 
 use ferry_core::config::SecretUrl;
 use ferry_core::meta::TableId;
+use ferry_core::mysql::MysqlConfig;
 pub use ferry_core::mysql::{quote_ident, quoted, server_code};
 use ferry_core::value::Datum;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::Conn;
 
 use crate::batch::{Barrier, Batch, RowChange, RowState, TableChanges};
 use crate::target::{
@@ -87,7 +88,7 @@ pub(crate) fn classify(e: &mysql_async::Error, table: &TableId) -> TargetError {
 #[derive(Debug)]
 pub struct MyConnect {
     url: SecretUrl,
-    opts: Opts,
+    opts: MysqlConfig,
     database: String,
 }
 
@@ -96,6 +97,7 @@ impl MyConnect {
     pub fn new(url: SecretUrl) -> Result<Self, String> {
         let opts = ferry_core::mysql::opts(&url, "--target").map_err(|e| e.to_string())?;
         let database = opts
+            .opts
             .db_name()
             .filter(|d| !d.is_empty())
             .ok_or_else(|| {
@@ -105,13 +107,7 @@ impl MyConnect {
                 )
             })?
             .to_owned();
-        let init: Vec<String> = opts
-            .init()
-            .iter()
-            .cloned()
-            .chain(SESSION.iter().map(|s| s.to_string()))
-            .collect();
-        let opts = OptsBuilder::from_opts(opts).init(init).into();
+        let opts = opts.with_init(SESSION.iter().map(|s| s.to_string()));
         Ok(Self { url, opts, database })
     }
 }
@@ -121,14 +117,9 @@ impl Connect for MyConnect {
 
     async fn connect(&self) -> Result<MyTarget, TargetError> {
         let offsets = TableId::new(self.database.clone(), OFFSETS_TABLE);
-        let mut conn = ferry_core::mysql::connect(&self.opts, &self.url).await.map_err(|e| {
-            if e.is_retryable() {
-                TargetError::Unavailable(e.to_string())
-            } else {
-                // Wrong credentials, no such database, no privilege: nothing to wait for.
-                TargetError::Permanent(format!("--target: {e}"))
-            }
-        })?;
+        let mut conn = ferry_core::mysql::connect(&self.opts, &self.url)
+            .await
+            .map_err(|e| TargetError::connecting(&e, e.is_retryable()))?;
         let err = |e: mysql_async::Error| classify(&e, &offsets);
         let (version, packet): (String, u64) = conn
             .query_first("SELECT VERSION(), @@max_allowed_packet")

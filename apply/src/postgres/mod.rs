@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use ferry_core::config::SecretUrl;
 use ferry_core::meta::TableId;
-use ferry_core::pg::{pg_message, quote_ident, quoted, ConnectError};
+use ferry_core::pg::{pg_message, quote_ident, quoted, ConnectError, PgConfig};
 use ferry_core::value::Datum;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement, Transaction};
@@ -78,13 +78,16 @@ pub(crate) fn classify(e: &tokio_postgres::Error, table: &TableId) -> TargetErro
 #[derive(Debug)]
 pub struct PgConnect {
     url: SecretUrl,
-    config: tokio_postgres::Config,
+    config: PgConfig,
 }
 
 impl PgConnect {
     pub fn new(url: SecretUrl) -> Result<Self, ConnectError> {
         let mut config = ferry_core::pg::config(&url, "--target")?;
-        config.options(SESSION_OPTIONS).application_name("ferry-apply-postgres");
+        config
+            .session
+            .options(SESSION_OPTIONS)
+            .application_name("ferry-apply-postgres");
         Ok(Self { url, config })
     }
 }
@@ -95,7 +98,7 @@ impl Connect for PgConnect {
     async fn connect(&self) -> Result<PgTarget, TargetError> {
         let client = ferry_core::pg::connect(&self.config, &self.url)
             .await
-            .map_err(|e| TargetError::Unavailable(e.to_string()))?;
+            .map_err(|e| TargetError::connecting(&e, e.is_retryable()))?;
         let offsets_table = TableId::new(String::new(), OFFSETS_TABLE);
         let schema: Option<String> = client
             .query_one("SELECT current_schema()::text", &[])

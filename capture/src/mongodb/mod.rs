@@ -86,8 +86,10 @@ pub struct MongoCaptureConfig {
 /// Back-off between reconnects to a source that went away.
 const RECONNECT: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
-/// A client of `--source`, checked to answer.
+/// A client of `--source`, checked to answer. TLS is the driver's, set in the
+/// URL (`tls=true`, `tlsCAFile`, `tlsCertificateKeyFile`).
 async fn connect(config: &MongoCaptureConfig) -> Result<Client, CaptureError> {
+    ferry_core::tls::install_crypto_provider();
     let url = config.common.source.expose().as_str();
     let mut options = ClientOptions::parse(url).await.map_err(|e| {
         CaptureError::Config(format!(
@@ -127,7 +129,7 @@ async fn capture(
         state_key,
     } = load_capture(&offsets, &config.common.prefix, Connector::Mongodb).await?;
 
-    let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
+    let registry = Arc::new(RegistryClient::with_access(&config.common.registry)?);
     let mut publisher = Publisher::start(config.common.publisher(Connector::Mongodb), registry).await?;
     status.follow(publisher.acknowledged());
     for id in &collections {

@@ -26,13 +26,14 @@ use std::time::Duration;
 use ferry_core::config::SecretUrl;
 use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo};
 use ferry_core::meta::{TableId, TableMeta};
+use ferry_core::mysql::MysqlConfig;
 use ferry_core::position::{BinlogPosition, GtidSet, MariadbGtid, SourcePosition};
 use ferry_core::value::Datum;
 use futures::StreamExt;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Opts};
+use mysql_async::{BinlogStream, BinlogStreamRequest};
 
 use crate::filter::TableFilter;
 use crate::mysql::error::CaptureError;
@@ -79,7 +80,7 @@ impl std::fmt::Debug for Opened {
 
 /// Opens the binlog stream at `start` as replica `server_id`.
 pub async fn open(
-    opts: &Opts,
+    opts: &MysqlConfig,
     url: &SecretUrl,
     server_id: u32,
     mariadb: bool,

@@ -108,7 +108,7 @@ async fn capture(
         }
     }
 
-    let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
+    let registry = Arc::new(RegistryClient::with_access(&config.common.registry)?);
     let mut publisher = Publisher::start(config.common.publisher(Connector::Mysql), registry).await?;
     status.follow(publisher.acknowledged());
     for meta in metas {

@@ -113,7 +113,7 @@ pub async fn gtids_at(conn: &mut Conn, mariadb: bool, file: &str, pos: u64) -> R
 
 /// Opens `n` connections whose snapshots agree on one binlog position.
 pub async fn open(
-    opts: &mysql_async::Opts,
+    opts: &ferry_core::mysql::MysqlConfig,
     url: &ferry_core::config::SecretUrl,
     n: usize,
     mariadb: bool,

@@ -171,13 +171,28 @@ async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql_a
 const REPLICA_GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The host of a replica registered with `server_id`, if any.
+///
+/// MariaDB lists replicas only to REPLICATION MASTER ADMIN, which capture
+/// does not otherwise need: without it, the check is skipped.
 async fn replica_with_id(conn: &mut Conn, server_id: u32) -> Result<Option<String>, mysql_async::Error> {
-    let hosts: Vec<mysql_async::Row> = conn.query("SHOW SLAVE HOSTS").await?;
+    let hosts: Vec<mysql_async::Row> = match conn.query("SHOW SLAVE HOSTS").await {
+        Err(mysql_async::Error::Server(e)) if e.code == ER_SPECIFIC_ACCESS_DENIED => {
+            tracing::info!(
+                server_id,
+                "the user may not list replicas (REPLICATION MASTER ADMIN): whether another replica uses --server-id is not checked"
+            );
+            return Ok(None);
+        }
+        result => result?,
+    };
     Ok(hosts.into_iter().find_map(|row| {
         let id: Option<u32> = row.get(0);
         (id == Some(server_id)).then(|| row.get::<String, _>(1).unwrap_or_default())
     }))
 }
+
+/// "Access denied; you need (at least one of) the ... privilege(s)".
+const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
 
 /// The server settings row-based capture needs, and their values.
 const SETTINGS: [(&str, &str); 5] = [

@@ -63,7 +63,7 @@ impl CaptureError {
     /// Whether restarting may succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {
-            CaptureError::Connect(e) => matches!(e, ferry_core::pg::ConnectError::Unreachable { .. }),
+            CaptureError::Connect(e) => e.is_retryable(),
             CaptureError::Replication(_) | CaptureError::Offsets(_) => true,
             CaptureError::Postgres(e) => e.as_db_error().is_none(),
             CaptureError::Publish(e) => e.is_retryable(),

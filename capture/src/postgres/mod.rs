@@ -100,7 +100,8 @@ async fn capture(
     status: std::sync::Arc<ferry_core::status::Reporter>,
 ) -> Result<(), CaptureError> {
     let client = replication::connect(&config.common.source).await?;
-    let (tables, problems) = validate::validate(&client, &config.common.tables, &config.slot).await?;
+    let (tables, problems) =
+        validate::validate(&client, &config.common.tables, &config.slot, &config.publication).await?;
     if !problems.is_empty() {
         return Err(CaptureError::Invalid(problems));
     }
@@ -128,7 +129,7 @@ async fn capture(
         )));
     }
 
-    let registry = Arc::new(RegistryClient::new(&config.common.registry)?);
+    let registry = Arc::new(RegistryClient::with_access(&config.common.registry)?);
     let mut publisher = Publisher::start(config.common.publisher(Connector::Postgres), registry).await?;
     status.follow(publisher.acknowledged());
     for table in &tables {

@@ -1,5 +1,8 @@
 //! Connections, the publication and the replication slot.
 //!
+//! The replication connection is encrypted exactly as the query connections
+//! are (the URL's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`).
+//!
 //! Every session Ferry opens pins the settings that make PostgreSQL's text
 //! output exact and parseable (ISO dates in UTC, ISO 8601 intervals, hex
 //! bytea, shortest-exact floats): the snapshot's query connection and the
@@ -9,8 +12,10 @@ use std::time::Duration;
 
 use ferry_core::config::SecretUrl;
 use ferry_core::meta::TableId;
+use ferry_core::pg::PgConfig;
 use ferry_core::position::PgLsn;
-use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
+use ferry_core::tls::{TlsMode, TlsOptions};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, SslMode, TlsConfig};
 use tokio_postgres::Client;
 
 use crate::postgres::error::CaptureError;
@@ -20,7 +25,7 @@ use crate::postgres::validate::{quote_ident, quoted};
 pub const SESSION_OPTIONS: &str =
     "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 -c bytea_output=hex -c extra_float_digits=1";
 
-fn parsed(url: &SecretUrl) -> Result<tokio_postgres::Config, CaptureError> {
+fn parsed(url: &SecretUrl) -> Result<PgConfig, CaptureError> {
     Ok(ferry_core::pg::config(url, "--source")?)
 }
 
@@ -28,6 +33,7 @@ fn parsed(url: &SecretUrl) -> Result<tokio_postgres::Config, CaptureError> {
 pub async fn connect(url: &SecretUrl) -> Result<Client, CaptureError> {
     let mut config = parsed(url)?;
     config
+        .session
         .options(SESSION_OPTIONS)
         .application_name("ferry-capture-postgres");
     Ok(ferry_core::pg::connect(&config, url).await?)
@@ -40,7 +46,7 @@ pub async fn replication(
     publication: &str,
     start: Option<PgLsn>,
 ) -> Result<ReplicationClient, CaptureError> {
-    let config = parsed(url)?;
+    let PgConfig { session: config, tls } = parsed(url)?;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "127.0.0.1".to_owned(),
@@ -51,7 +57,7 @@ pub async fn replication(
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_default();
     let mut repl = ReplicationConfig::new(
-        host,
+        host.clone(),
         config.get_user().unwrap_or("postgres"),
         password,
         config.get_dbname().unwrap_or("postgres"),
@@ -61,11 +67,33 @@ pub async fn replication(
     .with_port(port)
     .with_options(SESSION_OPTIONS)
     .with_application_name("ferry-capture-postgres")
-    .with_status_interval(Duration::from_secs(1));
+    .with_status_interval(Duration::from_secs(1))
+    .with_tls(replication_tls(tls, &host));
     if let Some(lsn) = start {
         repl = repl.with_start_lsn(Lsn(lsn.0)).with_ack_lsn(Lsn(lsn.0));
     }
     Ok(ReplicationClient::connect_gated(repl).await?)
+}
+
+/// The query connections' TLS settings, for the replication connection to
+/// `host`. An IP address is its own server name, so verify-full checks it
+/// against the certificate's IP addresses, as libpq does.
+fn replication_tls(tls: TlsOptions, host: &str) -> TlsConfig {
+    let (cert, key) = tls.identity.unzip();
+    let ip = host.parse::<std::net::IpAddr>().is_ok();
+    TlsConfig {
+        mode: match tls.mode {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            TlsMode::Require => SslMode::Require,
+            TlsMode::VerifyCa => SslMode::VerifyCa,
+            TlsMode::VerifyFull => SslMode::VerifyFull,
+        },
+        ca_pem_path: tls.ca,
+        sni_hostname: ip.then(|| host.to_owned()),
+        client_cert_pem_path: cert,
+        client_key_pem_path: key,
+    }
 }
 
 /// Creates the publication, or adds the tables it lacks.

@@ -47,6 +47,17 @@ pub enum Problem {
     NoFreeSlot {
         max: i64,
     },
+    NoSelect {
+        role: String,
+        table: TableId,
+    },
+    /// The publication lacks tables the role cannot add, not owning them.
+    PublicationNotPermitted {
+        role: String,
+        publication: String,
+        exists: bool,
+        tables: Vec<TableId>,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -98,6 +109,29 @@ impl fmt::Display for Problem {
                 f,
                 "all {max} replication slots are taken: raise max_replication_slots and restart PostgreSQL, or drop an unused slot"
             ),
+            Problem::NoSelect { role, table } => write!(
+                f,
+                "role {role} may not read table {table}: run GRANT SELECT ON {} TO {}",
+                quoted(table),
+                quote_ident(role)
+            ),
+            Problem::PublicationNotPermitted {
+                role,
+                publication,
+                exists,
+                tables,
+            } => {
+                let list = tables.iter().map(quoted).collect::<Vec<_>>().join(", ");
+                let statement = if *exists {
+                    format!("ALTER PUBLICATION {} ADD TABLE {list}", quote_ident(publication))
+                } else {
+                    format!("CREATE PUBLICATION {} FOR TABLE {list}", quote_ident(publication))
+                };
+                write!(
+                    f,
+                    "role {role} does not own {list}, so it cannot publish them: as their owner run {statement}"
+                )
+            }
         }
     }
 }
@@ -128,6 +162,7 @@ pub async fn validate(
     client: &Client,
     filter: &TableFilter,
     slot: &str,
+    publication: &str,
 ) -> Result<(Vec<TableId>, Vec<Problem>), tokio_postgres::Error> {
     let mut problems = Vec::new();
 
@@ -147,8 +182,11 @@ pub async fn validate(
             &[],
         )
         .await?;
+    let role_name: String = role.get(0);
     if !role.get::<_, bool>(1) {
-        problems.push(Problem::NoReplicationPrivilege { role: role.get(0) });
+        problems.push(Problem::NoReplicationPrivilege {
+            role: role_name.clone(),
+        });
     }
 
     let tables = included_tables(client, filter).await?;
@@ -163,17 +201,37 @@ pub async fn validate(
         problems.push(Problem::NoTables { database });
     }
 
+    let publication_exists = client
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication])
+        .await?
+        .is_some();
+    let mut unpublishable = Vec::new();
     for table in &tables {
+        // Publishing a table takes owning it (membership of its owner role).
         let row = client
             .query_one(
                 "SELECT c.relreplident::text,
-                        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
-                 FROM pg_class c WHERE c.oid = $1::text::regclass",
-                &[&quoted(table)],
+                        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+                        has_table_privilege(c.oid, 'SELECT'),
+                        pg_has_role(c.relowner, 'USAGE'),
+                        EXISTS (SELECT 1 FROM pg_publication_tables p
+                                WHERE p.pubname = $2 AND p.schemaname = n.nspname AND p.tablename = c.relname)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.oid = $1::text::regclass",
+                &[&quoted(table), &publication],
             )
             .await?;
         let identity: String = row.get(0);
         let has_key: bool = row.get(1);
+        if !row.get::<_, bool>(2) {
+            problems.push(Problem::NoSelect {
+                role: role_name.clone(),
+                table: table.clone(),
+            });
+        }
+        if !row.get::<_, bool>(3) && !row.get::<_, bool>(4) {
+            unpublishable.push(table.clone());
+        }
         let identity = identity.chars().next().unwrap_or('d');
         if identity == 'n' || (identity == 'd' && !has_key) {
             problems.push(Problem::NoIdentity {
@@ -181,6 +239,15 @@ pub async fn validate(
                 identity,
             });
         }
+    }
+
+    if !unpublishable.is_empty() {
+        problems.push(Problem::PublicationNotPermitted {
+            role: role_name,
+            publication: publication.to_owned(),
+            exists: publication_exists,
+            tables: unpublishable,
+        });
     }
 
     let database: String = client.query_one("SELECT current_database()::text", &[]).await?.get(0);

@@ -31,6 +31,18 @@ pub struct TableFacts {
     pub large_columns: Vec<String>,
 }
 
+/// What a source engine's module gathers.
+#[derive(Debug)]
+pub struct Facts {
+    pub engine: &'static str,
+    /// The capture's validation, one line per problem.
+    pub problems: Vec<String>,
+    pub metas: Vec<TableMeta>,
+    pub tables: Vec<TableFacts>,
+    pub not_migrated: Vec<String>,
+    pub excess_privileges: Vec<String>,
+}
+
 /// A source type and what it becomes.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Conversion {
@@ -51,6 +63,8 @@ pub struct Assessment {
     pub conversions: Vec<Conversion>,
     /// Objects Ferry does not carry over, each with what to do.
     pub not_migrated: Vec<String>,
+    /// What the user may do beyond what capture needs, each with how to take it away.
+    pub excess_privileges: Vec<String>,
     pub total_rows: u64,
     pub total_bytes: u64,
     pub estimated_load_seconds: u64,
@@ -120,10 +134,23 @@ fn conversions(tables: &[TableMeta], target: Option<&Db>, same_engine: bool) -> 
     out
 }
 
-/// Assesses `source` (and, with `target`, what its columns become there).
-pub async fn assess(source: &Db, target: Option<&Db>, filter: &TableFilter) -> Result<Assessment, String> {
-    let (engine, problems, metas, facts, not_migrated) = match source {
-        Db::Postgres { url, config } => postgres::facts(config, url, filter).await?,
+/// Assesses `source` (and, with `target`, what its columns become there;
+/// a PostgreSQL source for capture through `publication`).
+pub async fn assess(
+    source: &Db,
+    target: Option<&Db>,
+    filter: &TableFilter,
+    publication: &str,
+) -> Result<Assessment, String> {
+    let Facts {
+        engine,
+        problems,
+        metas,
+        tables: facts,
+        not_migrated,
+        excess_privileges,
+    } = match source {
+        Db::Postgres { url, config } => postgres::facts(config, url, filter, publication).await?,
         Db::Mysql { url, opts, .. } => mysql::facts(opts, url, source.default_schema(), filter).await?,
     };
     let same_engine = matches!(
@@ -136,6 +163,7 @@ pub async fn assess(source: &Db, target: Option<&Db>, filter: &TableFilter) -> R
         problems,
         conversions: conversions(&metas, target, same_engine),
         not_migrated,
+        excess_privileges,
         total_bytes: facts.iter().map(|t| t.bytes).sum(),
         estimated_load_seconds: total_rows / LOAD_ROWS_PER_SECOND,
         total_rows,
@@ -163,6 +191,12 @@ pub fn render(a: &Assessment) -> String {
         out.push_str("  ready: every setting, privilege and table key capture needs is in place\n");
     }
     for p in &a.problems {
+        out.push_str(&format!("  - {p}\n"));
+    }
+    if !a.excess_privileges.is_empty() {
+        out.push_str("\nPrivileges beyond what capture needs (least privilege):\n");
+    }
+    for p in &a.excess_privileges {
         out.push_str(&format!("  - {p}\n"));
     }
     out.push_str(&format!(

@@ -6,8 +6,7 @@ use ferry_capture::mysql::validate;
 use ferry_core::config::SecretUrl;
 use mysql_async::prelude::Queryable;
 
-use super::postgres::Facts;
-use super::{foreign_keys, large_columns, TableFacts};
+use super::{foreign_keys, large_columns, Facts, TableFacts};
 
 /// A replica id no real replica uses, for the validation's uniqueness check.
 const ASSESS_SERVER_ID: u32 = 4_294_000_001;
@@ -38,7 +37,7 @@ const NOT_CARRIED: [(&str, &str); 5] = [
 ];
 
 pub async fn facts(
-    opts: &mysql_async::Opts,
+    opts: &ferry_core::mysql::MysqlConfig,
     url: &SecretUrl,
     database: &str,
     filter: &TableFilter,
@@ -100,11 +99,77 @@ pub async fn facts(
     if let Some(n) = fks.filter(|n| *n > 0) {
         not_migrated.push(foreign_keys(n));
     }
-    Ok((
-        if mariadb { "MariaDB" } else { "MySQL" },
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(|e| e.to_string())?;
+    Ok(Facts {
+        engine: if mariadb { "MariaDB" } else { "MySQL" },
         problems,
         metas,
-        facts,
+        tables: facts,
         not_migrated,
-    ))
+        excess_privileges: excess_privileges(&grants, database),
+    })
+}
+
+/// Privileges capture does not need: it needs REPLICATION SLAVE, BINLOG
+/// MONITOR (MySQL: REPLICATION CLIENT) and SELECT. Global grants and grants
+/// on `database` count; one line per grant that has more.
+fn excess_privileges(grants: &[String], database: &str) -> Vec<String> {
+    const NEEDED: [&str; 5] = [
+        "USAGE",
+        "SELECT",
+        "REPLICATION SLAVE",
+        "BINLOG MONITOR",
+        "REPLICATION CLIENT",
+    ];
+    let scopes = ["*.*".to_owned(), format!("`{database}`.*")];
+    grants
+        .iter()
+        .filter_map(|grant| {
+            let (privileges, rest) = grant.strip_prefix("GRANT ")?.split_once(" ON ")?;
+            let (scope, _) = rest.split_once(" TO ")?;
+            if !scopes.iter().any(|s| s == scope) {
+                return None;
+            }
+            let mut extra: Vec<&str> = privileges
+                .split(", ")
+                .filter(|p| !NEEDED.contains(p))
+                .collect();
+            if rest.contains(" WITH GRANT OPTION") {
+                extra.push("GRANT OPTION");
+            }
+            (!extra.is_empty()).then(|| {
+                format!(
+                    "{} on {scope}, which capture does not need (it needs REPLICATION SLAVE, BINLOG MONITOR and SELECT): \
+                     REVOKE {} ON {scope} FROM the user",
+                    extra.join(", "),
+                    extra.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::excess_privileges;
+
+    #[test]
+    fn grants_beyond_capture_s_are_excess() {
+        let grants = [
+            "GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `ferry`@`%`".to_owned(),
+            "GRANT INSERT, DELETE ON `shop`.* TO `ferry`@`%`".to_owned(),
+            "GRANT ALL PRIVILEGES ON `other`.* TO `ferry`@`%`".to_owned(),
+        ];
+        let excess = excess_privileges(&grants, "shop");
+        assert_eq!(excess.len(), 1, "{excess:?}");
+        assert!(excess[0].starts_with("INSERT, DELETE on `shop`.*"), "{excess:?}");
+        let root = ["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION".to_owned()];
+        let excess = excess_privileges(&root, "shop");
+        assert!(
+            excess[0].starts_with("ALL PRIVILEGES, GRANT OPTION on *.*"),
+            "{excess:?}"
+        );
+        let least = ["GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `ferry`@`%`".to_owned()];
+        assert!(excess_privileges(&least, "shop").is_empty());
+    }
 }

@@ -3,14 +3,12 @@
 use ferry_capture::filter::TableFilter;
 use ferry_capture::postgres::{catalog, validate};
 use ferry_core::config::SecretUrl;
-use ferry_core::meta::TableMeta;
+use ferry_core::meta::TableId;
 use ferry_core::pg::{pg_message, quoted};
 
 use super::{foreign_keys, large_columns, TableFacts};
 
-/// What a source engine's assessment is made of: the engine, the capture's
-/// problems, the tables' metadata and facts, and what is not carried over.
-pub type Facts = (&'static str, Vec<String>, Vec<TableMeta>, Vec<TableFacts>, Vec<String>);
+use super::Facts;
 
 /// Objects of user schemas, with what Ferry leaves to the operator.
 const NOT_CARRIED: [(&str, &str); 6] = [
@@ -48,9 +46,14 @@ const NOT_CARRIED: [(&str, &str); 6] = [
     ),
 ];
 
-pub async fn facts(config: &tokio_postgres::Config, url: &SecretUrl, filter: &TableFilter) -> Result<Facts, String> {
+pub async fn facts(
+    config: &ferry_core::pg::PgConfig,
+    url: &SecretUrl,
+    filter: &TableFilter,
+    publication: &str,
+) -> Result<Facts, String> {
     let client = ferry_core::pg::connect(config, url).await.map_err(|e| e.to_string())?;
-    let (tables, problems) = validate::validate(&client, filter, "ferry")
+    let (tables, problems) = validate::validate(&client, filter, "ferry", publication)
         .await
         .map_err(|e| pg_message(&e))?;
     let problems = problems.iter().map(ToString::to_string).collect();
@@ -91,5 +94,60 @@ pub async fn facts(config: &tokio_postgres::Config, url: &SecretUrl, filter: &Ta
     if fks > 0 {
         not_migrated.push(foreign_keys(fks));
     }
-    Ok(("PostgreSQL", problems, metas, facts, not_migrated))
+    let excess_privileges = excess_privileges(&client, &tables).await.map_err(|e| pg_message(&e))?;
+    Ok(Facts {
+        engine: "PostgreSQL",
+        problems,
+        metas,
+        tables: facts,
+        not_migrated,
+        excess_privileges,
+    })
+}
+
+/// What the role may do beyond what capture needs (REPLICATION, SELECT on
+/// its tables, and owning them only to create the publication).
+async fn excess_privileges(
+    client: &tokio_postgres::Client,
+    tables: &[TableId],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let role = client
+        .query_one(
+            "SELECT current_user::text, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls
+             FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    let name: String = role.get(0);
+    if role.get::<_, bool>(1) {
+        return Ok(vec![format!(
+            "role {name} is a superuser: capture needs only REPLICATION, SELECT on its tables and a publication; \
+             use a role with just those (README, Least privilege)"
+        )]);
+    }
+    let mut excess: Vec<String> = [(2, "CREATEROLE"), (3, "CREATEDB"), (4, "BYPASSRLS")]
+        .into_iter()
+        .filter(|(i, _)| role.get::<_, bool>(*i))
+        .map(|(_, what)| format!("role {name} has {what}, which capture does not need: ALTER ROLE {name} NO{what}"))
+        .collect();
+    let mut writable = Vec::new();
+    for table in tables {
+        let row = client
+            .query_one(
+                "SELECT has_table_privilege($1::text::regclass, 'INSERT, UPDATE, DELETE, TRUNCATE')",
+                &[&quoted(table)],
+            )
+            .await?;
+        if row.get::<_, bool>(0) {
+            writable.push(quoted(table));
+        }
+    }
+    if !writable.is_empty() {
+        excess.push(format!(
+            "role {name} may write to {}, which capture only reads: revoke INSERT, UPDATE, DELETE and TRUNCATE \
+             (a role that owns a table may always write it: have the owner create the publication, and capture with --publication)",
+            writable.join(", ")
+        ));
+    }
+    Ok(excess)
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use ferry_apply::settings::{ApplySettings, OnError, StartFrom, TableMap};
 use ferry_capture::settings::{CaptureFile, CaptureSettings};
-use ferry_core::config::SecretUrl;
+use ferry_core::config::{RegistryAccess, SecretUrl};
 use ferry_core::kafka::KafkaSettings;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
@@ -154,7 +154,7 @@ fn start_apply(o: &Options, i: usize, stop: watch::Receiver<bool>) -> Result<Joi
     let group = group(&o.prefix, i);
     let settings = ApplySettings {
         kafka: KafkaSettings::new(o.brokers.clone()),
-        registry: SecretUrl::parse(&o.registry).map_err(|e| format!("--registry: {e}"))?,
+        registry: RegistryAccess::new(SecretUrl::parse(&o.registry).map_err(|e| format!("--registry: {e}"))?),
         topics: format!("^({}\\..*)$", ferry_core::names::regex_escape(&o.prefix)),
         dlq_topic: format!("_ferry_dlq.{group}"),
         group,
