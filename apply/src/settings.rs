@@ -178,6 +178,9 @@ pub struct ApplyArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub credentials: Credentials,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub kafka_flags: ferry_core::kafka::KafkaFlags,
 }
 
 /// A `--target`: a URL takes the password given apart from it, a file none.
@@ -228,6 +231,8 @@ pub struct ApplyFile<A, O> {
     pub kafka: BTreeMap<String, String>,
     #[serde(flatten)]
     pub credentials: Credentials,
+    #[serde(flatten)]
+    pub kafka_flags: ferry_core::kafka::KafkaFlags,
     /// The target binary's own keys.
     #[serde(flatten)]
     pub options: O,
@@ -291,7 +296,7 @@ impl<A: TargetAddress, O> ApplyFile<A, O> {
         let target = self.target.map(|t| t.with_password(password.as_ref())).transpose()?;
         let registry = self.credentials.registry(self.registry).map_err(|e| e.to_string())?;
         let settings = ApplySettings {
-            kafka: KafkaSettings::with_options(self.brokers, self.kafka),
+            kafka: KafkaSettings::with_options(self.brokers, self.kafka).with_flags(&self.kafka_flags)?,
             registry,
             topics: format!("^({topics})$"),
             dlq_topic: self.dlq_topic.unwrap_or_else(|| format!("_ferry_dlq.{group}")),

@@ -89,6 +89,9 @@ pub struct CaptureArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub credentials: Credentials,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub kafka_flags: ferry_core::kafka::KafkaFlags,
 }
 
 /// The config file's keys (and the flags laid over them), before validation.
@@ -125,6 +128,8 @@ pub struct CaptureFile {
     /// Before `rest`, which takes the keys no one else does.
     #[serde(flatten)]
     credentials: Credentials,
+    #[serde(flatten)]
+    kafka_flags: ferry_core::kafka::KafkaFlags,
     /// The source's own keys.
     #[serde(flatten)]
     rest: serde_json::Map<String, serde_json::Value>,
@@ -215,7 +220,7 @@ impl CaptureFile {
         let own = S::deserialize(serde_json::Value::Object(self.rest)).map_err(|e| format!("config: {e}"))?;
         let settings = CaptureSettings {
             source,
-            kafka: KafkaSettings::with_options(self.brokers, self.kafka),
+            kafka: KafkaSettings::with_options(self.brokers, self.kafka).with_flags(&self.kafka_flags)?,
             registry,
             prefix,
             tables,

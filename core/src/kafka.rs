@@ -4,10 +4,12 @@
 //! a retried send cannot be written twice or out of order within a partition.
 //! Consumers never commit on their own: apply stores offsets in the target in
 //! the same transaction as the rows, and reads only committed transactional data.
-//! Any key of a config file's `[kafka]` table, and any `FERRY_KAFKA_*`
-//! environment variable (`FERRY_KAFKA_SASL_PASSWORD` is `sasl.password`),
-//! passes through to librdkafka unchanged (security settings, tuning), after
-//! Ferry's own, so an operator can override them; the environment wins over the file.
+//! Any key of a config file's `[kafka]` table, any `FERRY_KAFKA_*`
+//! environment variable (`FERRY_KAFKA_SASL_PASSWORD` is `sasl.password`) and
+//! any `--kafka-option KEY=VALUE` flag passes through to librdkafka unchanged
+//! (security settings, tuning), after Ferry's own, so an operator can override
+//! them; as for every setting, the environment wins over the file and a flag
+//! over both.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -80,6 +82,32 @@ pub fn deserialize_options<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTr
     Ok(out)
 }
 
+/// librdkafka properties given as flags (`--kafka-option KEY=VALUE`, repeated;
+/// `kafka_option = ["KEY=VALUE"]` in a config file).
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+pub struct KafkaFlags {
+    /// A librdkafka property, e.g. security.protocol=SASL_SSL (repeat for more;
+    /// also the [kafka] table of --config and FERRY_KAFKA_* variables).
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kafka_option: Vec<String>,
+}
+
+impl KafkaFlags {
+    /// The properties, or an error naming the flag that is not KEY=VALUE.
+    pub fn options(&self) -> Result<BTreeMap<String, String>, String> {
+        self.kafka_option
+            .iter()
+            .map(|o| match o.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+                _ => Err(format!(
+                    "--kafka-option {o:?} is not KEY=VALUE (a librdkafka property, e.g. security.protocol=SSL)"
+                )),
+            })
+            .collect()
+    }
+}
+
 impl KafkaSettings {
     /// `brokers`, with the librdkafka properties of the environment.
     pub fn new(brokers: impl Into<String>) -> Self {
@@ -94,6 +122,12 @@ impl KafkaSettings {
             brokers: brokers.into(),
             options,
         }
+    }
+
+    /// These settings with `flags` laid over them.
+    pub fn with_flags(mut self, flags: &KafkaFlags) -> Result<Self, String> {
+        self.options.extend(flags.options()?);
+        Ok(self)
     }
 
     fn base(&self) -> ClientConfig {
@@ -233,6 +267,25 @@ mod tests {
                 ("ssl.ca.location", "/etc/ca.pem"),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+    }
+
+    #[test]
+    fn flags_lie_over_the_file() {
+        let file = BTreeMap::from([("linger.ms".to_owned(), "5".to_owned())]);
+        let flags = KafkaFlags {
+            kafka_option: vec!["linger.ms=20".into(), "sasl.username = ferry".into()],
+        };
+        let settings = KafkaSettings::with_options("b:1", file).with_flags(&flags).unwrap();
+        assert_eq!(settings.options.get("linger.ms").map(String::as_str), Some("20"));
+        assert_eq!(settings.options.get("sasl.username").map(String::as_str), Some("ferry"));
+        let bad = KafkaFlags {
+            kafka_option: vec!["security.protocol".into()],
+        };
+        let err = KafkaSettings::new("b:1").with_flags(&bad).unwrap_err();
+        assert!(
+            err.starts_with("--kafka-option \"security.protocol\" is not KEY=VALUE"),
+            "{err}"
         );
     }
 

@@ -357,19 +357,33 @@ pub struct Received {
 
 /// Reads `n` messages of `topic` from the beginning (no consumer group), as
 /// (key, value) bytes in each partition's order.
-pub async fn read_raw(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub async fn read_raw(topic: &str, n: usize) -> Vec<RawMessage> {
     read_raw_at(&brokers(), topic, n).await
 }
 
 /// [`read_raw`] from the brokers at `brokers`.
-pub async fn read_raw_at(brokers: &str, topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub async fn read_raw_at(brokers: &str, topic: &str, n: usize) -> Vec<RawMessage> {
+    read_raw_until(brokers, topic, &format!("{n} messages"), |out| out.len() >= n).await
+}
+
+/// A message's key and value.
+pub type RawMessage = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Reads `topic` from the beginning until `done` says what was read is
+/// enough (`want` names it in the panic if a minute passes without a message).
+async fn read_raw_until(
+    brokers: &str,
+    topic: &str,
+    want: &str,
+    mut done: impl FnMut(&[RawMessage]) -> bool,
+) -> Vec<RawMessage> {
     use rdkafka::message::Message;
     let consumer = assigned_consumer(brokers, topic).await;
     let mut out = Vec::new();
-    while out.len() < n {
+    while !done(&out) {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
             .await
-            .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}", out.len()))
+            .unwrap_or_else(|_| panic!("only {} messages on {topic}, waiting for {want}", out.len()))
             .unwrap_or_else(|e| panic!("consume {topic}: {e}"));
         out.push((m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
     }
@@ -421,12 +435,31 @@ pub async fn read_topic(topic: &str, n: usize, registry_url: &str) -> Vec<Receiv
     read_topic_at(&brokers(), topic, n, registry_url).await
 }
 
+/// Reads `topic` from the beginning until `n` distinct keys were seen (an
+/// at-least-once topic may hold duplicates), decoding as [`read_topic`].
+pub async fn read_topic_keys(topic: &str, n: usize, registry_url: &str) -> Vec<Received> {
+    let mut keys = std::collections::HashSet::new();
+    let raw = read_raw_until(&brokers(), topic, &format!("{n} distinct keys"), |out| {
+        if let Some((key, _)) = out.last() {
+            keys.insert(key.clone());
+        }
+        keys.len() >= n
+    })
+    .await;
+    decode_all(raw, registry_url).await
+}
+
 /// [`read_topic`] from the brokers at `brokers`.
 pub async fn read_topic_at(brokers: &str, topic: &str, n: usize, registry_url: &str) -> Vec<Received> {
+    decode_all(read_raw_at(brokers, topic, n).await, registry_url).await
+}
+
+/// Messages decoded with the schema each one names.
+async fn decode_all(raw: Vec<RawMessage>, registry_url: &str) -> Vec<Received> {
     let registry = ferry_core::registry::RegistryClient::new(&registry_url.parse().expect("registry URL"))
         .expect("registry client");
     let mut out = Vec::new();
-    for (key, value) in read_raw_at(brokers, topic, n).await {
+    for (key, value) in raw {
         let event = match value {
             None => None,
             Some(bytes) => {

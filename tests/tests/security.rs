@@ -569,3 +569,57 @@ async fn no_password_appears_in_any_output() {
         assert!(!out.contains(SECRET), "{name} printed the password:\n{out}");
     }
 }
+
+/// librdkafka properties reach librdkafka from every route an operator has:
+/// a property librdkafka does not know stops each binary with its name.
+#[tokio::test]
+async fn kafka_properties_pass_through_from_flags_environment_and_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("apply.toml");
+    std::fs::write(&config, "[kafka]\n\"from.the.file\" = \"1\"\n").expect("write config");
+    let target = PgDatabase::create();
+    let base = [
+        "--target",
+        &target.url(),
+        "--topics",
+        "x",
+        "--group",
+        "g",
+        "--brokers",
+        &brokers(),
+    ];
+    let config = config.display().to_string();
+    let routes: [(&str, Vec<&str>, Vec<(&str, &str)>); 3] = [
+        ("from.a.flag", vec!["--kafka-option", "from.a.flag=1"], vec![]),
+        (
+            "from.the.environment",
+            vec![],
+            vec![("FERRY_KAFKA_FROM_THE_ENVIRONMENT", "1")],
+        ),
+        ("from.the.file", vec!["--config", &config], vec![]),
+    ];
+    for (property, extra, envs) in routes {
+        let args: Vec<&str> = base.iter().copied().chain(extra).collect();
+        let (status, out) = run_to_exit("ferry-apply-postgres", &args, &envs).await;
+        assert!(!status.success(), "{property}: {out}");
+        assert!(
+            out.contains(&format!("No such configuration property: \"{property}\"")),
+            "{property}: {out}"
+        );
+    }
+    let (status, out) = run_to_exit(
+        "ferry-capture-postgres",
+        &[
+            "--source",
+            &target.url(),
+            "--prefix",
+            "p",
+            "--kafka-option",
+            "linger.ms",
+        ],
+        &[],
+    )
+    .await;
+    assert!(!status.success());
+    assert!(out.contains("--kafka-option \"linger.ms\" is not KEY=VALUE"), "{out}");
+}
