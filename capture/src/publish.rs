@@ -366,6 +366,10 @@ impl Publisher {
 
     async fn register(&mut self, id: TableId, codec: TopicCodec) -> Result<u32, PublishError> {
         let topic = table_topic(&self.settings.prefix, &id)?;
+        // A table that appeared after the start (see `ferry_core::names`).
+        if let Some((other, _)) = self.tables.iter().find(|(other, t)| t.topic == topic && **other != id) {
+            return Err(NameError::collision(topic, other, &id).into());
+        }
         let (key_schema, value_schema) = match &codec {
             TopicCodec::Table(c) => (c.key_schema_json(), c.value_schema_json()),
             TopicCodec::Collection(c) => (Some(c.key_schema_json()), c.value_schema_json()),

@@ -49,14 +49,15 @@ impl Db {
             "mysql" | "mariadb" => {
                 let mut text = parsed.expose().clone();
                 let _ = text.set_scheme("mysql");
-                let database = text.path().trim_start_matches('/').to_owned();
+                let opts = ferry_core::mysql::opts(&SecretUrl::parse(text.as_str()).map_err(|e| e.to_string())?, flag)
+                    .map_err(|e| e.to_string())?;
+                // As the driver decodes it: `my%20db` is `my db`.
+                let database = opts.opts.db_name().unwrap_or_default().to_owned();
                 if database.is_empty() {
                     return Err(format!(
                         "{flag} {parsed} names no database: mysql://USER:PASSWORD@HOST:PORT/DATABASE"
                     ));
                 }
-                let opts = ferry_core::mysql::opts(&SecretUrl::parse(text.as_str()).map_err(|e| e.to_string())?, flag)
-                    .map_err(|e| e.to_string())?;
                 Ok(Db::Mysql {
                     url: parsed,
                     opts,

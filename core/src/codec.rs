@@ -7,6 +7,7 @@
 //! because both go through [`crate::value`].
 
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::ResolvedSchema;
 use apache_avro::types::Value as Avro;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
@@ -18,7 +19,7 @@ use crate::envelope::{
 };
 use crate::meta::{DataType, TableId, TableMeta};
 use crate::names::unique_avro_names;
-use crate::read::{BadDatum, Cursor};
+use crate::read::{check_lengths, BadDatum, Cursor};
 use crate::schema::{envelope_schema, key_schema, table_meta, NotAnEnvelope};
 use crate::value::{from_avro, to_avro, to_avro_branch, Datum, Decimal, Special, ValueError};
 use num_bigint::BigInt;
@@ -82,6 +83,10 @@ pub struct Encoder {
     #[borrows(schema)]
     #[covariant]
     reader: GenericDatumReader<'this>,
+    /// The schema's named types, for [`check_lengths`] before `reader` reads.
+    #[borrows(schema)]
+    #[covariant]
+    names: ResolvedSchema<'this>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -102,6 +107,7 @@ impl Encoder {
                     .build()
             },
             reader_builder: |schema: &Schema| GenericDatumReader::builder(schema).build(),
+            names_builder: |schema: &Schema| ResolvedSchema::new(schema),
         }
         .try_build()
     }
@@ -139,8 +145,10 @@ impl Encoder {
         }
     }
 
-    /// The value encoded in `bytes`.
+    /// The value encoded in `bytes`, whose lengths are checked first: a
+    /// corrupt one is an error, not an allocation of what it claims.
     pub fn decode(&self, mut bytes: &[u8]) -> Result<Avro, CodecError> {
+        check_lengths(self.schema(), self.borrow_names().get_names(), bytes)?;
         let avro = |e| CodecError::Avro {
             action: "decoding",
             source: Box::new(e),
@@ -833,6 +841,41 @@ mod tests {
             let bytes = codec.encode_value(&event).unwrap();
             assert_eq!(apply_side.decode_value(&bytes).unwrap(), event);
         }
+    }
+
+    #[test]
+    fn a_corrupt_length_is_refused_before_anything_is_allocated() {
+        let codec = TableCodec::new("app", meta(), Connector::Postgres).unwrap();
+        let event = ChangeEvent {
+            op: Op::Create,
+            before: None,
+            after: Some(row(1, Some("hello"))),
+            source: source(),
+            ts_ms: 1,
+            transaction: None,
+            unchanged: vec![],
+        };
+        let good = codec.encode_value(&event).unwrap();
+        // The note's length (5, zig-zag 10) claims a terabyte instead.
+        let at = good.windows(6).position(|w| w == b"\x0ahello").unwrap();
+        let mut bad = good[..at].to_vec();
+        write_long(1 << 40, &mut bad);
+        bad.extend_from_slice(&good[at + 1..]);
+        let direct = TableCodec::from_value_schema(codec.value_schema_json()).unwrap();
+        let mut reordered = codec.value_schema_json().clone();
+        reordered["fields"].as_array_mut().unwrap().swap(4, 5);
+        let generic = TableCodec::from_value_schema(&reordered).unwrap();
+        for reader in [&direct, &generic] {
+            let err = reader.decode_value(&bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("corrupt Avro payload: string length 1099511627776 exceeds the ")
+                    && err.contains(" bytes left"),
+                "{err}"
+            );
+        }
+        // apache-avro itself is never handed it.
+        let err = generic.value.decode(&bad).unwrap_err();
+        assert!(matches!(err, CodecError::Datum(BadDatum::TooLong { .. })), "{err}");
     }
 
     #[test]

@@ -7,6 +7,14 @@
 //! name. The original column name travels in the schema (`ferry.column`), which is
 //! what targets use; the sanitised name only has to be valid and unique, and
 //! [`unique_avro_names`] makes it unique within one record.
+//!
+//! Topics cannot be made unique that way: a topic's name is what consumers
+//! subscribe to, so a suffix would change with the order tables were found in.
+//! Two tables whose topics would be one (`"a b"` and `a_b`, or schema `s.a`
+//! table `b` and schema `s` table `a.b`) would mix their events in one topic
+//! under two schemas, so [`table_topics`] refuses them, naming both, before a
+//! capture starts, and a capture's publisher refuses a table added later whose
+//! topic another table already has.
 
 use crate::meta::TableId;
 
@@ -72,6 +80,24 @@ pub fn table_topic(prefix: &str, table: &TableId) -> Result<String, NameError> {
     check_topic(topic)
 }
 
+/// The topic of each of `tables`, in order; two tables that would share one
+/// are an error naming both (see the module's documentation).
+pub fn table_topics<'a>(prefix: &str, tables: impl IntoIterator<Item = &'a TableId>) -> Result<Vec<String>, NameError> {
+    let mut seen: std::collections::HashMap<String, &TableId> = std::collections::HashMap::new();
+    let mut topics = Vec::new();
+    for table in tables {
+        let topic = table_topic(prefix, table)?;
+        match seen.get(&topic) {
+            Some(first) if *first != table => return Err(NameError::collision(topic, first, table)),
+            _ => {
+                seen.insert(topic.clone(), table);
+            }
+        }
+        topics.push(topic);
+    }
+    Ok(topics)
+}
+
 /// A topic named after the prefix: `<prefix>.<suffix>` (`transaction`, `schema-changes`).
 pub fn prefix_topic(prefix: &str, suffix: &str) -> Result<String, NameError> {
     check_topic(format!("{}.{suffix}", topic_part(prefix)))
@@ -104,6 +130,28 @@ fn check_topic(topic: String) -> Result<String, NameError> {
 pub enum NameError {
     #[error("topic name {topic:?} is longer than Kafka's 249 characters; choose a shorter --prefix")]
     TopicTooLong { topic: String },
+    #[error(
+        "tables {first} and {second} would share topic {topic:?} (characters Kafka does not allow in a topic \
+         become _); rename one of them or leave one out with --tables"
+    )]
+    TopicCollision {
+        topic: String,
+        /// Both tables as `"schema"."table"`, quoted so that any name prints on one line.
+        first: String,
+        second: String,
+    },
+}
+
+impl NameError {
+    /// `first` and `second` both map to `topic`.
+    pub fn collision(topic: String, first: &TableId, second: &TableId) -> NameError {
+        let shown = |t: &TableId| format!("{:?}.{:?}", t.schema, t.table);
+        NameError::TopicCollision {
+            topic,
+            first: shown(first),
+            second: shown(second),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +185,31 @@ mod tests {
         assert_eq!(prefix_topic("shop", "transaction").unwrap(), "shop.transaction");
         let long = TableId::new("s", "x".repeat(300));
         assert!(matches!(table_topic("p", &long), Err(NameError::TopicTooLong { .. })));
+    }
+
+    #[test]
+    fn tables_sharing_a_topic_are_refused_naming_both() {
+        let distinct = [
+            TableId::new("s", "a b"),
+            TableId::new("s", "a-b"),
+            TableId::new("s", "a b"),
+        ];
+        assert_eq!(table_topics("p", &distinct).unwrap(), ["p.s.a_b", "p.s.a-b", "p.s.a_b"]);
+        let clash = [
+            TableId::new("s", "a b"),
+            TableId::new("s", "x"),
+            TableId::new("s", "a\"b"),
+        ];
+        let err = table_topics("p", &clash).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "tables \"s\".\"a b\" and \"s\".\"a\\\"b\" would share topic \"p.s.a_b\" (characters Kafka does not \
+             allow in a topic become _); rename one of them or leave one out with --tables"
+        );
+        let dotted = [TableId::new("s.a", "b"), TableId::new("s", "a.b")];
+        assert!(matches!(
+            table_topics("p", &dotted),
+            Err(NameError::TopicCollision { .. })
+        ));
     }
 }

@@ -6,6 +6,8 @@
 //! addresses `scripts/services` gives them; `FERRY_TEST_BROKERS` overrides the
 //! broker's.
 
+pub mod duck;
+pub mod forge;
 pub mod mariadb;
 pub mod pg_types;
 pub mod workload;
@@ -472,6 +474,49 @@ async fn decode_all(raw: Vec<RawMessage>, registry_url: &str) -> Vec<Received> {
         out.push(Received { key, event });
     }
     out
+}
+
+/// A message of a dead-letter topic: the original payload and the headers
+/// apply added (`ferry.topic`, `ferry.offset`, `ferry.error`, ...).
+#[derive(Debug)]
+pub struct Letter {
+    pub payload: Option<Vec<u8>>,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// The first `n` messages of `topic` with their headers (fewer if they do
+/// not come within `timeout`).
+pub fn read_letters(topic: &str, n: usize, timeout: Duration) -> Vec<Letter> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::Message;
+    let consumer: BaseConsumer = ferry_core::kafka::KafkaSettings::new(brokers())
+        .consumer(&unique("read"))
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while letters.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            let value = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
+                            (h.key.to_owned(), value)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            letters.push(Letter {
+                payload: m.payload().map(<[u8]>::to_vec),
+                headers,
+            });
+        }
+    }
+    letters
 }
 
 /// Waits until a capture of `db` under `prefix` (default slot, offsets topic

@@ -3,149 +3,23 @@
 //! of the test's own (in a temporary directory).
 //!
 //! DuckDB lets no other process open a file that one writes to, so a test
-//! cannot look into the file while the apply binary runs. Where it must watch
+//! cannot look into the file while the apply binary runs: where it must watch
 //! the target while changes arrive, it runs the same pipeline in its own
-//! process ([`ferry_apply::pipeline::run`] with [`DuckConnect`], which is all
-//! the binary does after parsing its flags) and reads through a connection of
-//! that database instance; the kill test kills the real binary, watching its
+//! process ([`InProcess`]); the kill test kills the real binary, watching its
 //! `/metrics`, and then checks through the in-process pipeline that resumes
 //! from the offsets the binary stored.
 
 // Helpers of a test file unwrap like its tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use duckdb::types::Value;
 use duckdb::Connection;
-use ferry_apply::duckdb::{DuckConnect, DuckFile, DuckOptions, Mode};
-use ferry_apply::settings::{ApplySettings, OnError, StartFrom, TableMap};
-use ferry_core::config::SecretUrl;
-use ferry_core::kafka::KafkaSettings;
-use ferry_tests::{
-    brokers, start_capture, unique, wait_for, wait_rows, wait_streaming, PgDatabase, Running, NULL_CELL,
-};
+use ferry_apply::duckdb::Mode;
+use ferry_tests::duck::{duck_rows, DuckDir, InProcess};
+use ferry_tests::{start_capture, unique, wait_for, wait_rows, wait_streaming, PgDatabase, Running};
 
 const CATCH_UP: Duration = Duration::from_secs(120);
-
-/// A DuckDB file in a directory of its own, removed at the end.
-struct DuckDir {
-    dir: PathBuf,
-}
-
-impl DuckDir {
-    fn new() -> DuckDir {
-        let dir = std::env::temp_dir().join(unique("ferry-duck"));
-        std::fs::create_dir_all(&dir).unwrap();
-        DuckDir { dir }
-    }
-
-    fn file(&self) -> PathBuf {
-        self.dir.join("target.duckdb")
-    }
-}
-
-impl Drop for DuckDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The apply pipeline into a DuckDB file, run in this process.
-struct InProcess {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), ferry_apply::ApplyError>>,
-    /// A connection of the same database instance, for reading.
-    reader: Mutex<Connection>,
-}
-
-impl InProcess {
-    fn start(file: &Path, prefix: &str, group: &str, mode: Mode) -> InProcess {
-        InProcess::start_as(file, prefix, group, mode, None)
-    }
-
-    /// [`InProcess::start`] as the group's static member `instance` (the
-    /// instance a killed process was: its partitions come back at once).
-    fn start_as(file: &Path, prefix: &str, group: &str, mode: Mode, instance: Option<&str>) -> InProcess {
-        ferry_core::telemetry::init_logging(ferry_core::telemetry::LogFormat::Human);
-        let connect = DuckConnect::open(DuckFile(file.to_owned()), DuckOptions { mode: Some(mode) }).unwrap();
-        let reader = Mutex::new(connect.connection().unwrap());
-        let settings = ApplySettings {
-            kafka: KafkaSettings::new(brokers()),
-            registry: ferry_core::config::RegistryAccess::new(
-                SecretUrl::parse(ferry_tests::SERVICES_REGISTRY).unwrap(),
-            ),
-            topics: format!("^({}\\..*)$", prefix.replace('.', "\\.")),
-            group: group.to_owned(),
-            instance_id: instance.map(str::to_owned),
-            from: StartFrom::Earliest,
-            table_map: TableMap::default(),
-            on_error: OnError::Fail,
-            dlq_topic: format!("_ferry_dlq.{group}"),
-            workers: 2,
-            batch_size: 20_000,
-            batch_wait: Duration::ZERO,
-            metrics: None,
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let result = ferry_apply::pipeline::run(settings, connect, async {
-                let _ = stopped.await;
-            })
-            .await;
-            // Said at once: the test would otherwise only see rows that never come.
-            if let Err(e) = &result {
-                eprintln!("in-process apply stopped: {e}");
-            }
-            result
-        });
-        InProcess { stop, task, reader }
-    }
-
-    /// The rows `sql` returns, as [`ferry_tests::pg_text_rows`] prints them
-    /// (`None` on error: a table may not exist yet).
-    fn rows(&self, sql: &str) -> Option<Vec<String>> {
-        duck_rows(&self.reader.lock().unwrap(), sql)
-    }
-
-    /// Stops the pipeline (it writes what it holds) and closes the database.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-/// A DuckDB value as text (`∅` for NULL); timestamps and the like are
-/// formatted by the queries themselves.
-fn text(v: Value) -> String {
-    match v {
-        Value::Null => NULL_CELL.to_owned(),
-        Value::Boolean(b) => if b { "t" } else { "f" }.to_owned(),
-        Value::SmallInt(i) => i.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::BigInt(i) => i.to_string(),
-        Value::HugeInt(i) => i.to_string(),
-        Value::Decimal(d) => d.to_string(),
-        Value::Text(s) => s,
-        other => format!("{other:?}"),
-    }
-}
-
-/// The rows of `sql`, each as its columns' text joined by `|`, sorted.
-fn duck_rows(conn: &Connection, sql: &str) -> Option<Vec<String>> {
-    let mut statement = conn.prepare(sql).map_err(|e| eprintln!("{sql}: {e}")).ok()?;
-    let mut rows = statement.query([]).ok()?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().ok()? {
-        let n = row.as_ref().column_count();
-        let cells: Vec<String> = (0..n).map(|i| text(row.get::<_, Value>(i).unwrap())).collect();
-        out.push(cells.join("|"));
-    }
-    out.sort();
-    Some(out)
-}
 
 /// PostgreSQL's rows of `sql`; a failing query panics.
 async fn pg_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
@@ -198,7 +72,7 @@ fn ops(target: &InProcess, table: &str, filter: &str) -> String {
 async fn postgres_snapshot_and_live_changes_mirror_history_and_parquet() {
     use ferry_tests::workload::{big_value, row_for_row_changes, ROW_FOR_ROW_TABLES};
     let (source, prefix, capture) = captured("duck_e2e", ROW_FOR_ROW_TABLES).await;
-    let duck = DuckDir::new();
+    let duck = DuckDir::create();
     let apply = InProcess::start(&duck.file(), &prefix, &unique("g"), Mode::Both);
     let big = big_value();
     source.execute(&row_for_row_changes(&big)).await;
@@ -267,16 +141,7 @@ async fn postgres_snapshot_and_live_changes_mirror_history_and_parquet() {
     apply.stop().await;
 
     // The Parquet export of the stopped file reads back equal to the mirror.
-    let lake = duck.dir.join("lake");
-    let out = std::process::Command::new(ferry_tests::binary("ferry-apply-duckdb"))
-        .args(["export", "--target"])
-        .arg(duck.file())
-        .arg("--to")
-        .arg(&lake)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let (lake, printed) = duck.export();
     assert!(printed.contains("main.orders: "), "{printed}");
     assert!(!printed.contains("_ferry_offsets"), "{printed}");
     let conn = Connection::open_in_memory().unwrap();
@@ -306,7 +171,7 @@ async fn postgres_snapshot_and_live_changes_mirror_history_and_parquet() {
 async fn a_schema_change_mid_stream_adds_the_column_to_mirror_and_history() {
     use ferry_tests::workload::{SCHEMA_BEFORE, SCHEMA_CHANGE};
     let (source, prefix, capture) = captured("duck_schema", SCHEMA_BEFORE).await;
-    let duck = DuckDir::new();
+    let duck = DuckDir::create();
     let apply = InProcess::start(&duck.file(), &prefix, &unique("g"), Mode::Both);
     wait_same(&source, &apply, &[same("SELECT id, name FROM items")]).await;
     source.execute(SCHEMA_CHANGE).await;
@@ -348,7 +213,7 @@ async fn a_schema_change_mid_stream_adds_the_column_to_mirror_and_history() {
 async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
     use ferry_tests::workload::{appended_rows, rows_applied, Workload, TABLES};
     let (source, prefix, capture) = captured("duck_kill", TABLES).await;
-    let duck = DuckDir::new();
+    let duck = DuckDir::create();
     let group = unique("g");
     let workload = Workload::start(&source.url());
     let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
@@ -419,7 +284,7 @@ async fn mariadb_snapshot_and_live_changes_arrive_row_for_row() {
     let prefix = unique("duck_my");
     let capture = start_my_capture(&source, &prefix, server_id(), &[]);
     wait_position(&prefix).await;
-    let duck = DuckDir::new();
+    let duck = DuckDir::create();
     let apply = InProcess::start(&duck.file(), &prefix, &unique("g"), Mode::Both);
     source
         .execute(

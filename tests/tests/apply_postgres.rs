@@ -296,12 +296,21 @@ async fn a_rejected_row_stops_apply_naming_where_it_is() {
     assert!(capture.terminate().success());
 }
 
+/// `ferry-apply-postgres` of `prefix` into `target` with dead letters to
+/// `dlq`, once `table` holds just `rows`.
+async fn apply_with_dead_letters(target: &PgDatabase, prefix: &str, dlq: &str, table: &str, rows: &[&str]) -> Running {
+    let apply = start_apply(target, prefix, &unique("g"), &["--on-error", "dlq", "--dlq-topic", dlq]);
+    wait_for(&format!("rows {rows:?}"), CATCH_UP, || async {
+        let t = target.client().await;
+        (table_rows(&t, table).await.ok()? == rows).then_some(())
+    })
+    .await;
+    apply
+}
+
 #[tokio::test]
 async fn dead_letters_hold_rejected_and_undecodable_events() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Headers;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use rdkafka::Message;
 
     let (source, target, prefix, capture) = poison_setup().await;
     // Not an event at all, on a topic apply subscribes to.
@@ -317,19 +326,8 @@ async fn dead_letters_hold_rejected_and_undecodable_events() {
     producer.flush(Duration::from_secs(10)).unwrap();
 
     let dlq = unique("dlq");
-    let apply = start_apply(
-        &target,
-        &prefix,
-        &unique("g"),
-        &["--on-error", "dlq", "--dlq-topic", &dlq],
-    );
     // The good rows arrive, the bad one does not, and apply goes on.
-    wait_for("rows 1 and 3", CATCH_UP, || async {
-        let t = target.client().await;
-        let rows = table_rows(&t, "orders").await.ok()?;
-        (rows == ["(1,5)", "(3,7)"]).then_some(())
-    })
-    .await;
+    let apply = apply_with_dead_letters(&target, &prefix, &dlq, "orders", &["(1,5)", "(3,7)"]).await;
     source.execute("INSERT INTO orders VALUES (4, 8)").await;
     wait_for("row 4 after the dead letter", CATCH_UP, || async {
         let t = target.client().await;
@@ -338,52 +336,106 @@ async fn dead_letters_hold_rejected_and_undecodable_events() {
     })
     .await;
 
-    let consumer: BaseConsumer = ferry_core::kafka::KafkaSettings::new(ferry_tests::brokers())
-        .consumer(&unique("read"))
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&dlq]).unwrap();
-    let mut letters = Vec::new();
-    let deadline = std::time::Instant::now() + CATCH_UP;
-    while letters.len() < 2 && std::time::Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let headers: std::collections::BTreeMap<String, String> = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            letters.push((m.payload().map(<[u8]>::to_vec), headers));
-        }
-    }
+    let letters = ferry_tests::read_letters(&dlq, 2, CATCH_UP);
     assert_eq!(letters.len(), 2, "{letters:?}");
     let garbage = letters
         .iter()
-        .find(|(_, h)| h["ferry.topic"] == garbage_topic)
+        .find(|l| l.headers["ferry.topic"] == garbage_topic)
         .expect("the garbage");
-    assert_eq!(garbage.0.as_deref(), Some(b"not avro".as_slice()));
-    assert!(garbage.1["ferry.error"].contains("magic byte"), "{:?}", garbage.1);
+    assert_eq!(garbage.payload.as_deref(), Some(b"not avro".as_slice()));
+    assert!(
+        garbage.headers["ferry.error"].contains("magic byte"),
+        "{:?}",
+        garbage.headers
+    );
     let rejected = letters
         .iter()
-        .find(|(_, h)| h["ferry.topic"] == format!("{prefix}.public.orders"))
+        .find(|l| l.headers["ferry.topic"] == format!("{prefix}.public.orders"))
         .expect("the rejected row");
     assert!(
-        rejected.1["ferry.error"].contains("orders_qty_check"),
+        rejected.headers["ferry.error"].contains("orders_qty_check"),
         "{:?}",
-        rejected.1
+        rejected.headers
     );
-    assert!(rejected.1["ferry.offset"].parse::<i64>().is_ok());
+    assert!(rejected.headers["ferry.offset"].parse::<i64>().is_ok());
     // The original event, byte for byte: the wire header and the Avro envelope.
-    assert_eq!(rejected.0.as_ref().unwrap()[0], 0);
+    assert_eq!(rejected.payload.as_ref().unwrap()[0], 0);
     assert!(apply.terminate().success());
     assert!(capture.terminate().success());
+}
+
+/// What a corrupt length claims: 400 MiB, under apache-avro's own 512 MiB
+/// limit, so only Ferry's check stands between it and the allocation.
+const CLAIMED: i64 = 400 << 20;
+
+/// Forged events of `public.notes` under a fresh prefix, as a capture would
+/// write them (real schema ids): rows 1, 2 and 3, row 2's note with a length
+/// that claims [`CLAIMED`] bytes.
+async fn corrupt_setup() -> String {
+    use ferry_core::envelope::Connector;
+    use ferry_core::meta::{Column, DataType, TableId, TableMeta};
+    use ferry_core::value::Datum;
+    let prefix = unique("corrupt");
+    let meta = TableMeta::new(
+        TableId::new("public", "notes"),
+        vec![
+            Column::new("id", DataType::Int32, "integer").not_null(),
+            Column::new("note", DataType::Text, "text"),
+        ],
+        &["id"],
+    )
+    .unwrap();
+    let forged = ferry_tests::forge::Forged::register(&prefix, meta, Connector::Postgres).await;
+    let row = |id: i64, note: &str| vec![Datum::Int(id), Datum::Text(note.into())];
+    forged.send_insert(row(1, "one"));
+    let (key, good) = forged.insert(row(2, "two"));
+    // "two" is its length (3, zig-zag 6) and its bytes.
+    let at = good.windows(4).position(|w| w == b"\x06two").unwrap();
+    let mut bad = good[..at].to_vec();
+    let mut zigzag = (CLAIMED << 1) as u64;
+    while zigzag >= 0x80 {
+        bad.push((zigzag as u8) | 0x80);
+        zigzag >>= 7;
+    }
+    bad.push(zigzag as u8);
+    bad.extend_from_slice(&good[at + 1..]);
+    forged.send(key.as_deref(), &bad);
+    forged.send_insert(row(3, "three"));
+    prefix
+}
+
+/// The error a corrupt length gives, to its "the N bytes left".
+fn corrupt_error() -> String {
+    format!("corrupt Avro payload: string length {CLAIMED} exceeds the ")
+}
+
+#[tokio::test]
+async fn a_corrupt_length_stops_apply_without_allocating_it() {
+    let prefix = corrupt_setup().await;
+    let target = PgDatabase::create();
+    let (success, last) = ferry_tests::apply_until_exit("ferry-apply-postgres", &target.url(), &prefix, CATCH_UP).await;
+    assert!(!success);
+    assert!(
+        last.contains(&corrupt_error()) && last.contains(" bytes left") && last.contains("--on-error dlq"),
+        "{last}"
+    );
+    // Nothing at or after it was applied.
+    let t = target.client().await;
+    let rows = table_rows(&t, "notes").await.unwrap_or_default();
+    assert!(rows.iter().all(|r| r.starts_with("(1,")), "{rows:?}");
+}
+
+#[tokio::test]
+async fn a_corrupt_length_becomes_a_dead_letter() {
+    let prefix = corrupt_setup().await;
+    let target = PgDatabase::create();
+    let dlq = unique("dlq");
+    let apply = apply_with_dead_letters(&target, &prefix, &dlq, "notes", &["(1,one)", "(3,three)"]).await;
+    let letters = ferry_tests::read_letters(&dlq, 1, CATCH_UP);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let error = &letters[0].headers["ferry.error"];
+    assert!(error.contains(&corrupt_error()), "{error}");
+    assert!(apply.terminate().success());
 }
 
 #[tokio::test]

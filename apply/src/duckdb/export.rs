@@ -1,7 +1,8 @@
 //! `ferry-apply-duckdb export`: the file's tables as Parquet, for data lakes.
 //!
 //! Every table but Ferry's own (`_ferry_offsets`, `_ferry_barriers`) is
-//! written to `DIR/<schema>.<table>/` as numbered Parquet files of at most
+//! written to `DIR/<schema>.<table>/` (names made safe as paths, see
+//! [`directory`]) as numbered Parquet files of at most
 //! `--max-file-mb` each (DuckDB's `COPY ... FILE_SIZE_BYTES`), replacing what
 //! that directory held. All tables are read in one read transaction, so the
 //! files are one consistent snapshot: a mirror table and its history end at
@@ -93,9 +94,28 @@ pub fn export(args: &ExportArgs) -> Result<Vec<(TableId, u64)>, String> {
     Ok(done)
 }
 
-/// Where `table`'s files go under `to`.
+/// Where `table`'s files go under `to`: `<schema>.<table>`, each part with
+/// every character but letters, digits, `_`, `-` and space written as `%XX`
+/// (its UTF-8 bytes). A table may be called anything (`../../home`, `a/b`),
+/// and the export replaces what its directory holds: no name may reach
+/// outside `to`, nor share a directory with another (`a.b` in `s` and `b` in
+/// `s.a`).
 pub fn directory(to: &Path, table: &TableId) -> PathBuf {
-    to.join(format!("{}.{}", table.schema, table.table))
+    to.join(format!("{}.{}", path_part(&table.schema), path_part(&table.table)))
+}
+
+fn path_part(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_alphanumeric() || matches!(c, '_' | '-' | ' ') {
+            out.push(c);
+        } else {
+            for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
 }
 
 fn quote_literal(s: &str) -> String {
@@ -132,5 +152,19 @@ mod tests {
         );
         assert_eq!(quote_literal("a'b"), "'a''b'");
         assert_eq!(quote_ident("x\"y"), "\"x\"\"y\"");
+    }
+
+    #[test]
+    fn no_table_name_leaves_the_directory_or_shares_one() {
+        let to = Path::new("/out");
+        let dir = |s: &str, t: &str| directory(to, &TableId::new(s, t));
+        assert_eq!(dir("main", "Ünïcødé 表"), Path::new("/out/main.Ünïcødé 表"));
+        assert_eq!(dir("main", "../../etc"), Path::new("/out/main.%2E%2E%2F%2E%2E%2Fetc"));
+        assert_eq!(dir("..", ".."), Path::new("/out/%2E%2E.%2E%2E"));
+        assert_ne!(dir("s", "a.b"), dir("s.a", "b"));
+        assert_ne!(dir("s", "a%2Eb"), dir("s", "a.b"));
+        for (s, t) in [("main", "../x"), ("/", "/"), ("a\\b", "c\0d")] {
+            assert_eq!(dir(s, t).parent(), Some(to), "{s}.{t}");
+        }
     }
 }

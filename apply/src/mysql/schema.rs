@@ -143,14 +143,12 @@ fn declared_length(source_type: &str) -> Option<u32> {
 }
 
 /// Whether `source_type` (a MySQL source's column type, e.g. `int(10)
-/// unsigned`, `enum('a','b')`) names a type this server has.
+/// unsigned`, `enum('a','b')`) names a type this server has, in the plain
+/// form of [`type_name`], so that it can go into the DDL as it is.
 fn known_here(source_type: &str, key: bool, server: Server) -> bool {
-    let base: String = source_type
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let Some(base) = type_name(source_type) else {
+        return false;
+    };
     match base.as_str() {
         "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "decimal" | "numeric" | "float"
         | "double" | "real" | "bit" | "bool" | "boolean" | "char" | "varchar" | "binary" | "varbinary" | "date"
@@ -163,6 +161,68 @@ fn known_here(source_type: &str, key: bool, server: Server) -> bool {
         "inet4" => server.mariadb && server.version >= (10, 10),
         _ => false,
     }
+}
+
+/// The lower-case name of `source_type` if it is written as
+/// `information_schema` writes a column type — a word, then optionally
+/// `(...)` of numbers or string literals separated by commas, then any of
+/// `unsigned`, `signed`, `zerofill` — and nothing else: the type comes from a
+/// schema in the registry, which anyone may have written, and goes into DDL
+/// as it is. A literal with a backslash is refused too: `information_schema`
+/// doubles backslashes, which this session (`NO_BACKSLASH_ESCAPES`) would
+/// keep doubled.
+fn type_name(source_type: &str) -> Option<String> {
+    let name_end = source_type
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(source_type.len());
+    let (name, mut rest) = source_type.split_at(name_end);
+    if name.is_empty() {
+        return None;
+    }
+    if let Some(args) = rest.strip_prefix('(') {
+        rest = args;
+        loop {
+            if let Some(literal) = rest.strip_prefix('\'') {
+                let mut end = None;
+                let mut chars = literal.char_indices().peekable();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => return None,
+                        '\'' if chars.peek().is_some_and(|&(_, n)| n == '\'') => {
+                            chars.next();
+                        }
+                        '\'' => {
+                            end = Some(i + 1);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                rest = &literal[end?..];
+            } else {
+                let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                if digits == 0 {
+                    return None;
+                }
+                rest = &rest[digits..];
+            }
+            match rest.chars().next()? {
+                ',' => rest = &rest[1..],
+                ')' => {
+                    rest = &rest[1..];
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    if !rest.is_empty() && !rest.starts_with(' ') {
+        return None;
+    }
+    rest.split(' ')
+        .filter(|w| !w.is_empty())
+        .all(|w| matches!(w.to_ascii_lowercase().as_str(), "unsigned" | "signed" | "zerofill"))
+        .then(|| name.to_ascii_lowercase())
 }
 
 /// The type a new column gets.
@@ -370,6 +430,25 @@ mod tests {
         ] {
             assert_eq!(ty(data_type, source, key, my).unwrap(), source);
         }
+        // Anything but a plain type is never pasted into DDL.
+        for hostile in [
+            "int(10) unsigned; DROP TABLE victim",
+            "int -- x",
+            "int/**/",
+            "enum('a\\'); DROP TABLE victim; --')",
+            "enum('a'",
+            "varchar(20) CHARACTER SET latin1",
+            "int(1e3)",
+            "(1)",
+        ] {
+            assert_eq!(type_name(hostile), None, "{hostile}");
+            assert!(
+                !ty(DataType::Text, hostile, false, my).unwrap().contains("victim"),
+                "{hostile}"
+            );
+        }
+        assert_eq!(type_name("enum('a''b',';--')").as_deref(), Some("enum"));
+        assert_eq!(type_name("decimal(10,2) unsigned zerofill").as_deref(), Some("decimal"));
         // Not a key of InnoDB, not a type here: the closest type instead.
         assert_eq!(ty(DataType::Text, "text", true, my).unwrap(), "VARCHAR(255)");
         assert_eq!(ty(DataType::Text, "something(1)", false, my).unwrap(), "LONGTEXT");

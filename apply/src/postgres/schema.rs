@@ -106,18 +106,61 @@ pub async fn columns(tx: &Transaction<'_>, table: &TableId) -> Result<Option<Vec
 /// The type a new column gets: the source's own type if the target has it
 /// (PostgreSQL sources, and MongoDB collections, whose table names
 /// PostgreSQL's `text` and `jsonb`), else the closest one.
+///
+/// The source type is text from a schema in the registry, which anyone may
+/// have written, so it reaches the DDL only if it is [`type_like`] (no string,
+/// comment or statement can start in it) and `to_regtype` takes it (it parses
+/// as exactly one type name the target has). `to_regtype` raises on some
+/// malformed names (before PostgreSQL 16), hence the savepoint: the batch's
+/// transaction goes on with the closest type.
 async fn column_type(tx: &Transaction<'_>, column: &Column, connector: Connector) -> Result<String, TargetError> {
-    if matches!(connector, Connector::Postgres | Connector::Mongodb) {
-        let known: bool = tx
-            .query_one("SELECT to_regtype($1) IS NOT NULL", &[&column.source_type])
-            .await
-            .map_err(|e| TargetError::Unavailable(ferry_core::pg::pg_message(&e)))?
-            .get(0);
+    let own = &column.source_type;
+    if matches!(connector, Connector::Postgres | Connector::Mongodb) && type_like(own) {
+        let unavailable = |e: tokio_postgres::Error| TargetError::Unavailable(ferry_core::pg::pg_message(&e));
+        tx.batch_execute("SAVEPOINT ferry_type").await.map_err(unavailable)?;
+        let known = match tx.query_one("SELECT to_regtype($1) IS NOT NULL", &[own]).await {
+            Ok(row) => row.get(0),
+            Err(e) if e.as_db_error().is_some() => false,
+            Err(e) => return Err(unavailable(e)),
+        };
+        tx.batch_execute(if known {
+            "RELEASE SAVEPOINT ferry_type"
+        } else {
+            "ROLLBACK TO SAVEPOINT ferry_type"
+        })
+        .await
+        .map_err(unavailable)?;
         if known {
-            return Ok(column.source_type.clone());
+            return Ok(own.clone());
         }
+        tracing::debug!(column = %column.name, source_type = %own, "not a type here; using the closest one");
     }
     Ok(pg_type(column.data_type))
+}
+
+/// Whether `name` is made only of what a type name is made of: words,
+/// numbers, quoted identifiers, `( ) , . [ ]` and spaces. No quote, dash,
+/// slash, colon or semicolon outside a quoted identifier, so neither a
+/// string, a comment, a cast nor another statement can begin in it.
+fn type_like(name: &str) -> bool {
+    let mut quoted = false;
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            _ if quoted => {
+                if c.is_control() {
+                    return false;
+                }
+            }
+            c if c.is_alphanumeric() || matches!(c, '_' | '$' | '(' | ')' | ',' | '.' | '[' | ']' | ' ') => {}
+            _ => return false,
+        }
+    }
+    !quoted && !name.trim().is_empty()
 }
 
 /// Makes the target table fit `meta`: created if absent, missing columns added.
@@ -205,6 +248,33 @@ fn check_numeric(table: &TableId, source: &Column, target: &TargetColumn) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_type_shaped_names_reach_the_ddl() {
+        for ok in [
+            "integer",
+            "numeric(12,4)",
+            "character varying(10)[]",
+            "timestamp(3) with time zone",
+            "public.\"Mood \"\"x\"\"; --\"",
+            "\"Ünïcødé 表\"",
+            "interval day to second(3)",
+        ] {
+            assert!(type_like(ok), "{ok}");
+        }
+        for bad in [
+            "int; DROP TABLE victim",
+            "int -- comment",
+            "int /* c */",
+            "'x'",
+            "a::b",
+            "\"unclosed",
+            "",
+            "int\n",
+        ] {
+            assert!(!type_like(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn narrower_decimals_are_refused() {

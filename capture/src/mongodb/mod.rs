@@ -121,6 +121,7 @@ async fn capture(
 ) -> Result<(), CaptureError> {
     let client = connect(&config).await?;
     let collections = validate::validate(&client, &config.common.tables, config.full_document, config.before).await?;
+    ferry_core::names::table_topics(&config.common.prefix, &collections).map_err(crate::publish::PublishError::from)?;
 
     let offsets = Offsets::open(&config.common.kafka, &config.common.offsets_topic).await?;
     let Resume {

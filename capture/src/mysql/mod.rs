@@ -83,6 +83,7 @@ async fn capture(
         return Err(CaptureError::Invalid(problems));
     }
     let tables: Vec<TableId> = metas.iter().map(|m| m.id.clone()).collect();
+    ferry_core::names::table_topics(&config.common.prefix, &tables).map_err(crate::publish::PublishError::from)?;
 
     let offsets = Offsets::open(&config.common.kafka, &config.common.offsets_topic).await?;
     let Resume {

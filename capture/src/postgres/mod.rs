@@ -105,6 +105,7 @@ async fn capture(
     if !problems.is_empty() {
         return Err(CaptureError::Invalid(problems));
     }
+    ferry_core::names::table_topics(&config.common.prefix, &tables).map_err(crate::publish::PublishError::from)?;
     let database: String = client.query_one("SELECT current_database()::text", &[]).await?.get(0);
     replication::ensure_publication(&client, &config.publication, &tables).await?;
 

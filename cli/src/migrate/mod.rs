@@ -90,9 +90,12 @@ fn capture_settings(o: &Options) -> Result<CaptureSettings, String> {
     };
     let mut tables = o.tables.clone();
     let source = SecretUrl::parse(&o.source).map_err(|e| format!("--source: {e}"))?;
-    // A MySQL source's tables are those of its URL's database.
+    // A MySQL source's tables are those of its URL's database (decoded:
+    // `my%20db` is `my db`).
     if matches!(source.expose().scheme(), "mysql" | "mariadb") && tables.is_empty() {
-        tables = format!("{}.*", source.expose().path().trim_start_matches('/'));
+        if let crate::db::Db::Mysql { database, .. } = crate::db::Db::parse(&o.source, "--source")? {
+            tables = format!("{database}.*");
+        }
     }
     let file: CaptureFile = serde_json::from_value(json!({
         "source": o.source, "brokers": o.brokers, "registry": o.registry, "prefix": o.prefix,
