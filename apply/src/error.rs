@@ -34,6 +34,8 @@ impl ApplyError {
         match self {
             ApplyError::Target(e) => e.is_retryable(),
             ApplyError::Registry(e) => e.is_retryable(),
+            // librdkafka refused its configuration (a property it does not know).
+            ApplyError::Kafka(KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)) => false,
             ApplyError::Kafka(_) | ApplyError::DeadLetter { .. } | ApplyError::ConsumerStopped => true,
             ApplyError::Config(_) | ApplyError::Poison { .. } => false,
         }
