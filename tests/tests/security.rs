@@ -402,7 +402,7 @@ async fn the_registry_over_https_with_basic_auth() {
     assert!(!out.contains("R3gistry-Pa55"), "{out}");
 }
 
-/// A binary, its arguments and its environment.
+/// A name (of a binary, of a property), arguments and an environment.
 type Run<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
 
 /// A password no output may show, in URL-safe characters.
@@ -593,7 +593,7 @@ async fn kafka_properties_pass_through_from_flags_environment_and_file() {
         &brokers(),
     ];
     let config = config.display().to_string();
-    let routes: [(&str, Vec<&str>, Vec<(&str, &str)>); 3] = [
+    let routes: [Run; 3] = [
         ("from.a.flag", vec!["--kafka-option", "from.a.flag=1"], vec![]),
         (
             "from.the.environment",
