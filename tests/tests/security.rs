@@ -24,6 +24,23 @@ fn my_verified() -> String {
     format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={}", tls_dir().join("ca.pem").display())
 }
 
+/// An apply of `target` that has nothing to read (topic `x`, group `g`):
+/// for runs that must fail before reading.
+fn apply_args(target: &str) -> Vec<String> {
+    [
+        "--target",
+        target,
+        "--topics",
+        "x",
+        "--group",
+        "g",
+        "--brokers",
+        &brokers(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 fn str_args(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
@@ -149,21 +166,7 @@ async fn tls_that_cannot_be_verified_stops_with_what_to_fix() {
         db.name,
         stranger.display()
     );
-    let (status, out) = run_to_exit(
-        "ferry-apply-mysql",
-        &[
-            "--target",
-            &url,
-            "--topics",
-            "x",
-            "--group",
-            "g",
-            "--brokers",
-            &brokers(),
-        ],
-        &[],
-    )
-    .await;
+    let (status, out) = run_to_exit("ferry-apply-mysql", &str_args(&apply_args(&url)), &[]).await;
     assert!(!status.success());
     assert!(out.contains("no TLS connection to MySQL/MariaDB"), "{out}");
 }
@@ -582,16 +585,7 @@ async fn kafka_properties_pass_through_from_flags_environment_and_file() {
     let config = dir.path().join("apply.toml");
     std::fs::write(&config, "[kafka]\n\"from.the.file\" = \"1\"\n").expect("write config");
     let target = PgDatabase::create();
-    let base = [
-        "--target",
-        &target.url(),
-        "--topics",
-        "x",
-        "--group",
-        "g",
-        "--brokers",
-        &brokers(),
-    ];
+    let base = apply_args(&target.url());
     let config = config.display().to_string();
     let routes: [Run; 3] = [
         ("from.a.flag", vec!["--kafka-option", "from.a.flag=1"], vec![]),
@@ -603,7 +597,7 @@ async fn kafka_properties_pass_through_from_flags_environment_and_file() {
         ("from.the.file", vec!["--config", &config], vec![]),
     ];
     for (property, extra, envs) in routes {
-        let args: Vec<&str> = base.iter().copied().chain(extra).collect();
+        let args: Vec<&str> = str_args(&base).into_iter().chain(extra).collect();
         let (status, out) = run_to_exit("ferry-apply-postgres", &args, &envs).await;
         assert!(!status.success(), "{property}: {out}");
         assert!(
