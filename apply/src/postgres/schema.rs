@@ -139,8 +139,9 @@ async fn column_type(tx: &Transaction<'_>, column: &Column, connector: Connector
 }
 
 /// Whether `name` is made only of what a type name is made of: words,
-/// numbers, quoted identifiers, `( ) , . [ ]` and spaces. No quote, dash,
-/// slash, colon or semicolon outside a quoted identifier, so neither a
+/// numbers (a negative scale too, as in `numeric(5,-2)`), quoted
+/// identifiers, `( ) , . [ ]` and spaces. No quote, slash, colon, semicolon
+/// or dash other than a minus sign outside a quoted identifier, so neither a
 /// string, a comment, a cast nor another statement can begin in it.
 fn type_like(name: &str) -> bool {
     let mut quoted = false;
@@ -157,6 +158,7 @@ fn type_like(name: &str) -> bool {
                 }
             }
             c if c.is_alphanumeric() || matches!(c, '_' | '$' | '(' | ')' | ',' | '.' | '[' | ']' | ' ') => {}
+            '-' if chars.peek().is_some_and(char::is_ascii_digit) => {}
             _ => return false,
         }
     }
@@ -259,12 +261,15 @@ mod tests {
             "public.\"Mood \"\"x\"\"; --\"",
             "\"Ünïcødé 表\"",
             "interval day to second(3)",
+            "numeric(5,-2)",
         ] {
             assert!(type_like(ok), "{ok}");
         }
         for bad in [
             "int; DROP TABLE victim",
             "int -- comment",
+            "int --1",
+            "int -",
             "int /* c */",
             "'x'",
             "a::b",
