@@ -456,18 +456,27 @@ pub async fn read_topic_at(brokers: &str, topic: &str, n: usize, registry_url: &
     decode_all(read_raw_at(brokers, topic, n).await, registry_url).await
 }
 
-/// Messages decoded with the schema each one names.
+/// Messages decoded with the schema each one names (each schema's codec
+/// built once: a snapshot's topic holds many thousands of one schema).
 async fn decode_all(raw: Vec<RawMessage>, registry_url: &str) -> Vec<Received> {
     let registry = ferry_core::registry::RegistryClient::new(&registry_url.parse().expect("registry URL"))
         .expect("registry client");
+    let mut codecs = std::collections::HashMap::new();
     let mut out = Vec::new();
     for (key, value) in raw {
         let event = match value {
             None => None,
             Some(bytes) => {
                 let (id, datum) = ferry_core::wire::decode(&bytes).expect("wire format");
-                let schema = registry.schema(id).await.expect("schema by id");
-                let codec = ferry_core::codec::TableCodec::from_value_schema(&schema.json).expect("Ferry schema");
+                let codec = match codecs.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(new) => {
+                        let schema = registry.schema(id).await.expect("schema by id");
+                        new.insert(
+                            ferry_core::codec::TableCodec::from_value_schema(&schema.json).expect("Ferry schema"),
+                        )
+                    }
+                };
                 Some(codec.decode_value(datum).expect("decode"))
             }
         };
