@@ -269,3 +269,13 @@ pub trait Connect: Send + Sync + 'static {
     /// A new connection, with Ferry's offsets table in place.
     fn connect(&self) -> impl Future<Output = Result<Self::Target, TargetError>> + Send;
 }
+
+/// A target shared with the rest of the process (`ferry migrate` reads
+/// progress from the DuckDB instance its apply writes to).
+impl<C: Connect> Connect for std::sync::Arc<C> {
+    type Target = C::Target;
+
+    fn connect(&self) -> impl Future<Output = Result<Self::Target, TargetError>> + Send {
+        C::connect(self)
+    }
+}

@@ -26,7 +26,7 @@ enum Command {
         /// The source database: postgres://... or mysql://.../DATABASE.
         #[arg(long, env = "FERRY_SOURCE", hide_env_values = true)]
         source: String,
-        /// The target database, whose default schema holds the source's tables.
+        /// The target database, whose default schema holds the source's tables: postgres://..., mysql://.../DATABASE or duckdb://PATH.
         #[arg(long, env = "FERRY_TARGET", hide_env_values = true)]
         target: String,
         /// Tables to compare: 'public.orders,inventory.*' [default: all].
@@ -104,7 +104,7 @@ enum Command {
     },
     /// Moves an apply group back so its target applies the log again from --from.
     Replay {
-        /// The target database holding the group's offsets.
+        /// The target holding the group's offsets: postgres://..., mysql://.../DATABASE or duckdb://PATH.
         #[arg(long, env = "FERRY_TARGET", hide_env_values = true)]
         target: String,
         /// The apply group (ferry-apply's --group).
@@ -127,7 +127,7 @@ struct Migration {
     /// The source: postgres://..., mysql://.../DATABASE or mongodb://...
     #[arg(long, env = "FERRY_SOURCE", hide_env_values = true)]
     source: String,
-    /// A target (postgres://... or mysql://.../DATABASE); once per target, always in the same order.
+    /// A target (postgres://..., mysql://.../DATABASE or duckdb://PATH); once per target, always in the same order.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
     /// Tables to migrate: 'public.orders,inventory.*' [default: all].

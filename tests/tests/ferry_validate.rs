@@ -11,6 +11,22 @@ use ferry_tests::{binary, start_apply, start_apply_with, start_capture, unique, 
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
+/// Tables of every kind of value, a text key and no key at all.
+const TABLES: &str =
+    "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,3), note text, at timestamptz, raw bytea,
+                      ok boolean, u uuid, doc jsonb, r real, d double precision, day date, t time);
+ INSERT INTO orders SELECT i, i * 1.25, 'note ' || i, '2024-01-02 03:04:05.5+02'::timestamptz + i * interval '1 minute',
+                           decode(lpad(to_hex(i), 4, '0'), 'hex'), i % 2 = 0, md5(i::text)::uuid,
+                           jsonb_build_object('i', i, 'tags', jsonb_build_array('a', i)), i / 3.0, i / 7.0,
+                           date '2024-01-01' + i, time '10:00:00.25' + i * interval '1 second'
+                    FROM generate_series(1, 2000) i;
+ INSERT INTO orders (id) VALUES (0);
+ CREATE TABLE codes (code text PRIMARY KEY, n int);
+ INSERT INTO codes VALUES ('B', 1), ('a', 2), ('é', 3), ('a b', 4);
+ CREATE TABLE log (line text, n int);
+ ALTER TABLE log REPLICA IDENTITY FULL;
+ INSERT INTO log VALUES ('x', 1), ('x', 1), ('y', 2);";
+
 /// `ferry validate` of `source` against `target`: exit code and stdout (stderr when it failed to run).
 async fn validate(source: &str, target: &str, extra: &[&str]) -> (i32, String) {
     let out = tokio::process::Command::new(binary("ferry"))
@@ -46,23 +62,7 @@ async fn wait_equal(source: &str, target: &str) {
 #[tokio::test]
 async fn postgres_to_mariadb_equal_then_each_difference_named() {
     let source = PgDatabase::create();
-    source
-        .execute(
-            "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,3), note text, at timestamptz, raw bytea,
-                                  ok boolean, u uuid, doc jsonb, r real, d double precision, day date, t time);
-             INSERT INTO orders SELECT i, i * 1.25, 'note ' || i, '2024-01-02 03:04:05.5+02'::timestamptz + i * interval '1 minute',
-                                       decode(lpad(to_hex(i), 4, '0'), 'hex'), i % 2 = 0, md5(i::text)::uuid,
-                                       jsonb_build_object('i', i, 'tags', jsonb_build_array('a', i)), i / 3.0, i / 7.0,
-                                       date '2024-01-01' + i, time '10:00:00.25' + i * interval '1 second'
-                                FROM generate_series(1, 2000) i;
-             INSERT INTO orders (id) VALUES (0);
-             CREATE TABLE codes (code text PRIMARY KEY, n int);
-             INSERT INTO codes VALUES ('B', 1), ('a', 2), ('é', 3), ('a b', 4);
-             CREATE TABLE log (line text, n int);
-             ALTER TABLE log REPLICA IDENTITY FULL;
-             INSERT INTO log VALUES ('x', 1), ('x', 1), ('y', 2);",
-        )
-        .await;
+    source.execute(TABLES).await;
     let target = MariaDatabase::create().await;
     let prefix = unique("val");
     let capture = start_capture(&source, &prefix, &[]);
@@ -134,8 +134,11 @@ async fn mariadb_to_postgres_equal_then_a_changed_row_named() {
 async fn bad_input_is_one_line_and_exit_code_2_and_a_missing_table_is_named() {
     let (code, err) = validate("redis://127.0.0.1:6379", "postgres://postgres@127.0.0.1/postgres", &[]).await;
     assert_eq!(code, 2);
-    assert!(err.contains("postgres:// and mysql://"), "{err}");
+    assert!(err.contains("postgres://, mysql:// and duckdb://"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (code, err) = validate("duckdb://./x.duckdb", "postgres://postgres@127.0.0.1/postgres", &[]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("a DuckDB file is a target only"), "{err}");
     let (code, err) = validate(
         "mysql://root@127.0.0.1:3306",
         "postgres://postgres@127.0.0.1/postgres",
@@ -154,4 +157,129 @@ async fn bad_input_is_one_line_and_exit_code_2_and_a_missing_table_is_named() {
         out.contains("MISSING: the target has no table public.only_here"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn postgres_to_duckdb_by_ferry_migrate_equal_then_each_difference_named() {
+    let source = PgDatabase::create();
+    source.execute(TABLES).await;
+    source
+        .execute(
+            "CREATE TABLE spans (id int PRIMARY KEY, span interval, at timestamp, big numeric, tz timestamptz);
+             INSERT INTO spans SELECT i, i * interval '1 hour 2 minutes 3.5 seconds', '2024-02-29 23:59:59.123456'::timestamp + i * interval '1 day',
+                                      i * 12345678901234567890.5, NULL
+                               FROM generate_series(-5, 5) i;
+             UPDATE spans SET tz = '1999-12-31 23:00:00-05' WHERE id > 0;",
+        )
+        .await;
+    let lake = ferry_tests::duck::DuckDir::create();
+    let target = format!("duckdb://{}", lake.file().display());
+    // A full load validates by itself before it stops.
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new(binary("ferry"))
+            .args([
+                "migrate",
+                "--source",
+                &source.url(),
+                "--target",
+                &target,
+                "--mode",
+                "full-load",
+            ])
+            .args(["--prefix", &unique("val"), "--brokers", &ferry_tests::brokers()])
+            .output(),
+    )
+    .await
+    .expect("a full load stops by itself")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("target 0 equals the source: safe to switch to"),
+        "{stdout}"
+    );
+    let (code, out) = validate(&source.url(), &target, &[]).await;
+    assert_eq!(code, 0, "{out}");
+
+    {
+        let duck = duckdb::Connection::open(lake.file()).unwrap();
+        duck.execute_batch(
+            "DELETE FROM orders WHERE id = 17;
+             UPDATE orders SET \"at\" = CAST(CAST(\"at\" AS TIMESTAMP) + INTERVAL 1 MICROSECOND AS TIMESTAMPTZ) WHERE id = 1500;
+             UPDATE spans SET \"at\" = \"at\" + INTERVAL 1 SECOND WHERE id = -3;
+             UPDATE codes SET n = 9 WHERE code = 'é';
+             INSERT INTO orders (id, note) VALUES (99999, 'extra');
+             INSERT INTO log VALUES ('x', 1);",
+        )
+        .unwrap();
+    }
+    let (code, out) = validate(&source.url(), &target, &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("DIFFERENT: 1 missing, 1 extra, 1 changed"), "{out}");
+    assert!(out.contains("missing: (id=17)"), "{out}");
+    assert!(out.contains("extra: (id=99999)"), "{out}");
+    assert!(out.contains("changed: (id=1500)"), "{out}");
+    assert!(out.contains("changed: (id=-3)"), "{out}");
+    assert!(out.contains("changed: (code=é)"), "{out}");
+    assert!(out.contains("extra: (x, 1)"), "{out}");
+    assert!(out.contains("4 of 4 tables differ"), "{out}");
+}
+
+#[tokio::test]
+async fn mariadb_to_duckdb_by_ferry_migrate_equal_then_a_changed_time_named() {
+    let source = MariaDatabase::create().await;
+    source
+        .execute(
+            "CREATE TABLE shifts (id int PRIMARY KEY, took time(6), starts datetime(6), pay decimal(9,2),
+                                  badge varbinary(8), ok tinyint(1), at timestamp(3) NULL, label varchar(20));
+             INSERT INTO shifts VALUES (1, '-838:59:59.000000', '2024-02-29 23:59:59.123456', 12.5, x'00ff', 1,
+                                        '2024-01-02 03:04:05.250', 'é'),
+                                       (2, '01:02:03.500000', '1999-12-31 00:00:00', -0.01, NULL, 0, NULL, NULL),
+                                       (3, '838:59:59', '2038-01-19 03:14:07.999999', 0, x'', NULL, '2030-06-30 12:00:00', 'a b');",
+        )
+        .await;
+    let lake = ferry_tests::duck::DuckDir::create();
+    let target = format!("duckdb://{}", lake.file().display());
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new(binary("ferry"))
+            .args([
+                "migrate",
+                "--source",
+                &source.url(),
+                "--target",
+                &target,
+                "--mode",
+                "full-load",
+            ])
+            .args(["--prefix", &unique("val"), "--brokers", &ferry_tests::brokers()])
+            .output(),
+    )
+    .await
+    .expect("a full load stops by itself")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("target 0 equals the source: safe to switch to"),
+        "{stdout}"
+    );
+
+    duckdb::Connection::open(lake.file())
+        .unwrap()
+        .execute_batch("UPDATE shifts SET took = took + INTERVAL 1 MICROSECOND WHERE id = 2")
+        .unwrap();
+    let (code, out) = validate(&source.url(), &target, &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("DIFFERENT: 0 missing, 0 extra, 1 changed"), "{out}");
+    assert!(out.contains("changed: (id=2)"), "{out}");
 }

@@ -114,6 +114,7 @@ fn conversions(tables: &[TableMeta], target: Option<&Db>, same_engine: bool) -> 
                 Db::Mysql { .. } => {
                     ferry_apply::mysql::schema::closest_type(column, key).unwrap_or_else(|e| format!("(refused: {e})"))
                 }
+                Db::Duckdb(_) => ferry_apply::duckdb::schema::column_type(column),
             });
             let conversion = Conversion {
                 source_type: column.source_type.clone(),
@@ -152,6 +153,7 @@ pub async fn assess(
     } = match source {
         Db::Postgres { url, config } => postgres::facts(config, url, filter, publication).await?,
         Db::Mysql { url, opts, .. } => mysql::facts(opts, url, source.default_schema(), filter).await?,
+        Db::Duckdb(_) => return Err(source.not_a_source()),
     };
     let same_engine = matches!(
         (source, target),

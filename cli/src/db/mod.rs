@@ -1,11 +1,15 @@
-//! The two engines `ferry` reads and writes: for `validate`, the tables a
+//! The engines `ferry` reads and writes: for `validate`, the tables a
 //! source includes, a table's columns, and its rows as text, in key order,
-//! streamed; for `replay`, an apply group's offsets stored in a target.
+//! streamed; for `replay` and `migrate`, an apply group's offsets stored in a
+//! target. PostgreSQL and MySQL/MariaDB are sources and targets, a DuckDB
+//! file (`duckdb.rs`) a target only.
 //!
 //! Each engine prints every value as text in UTC (`canon.rs` evens out the
 //! rest) and sorts keys so that both sides agree on one order: numbers by
 //! value, everything else bytewise (PostgreSQL `COLLATE "C"`, MySQL's binary
 //! cast), which is how `canon::compare_keys` orders them too.
+
+pub mod duckdb;
 
 use ferry_apply::target::{BARRIERS_TABLE, OFFSETS_TABLE};
 use ferry_capture::filter::TableFilter;
@@ -30,6 +34,7 @@ pub enum Db {
         opts: ferry_core::mysql::MysqlConfig,
         database: String,
     },
+    Duckdb(duckdb::Duck),
 }
 
 /// Ferry's own tables in a target.
@@ -40,6 +45,9 @@ fn ferrys(id: &TableId) -> bool {
 impl Db {
     /// The database at `url`, by its scheme; `flag` names it in errors.
     pub fn parse(url: &str, flag: &'static str) -> Result<Db, String> {
+        if url.starts_with("duckdb:") {
+            return duckdb::Duck::parse(url, flag).map(Db::Duckdb);
+        }
         let parsed = SecretUrl::parse(url).map_err(|e| format!("{flag}: {e}"))?;
         match parsed.expose().scheme() {
             "postgres" | "postgresql" => Ok(Db::Postgres {
@@ -65,7 +73,7 @@ impl Db {
                 })
             }
             other => Err(format!(
-                "{flag} {parsed}: ferry validate reads postgres:// and mysql:// databases, not {other}://"
+                "{flag} {parsed}: ferry reads postgres://, mysql:// and duckdb:// databases, not {other}://"
             )),
         }
     }
@@ -75,6 +83,7 @@ impl Db {
         match self {
             Db::Postgres { .. } => "PostgreSQL",
             Db::Mysql { .. } => "MySQL",
+            Db::Duckdb(_) => "DuckDB",
         }
     }
 
@@ -83,6 +92,7 @@ impl Db {
         match self {
             Db::Postgres { .. } => "public",
             Db::Mysql { database, .. } => database,
+            Db::Duckdb(_) => ferry_apply::duckdb::DEFAULT_SCHEMA,
         }
     }
 
@@ -102,10 +112,20 @@ impl Db {
         ferry_core::mysql::connect(opts, url).await.map_err(|e| e.to_string())
     }
 
+    /// The error of a DuckDB file named as a source.
+    pub fn not_a_source(&self) -> String {
+        let name = match self {
+            Db::Duckdb(duck) => duck.path.display().to_string(),
+            _ => self.engine().to_owned(),
+        };
+        format!("--source {name}: a DuckDB file is a target only; the source is postgres:// or mysql://")
+    }
+
     /// The tables of this (source) database that `filter` includes; a MySQL
     /// source's are those of its URL's database.
     pub async fn tables(&self, filter: &TableFilter) -> Result<Vec<TableId>, String> {
         let tables = match self {
+            Db::Duckdb(_) => return Err(self.not_a_source()),
             Db::Postgres { url, config } => {
                 let client = Self::pg(config, url).await?;
                 ferry_capture::postgres::validate::included_tables(&client, filter)
@@ -125,9 +145,42 @@ impl Db {
         Ok(tables.into_iter().filter(|t| !ferrys(t)).collect())
     }
 
+    /// The source's estimate of each table's rows, from its statistics (no
+    /// scan), by `schema.table`; for the live view of `ferry migrate`.
+    pub async fn row_estimates(&self) -> Result<std::collections::BTreeMap<String, i64>, String> {
+        Ok(match self {
+            Db::Postgres { url, config } => Self::pg(config, url)
+                .await?
+                .query(
+                    "SELECT n.nspname || '.' || c.relname, greatest(c.reltuples, 0)::bigint
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')",
+                    &[],
+                )
+                .await
+                .map_err(|e| ferry_core::pg::pg_message(&e))?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+            Db::Mysql { url, opts, database } => Self::my(opts, url)
+                .await?
+                .exec::<(String, Option<i64>), _, _>(
+                    "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME), CAST(TABLE_ROWS AS SIGNED)
+                     FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+                    (database,),
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(t, n)| (t, n.unwrap_or(0)))
+                .collect(),
+            Db::Duckdb(_) => return Err(self.not_a_source()),
+        })
+    }
+
     /// A (source) table's columns, types and key.
     pub async fn meta(&self, id: &TableId) -> Result<TableMeta, String> {
         match self {
+            Db::Duckdb(_) => Err(self.not_a_source()),
             Db::Postgres { url, config } => {
                 let client = Self::pg(config, url).await?;
                 ferry_capture::postgres::catalog::table_meta(&client, id)
@@ -168,6 +221,7 @@ impl Db {
                 )
                 .await
                 .map_err(|e| e.to_string())?,
+            Db::Duckdb(duck) => duck.column_names(id).await?,
         };
         Ok((!names.is_empty()).then_some(names))
     }
@@ -230,6 +284,7 @@ impl Db {
                     ferry_core::mysql::quoted(id),
                 )
             }
+            Db::Duckdb(_) => duckdb::select_parts(id, columns, key, numeric),
         };
         let order = if order.is_empty() {
             String::new()
@@ -259,6 +314,7 @@ impl Db {
         let result = match self {
             Db::Postgres { url, config } => scan_pg(config, url, &sql, &tx).await,
             Db::Mysql { url, opts, .. } => scan_my(opts, url, &sql, &tx).await,
+            Db::Duckdb(duck) => duck.scan(sql, tx.clone()).await,
         };
         if let Err(e) = result {
             let _ = tx.send(Err(format!("table {id}: {e}"))).await;
@@ -357,6 +413,7 @@ impl Db {
                     .await
                     .map_err(|e| none(e.to_string()))?
             }
+            Db::Duckdb(duck) => return duck.group_offsets(group).await,
         };
         let mut offsets: Vec<StoredOffset> = rows
             .into_iter()
@@ -386,6 +443,13 @@ impl Db {
         };
         let forget = |p: fn(usize) -> String| format!("DELETE FROM {BARRIERS_TABLE} WHERE consumer_group = {}", p(1));
         match self {
+            Db::Duckdb(duck) => {
+                let (update, forget) = (
+                    update(ferry_apply::target::sql::question),
+                    forget(ferry_apply::target::sql::question),
+                );
+                duck.move_group(group, offsets, update, forget).await
+            }
             Db::Postgres { url, config } => {
                 let mut client = Self::pg(config, url).await?;
                 let tx = client.transaction().await.map_err(|e| ferry_core::pg::pg_message(&e))?;

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Engines come from the URL schemes: sources `postgres://`, `mysql://`,
-//! `mongodb://`; targets `postgres://` and `mysql://`. Apply group `i` is
+//! `mongodb://`; targets `postgres://`, `mysql://` and `duckdb://PATH` (its
+//! mirror tables). Apply group `i` is
 //! `<prefix>.to.<i>` (the `--target`'s place), so a migration restarted with
 //! the same flags resumes where it was: capture from its stored position, each
 //! apply from the offsets in its target.
@@ -151,9 +152,13 @@ fn start_capture(o: &Options, stop: watch::Receiver<bool>) -> Result<JoinHandle<
     })
 }
 
-/// Starts the apply of the `i`th target, by its URL's scheme.
-fn start_apply(o: &Options, i: usize, stop: watch::Receiver<bool>) -> Result<JoinHandle<Result<(), String>>, String> {
-    let url = SecretUrl::parse(&o.targets[i]).map_err(|e| format!("--target: {e}"))?;
+/// Starts the apply of the `i`th target, `target`.
+fn start_apply(
+    o: &Options,
+    i: usize,
+    target: &Db,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<Result<(), String>>, String> {
     let group = group(&o.prefix, i);
     let settings = ApplySettings {
         kafka: KafkaSettings::new(o.brokers.clone()),
@@ -171,20 +176,17 @@ fn start_apply(o: &Options, i: usize, stop: watch::Receiver<bool>) -> Result<Joi
         metrics: None,
     };
     let shutdown = stopped(stop);
-    Ok(match url.expose().scheme() {
-        "postgres" | "postgresql" => {
-            let connect = ferry_apply::postgres::PgConnect::new(url).map_err(|e| e.to_string())?;
+    Ok(match target {
+        Db::Postgres { url, .. } => {
+            let connect = ferry_apply::postgres::PgConnect::new(url.clone()).map_err(|e| e.to_string())?;
             spawn(ferry_apply::pipeline::run(settings, connect, shutdown))
         }
-        "mysql" | "mariadb" => {
-            let connect = ferry_apply::mysql::MyConnect::new(url)?;
+        Db::Mysql { url, .. } => {
+            let connect = ferry_apply::mysql::MyConnect::new(url.clone())?;
             spawn(ferry_apply::pipeline::run(settings, connect, shutdown))
         }
-        other => {
-            return Err(format!(
-                "--target: ferry migrate writes postgres:// and mysql:// targets, not {other}://"
-            ))
-        }
+        // The instance that progress and validation read through too.
+        Db::Duckdb(duck) => spawn(ferry_apply::pipeline::run(settings, duck.connect()?, shutdown)),
     })
 }
 
@@ -208,8 +210,10 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
     let (stop_applies, applies_rx) = watch::channel(false);
     let mut running = Running {
         capture: start_capture(&o, capture_rx)?,
-        applies: (0..o.targets.len())
-            .map(|i| start_apply(&o, i, applies_rx.clone()))
+        applies: targets
+            .iter()
+            .enumerate()
+            .map(|(i, (db, _))| start_apply(&o, i, db, applies_rx.clone()))
             .collect::<Result<_, _>>()?,
         stop_capture,
         stop_applies,
@@ -217,8 +221,16 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
     let kafka = KafkaSettings::new(o.brokers.clone());
     let names: Vec<String> = targets
         .iter()
-        .map(|(db, _)| format!("target {}", db.engine()))
+        .enumerate()
+        .map(|(i, (db, _))| format!("target {i} {}", db.engine()))
         .collect();
+    // Without estimates the view shows no time left for a snapshot.
+    let estimates = match &source_db {
+        Some(db) => db.row_estimates().await.unwrap_or_default(),
+        None => Default::default(),
+    };
+    let mut view = progress::View::new(&o.prefix, names, estimates);
+    let mut capture_phase = (Instant::now(), progress::Capture::Snapshot);
     let terminal = std::io::stderr().is_terminal();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     tokio::pin!(shutdown);
@@ -253,9 +265,15 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
             ));
         }
         let now = progress::read(&kafka, &o.prefix, &targets).await?;
+        view.update(Instant::now(), &now);
         let finished = o.mode == Mode::FullLoad && captured_done && progress::caught_up(&now);
+        if captured_done {
+            capture_phase.1 = progress::Capture::Done;
+        } else if capture_phase.0.elapsed() >= Duration::from_secs(5) {
+            capture_phase = (Instant::now(), capture_state(&kafka, &o.prefix).await);
+        }
         if terminal || finished || last_print.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            let view = progress::render(&now, &names, &o.prefix);
+            let view = view.render(&now, capture_phase.1);
             let head = format!(
                 "ferry migrate {} ({:?}, {} s)",
                 o.prefix,
@@ -301,6 +319,22 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
             .map_err(|e| format!("capture: {e}"))?;
     }
     Ok(equal)
+}
+
+/// Where the capture of `prefix` is, by its last status report.
+async fn capture_state(kafka: &KafkaSettings, prefix: &str) -> progress::Capture {
+    let reports = crate::status::read(kafka, Some(prefix), None, true)
+        .await
+        .unwrap_or_default();
+    match reports
+        .iter()
+        .find(|s| s.report.kind == "capture" && s.report.name == prefix)
+        .map(|s| s.report.phase.as_str())
+    {
+        Some("streaming") => progress::Capture::Streaming,
+        Some("stopped") => progress::Capture::Done,
+        _ => progress::Capture::Snapshot,
+    }
 }
 
 /// The targets, each with its apply group.

@@ -85,9 +85,13 @@ fn fraction(v: &str) -> String {
     }
 }
 
-/// Microseconds of a MySQL `TIME` (`-838:59:59.000000`) or a PostgreSQL
-/// `interval` in ISO 8601 (`PT1H2M3.5S`, `-PT1S`, `P1DT2H`).
+/// Microseconds of a MySQL `TIME` (`-838:59:59.000000`), a PostgreSQL
+/// `interval` in ISO 8601 (`PT1H2M3.5S`, `-PT1S`, `P1DT2H`) or DuckDB's
+/// `INTERVAL` as `db/duckdb.rs` reads it (microseconds already).
 fn duration_micros(v: &str) -> Option<i64> {
+    if let Ok(us) = v.parse::<i64>() {
+        return Some(us);
+    }
     let (negative, body) = match v.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, v),
@@ -219,6 +223,7 @@ mod tests {
         same(DataType::Time, "time", "10:00:00.250", "10:00:00.250000");
         same(DataType::Duration, "time", "-PT1H2M3.5S", "-01:02:03.500000");
         same(DataType::Duration, "time", "P1DT1S", "24:00:01");
+        same(DataType::Duration, "interval", "-PT1H2M3.5S", "-3723500000");
         same(
             DataType::Uuid,
             "uuid",
