@@ -725,6 +725,20 @@ impl Publisher {
     /// Waits for every checkpoint so far to be acknowledged, then stops.
     pub async fn finish(mut self) -> Result<(), PublishError> {
         self.commit(true).await?;
+        // Still open: it ends inside a source transaction, so it cannot be
+        // committed; its events come again after a restart (their position
+        // was not stored). Abort it now rather than leave it to the broker,
+        // whose readers stay behind it until the next start fences it or,
+        // on brokers that do not fence, until its timeout minutes later.
+        if self.transaction.as_ref().is_some_and(|t| t.open.is_some()) {
+            let producer = Arc::clone(&self.producer);
+            tokio::task::spawn_blocking(move || producer.abort_transaction(TRANSACTION_TIMEOUT))
+                .await
+                .map_err(|e| PublishError::Stopped(e.to_string()))??;
+            if let Some(t) = &mut self.transaction {
+                t.open = None;
+            }
+        }
         drop(self.checkpoints);
         match self.acknowledger.take() {
             Some(task) => task.await.map_err(|e| PublishError::Stopped(e.to_string()))?,
