@@ -133,3 +133,126 @@ async fn full_load_and_changes_under_writes_then_cutover() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn full_load_between_postgres_databases_carries_defaults_sequences_indexes_and_foreign_keys() {
+    let source = PgDatabase::create();
+    source
+        .execute(
+            "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+             CREATE FUNCTION only_in_the_source() RETURNS int LANGUAGE sql AS 'SELECT 7';
+             CREATE TABLE customers (id serial PRIMARY KEY, email text NOT NULL UNIQUE, feel mood DEFAULT 'ok',
+                                     since date NOT NULL DEFAULT current_date, lucky int DEFAULT only_in_the_source());
+             CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                  customer_id int NOT NULL REFERENCES customers ON DELETE CASCADE,
+                                  total numeric(10,2) NOT NULL DEFAULT 0, note text);
+             CREATE INDEX orders_by_customer ON orders (customer_id);
+             CREATE INDEX orders_with_notes ON orders (lower(note)) WHERE note IS NOT NULL;
+             INSERT INTO customers (email) SELECT 'c' || i || '@example.com' FROM generate_series(1, 300) i;
+             INSERT INTO orders (customer_id, total, note)
+               SELECT 1 + i % 300, i, CASE WHEN i % 3 = 0 THEN 'n' || i END FROM generate_series(1, 3000) i;",
+        )
+        .await;
+    let target = PgDatabase::create();
+    let out = tokio::time::timeout(
+        DEADLINE,
+        migrate(&source.url(), &[&target.url()], &unique("mig"), "full-load").output(),
+    )
+    .await
+    .expect("a full load stops by itself")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("target 0 equals the source: safe to switch to"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("left to the operator: default of public.customers.lucky"),
+        "a default calling a function the target lacks is reported: {stdout}"
+    );
+
+    let client = target.client().await;
+    let one = |sql: &'static str| {
+        let client = &client;
+        async move { client.query_one(sql, &[]).await.unwrap() }
+    };
+    // The enum type and the defaults, the unique and the other indexes, the foreign key.
+    let feel: String = one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                            WHERE attrelid = 'customers'::regclass AND attname = 'feel'")
+    .await
+    .get(0);
+    assert_eq!(feel, "mood");
+    let defaults: Vec<String> = client
+        .query(
+            "SELECT table_name || '.' || column_name || '=' || column_default FROM information_schema.columns
+             WHERE table_schema = 'public' AND column_default IS NOT NULL AND table_name NOT LIKE '\\_ferry%'
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        defaults,
+        [
+            "customers.feel='ok'::mood",
+            "customers.id=nextval('customers_id_seq'::regclass)",
+            "customers.since=CURRENT_DATE",
+            "orders.total=0",
+        ],
+        "{stdout}"
+    );
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' AND tablename NOT LIKE '\\_ferry%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        indexes,
+        [
+            "customers_email_key",
+            "customers_pkey",
+            "orders_by_customer",
+            "orders_pkey",
+            "orders_with_notes"
+        ],
+        "{stdout}"
+    );
+    let fk: String = one("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f'")
+        .await
+        .get(0);
+    assert_eq!(
+        fk,
+        "FOREIGN KEY (customer_id) REFERENCES customers(id) ON DELETE CASCADE"
+    );
+    // The sequences stand where the source's do: the next rows get new keys.
+    client
+        .batch_execute(
+            "INSERT INTO customers (email) VALUES ('new@example.com');
+             INSERT INTO orders (customer_id) VALUES (301);",
+        )
+        .await
+        .unwrap();
+    let ids: (i32, i64) = {
+        let r = one("SELECT (SELECT max(id) FROM customers), (SELECT max(id) FROM orders)").await;
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(ids, (301, 3001));
+    // The unique index holds.
+    assert!(client
+        .batch_execute("INSERT INTO customers (email) VALUES ('c1@example.com')")
+        .await
+        .is_err());
+}

@@ -98,7 +98,7 @@ fn large_columns(meta: &TableMeta) -> Vec<String> {
 /// What to do about `n` foreign keys.
 fn foreign_keys(n: i64) -> String {
     format!(
-        "{n} foreign keys: not created by apply (rows of one transaction may land in another order); add them after cutover"
+        "{n} foreign keys: not created by apply (rows of one transaction may land in another order); ferry migrate from PostgreSQL into PostgreSQL adds them at the end, otherwise add them after cutover"
     )
 }
 

@@ -36,13 +36,13 @@ const NOT_CARRIED: [(&str, &str); 6] = [
     ),
     (
         "SELECT 'sequence ' || schemaname || '.' || sequencename FROM pg_sequences",
-        "its value is not carried: set it on the target at cutover (SELECT setval(...))",
+        "its value is not carried by apply: ferry migrate into PostgreSQL sets it at the end if a serial or identity column owns it; otherwise set it on the target at cutover (SELECT setval(...))",
     ),
     (
         "SELECT 'index ' || schemaname || '.' || indexname || ' on ' || tablename FROM pg_indexes i
          WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
            AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conname = i.indexname AND k.contype = 'p')",
-        "secondary index not created by apply: create it on the target (after the load is faster)",
+        "secondary index not created by apply: ferry migrate into PostgreSQL creates it after the load; otherwise create it on the target (after the load is faster)",
     ),
 ];
 

@@ -96,7 +96,10 @@ impl Db {
         }
     }
 
-    async fn pg(config: &ferry_core::pg::PgConfig, url: &SecretUrl) -> Result<tokio_postgres::Client, String> {
+    pub(crate) async fn pg(
+        config: &ferry_core::pg::PgConfig,
+        url: &SecretUrl,
+    ) -> Result<tokio_postgres::Client, String> {
         let client = ferry_core::pg::connect(config, url).await.map_err(|e| e.to_string())?;
         client
             .batch_execute(

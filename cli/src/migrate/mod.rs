@@ -14,6 +14,10 @@
 //!                      applied everything, validates each, says which are safe to switch to
 //! ```
 //!
+//! From a PostgreSQL source to PostgreSQL targets the tables are created
+//! before the load with their defaults and sequences, and their indexes and
+//! foreign keys after it (`schema.rs`).
+//!
 //! Engines come from the URL schemes: sources `postgres://`, `mysql://`,
 //! `mongodb://`; targets `postgres://`, `mysql://` and `duckdb://PATH` (its
 //! mirror tables). Apply group `i` is
@@ -22,6 +26,7 @@
 //! apply from the offsets in its target.
 
 pub mod progress;
+pub mod schema;
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -206,6 +211,10 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
     }
     let source_db = Db::parse(&o.source, "--source").ok();
     let targets = target_dbs(&o)?;
+    let schema = read_schema(source_db.as_ref(), &targets, &o.tables).await?;
+    for (i, (target, _)) in targets.iter().enumerate() {
+        report(i, "before the load", &schema.create_tables(target).await?);
+    }
     let (stop_capture, capture_rx) = watch::channel(false);
     let (stop_applies, applies_rx) = watch::channel(false);
     let mut running = Running {
@@ -231,6 +240,7 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
     };
     let mut view = progress::View::new(&o.prefix, names, estimates);
     let mut capture_phase = (Instant::now(), progress::Capture::Snapshot);
+    let mut indexed = false;
     let terminal = std::io::stderr().is_terminal();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     tokio::pin!(shutdown);
@@ -272,6 +282,13 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
         } else if capture_phase.0.elapsed() >= Duration::from_secs(5) {
             capture_phase = (Instant::now(), capture_state(&kafka, &o.prefix).await);
         }
+        // The load is in: the indexes that cannot fail on changes applied out of order.
+        if !indexed && capture_phase.1 != progress::Capture::Snapshot && progress::caught_up(&now) {
+            indexed = true;
+            for (i, (target, _)) in targets.iter().enumerate() {
+                report(i, "after the load", &schema.create_indexes(target, false).await?);
+            }
+        }
         if terminal || finished || last_print.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
             let view = view.render(&now, capture_phase.1);
             let head = format!(
@@ -299,7 +316,7 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
             eprintln!("cutover: waiting until every target has applied every change");
             wait_caught_up(&kafka, &o.prefix, &targets).await?;
         }
-        validate_all(source_db.as_ref(), &targets, &o.tables).await?
+        validate_all(source_db.as_ref(), &targets, &o.tables, &schema).await?
     } else {
         true
     };
@@ -353,7 +370,8 @@ pub async fn cutover(o: &Options) -> Result<bool, String> {
     let targets = target_dbs(o)?;
     eprintln!("cutover: waiting until every target has applied every change (stop writes to the source first)");
     wait_caught_up(&KafkaSettings::new(o.brokers.clone()), &o.prefix, &targets).await?;
-    validate_all(Some(&source), &targets, &o.tables).await
+    let schema = read_schema(Some(&source), &targets, &o.tables).await?;
+    validate_all(Some(&source), &targets, &o.tables, &schema).await
 }
 
 /// Waits until the capture has read its snapshot and streams (by its status
@@ -394,9 +412,38 @@ pub async fn wait_caught_up(kafka: &KafkaSettings, prefix: &str, targets: &[(Db,
     }
 }
 
-/// Validates every target against the source and prints the verdicts;
-/// whether all are equal.
-pub async fn validate_all(source: Option<&Db>, targets: &[(Db, String)], tables: &str) -> Result<bool, String> {
+/// The schema of a PostgreSQL source's tables when a target is PostgreSQL
+/// too (empty otherwise: apply creates the tables from the events).
+async fn read_schema(source: Option<&Db>, targets: &[(Db, String)], tables: &str) -> Result<schema::Schema, String> {
+    match source {
+        Some(source @ Db::Postgres { .. }) if targets.iter().any(|(t, _)| matches!(t, Db::Postgres { .. })) => {
+            let filter = ferry_capture::filter::TableFilter::parse(tables).map_err(|e| e.to_string())?;
+            let ids = source.tables(&filter).await?;
+            schema::Schema::read(source, &ids, "public").await
+        }
+        _ => Ok(schema::Schema::default()),
+    }
+}
+
+/// Prints what a schema step did in target `i`, if it had anything to do.
+fn report(i: usize, step: &str, outcome: &schema::Outcome) {
+    if outcome.created.is_empty() && outcome.left.is_empty() {
+        return;
+    }
+    for line in outcome.render(step).lines() {
+        println!("target {i}: {line}");
+    }
+}
+
+/// Validates every target against the source and prints the verdicts; for
+/// each equal target, completes its schema (`schema.rs`: unique indexes,
+/// foreign keys, sequences); whether all are equal.
+pub async fn validate_all(
+    source: Option<&Db>,
+    targets: &[(Db, String)],
+    tables: &str,
+    schema: &schema::Schema,
+) -> Result<bool, String> {
     let Some(source) = source else {
         println!("the targets have every change; a MongoDB source cannot be validated row by row here");
         return Ok(true);
@@ -416,6 +463,7 @@ pub async fn validate_all(source: Option<&Db>, targets: &[(Db, String)], tables:
         println!("target {i} ({}):", target.engine());
         print!("{}", validate::render(&reports));
         if equal {
+            report(i, "at the end", &schema.finish(source, target).await?);
             println!("target {i} equals the source: safe to switch to");
         }
     }
