@@ -316,7 +316,7 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
             eprintln!("cutover: waiting until every target has applied every change");
             wait_caught_up(&kafka, &o.prefix, &targets).await?;
         }
-        validate_all(source_db.as_ref(), &targets, &o.tables, &schema).await?
+        validate_all(source_db.as_ref(), &targets, &o.tables, &schema, indexed).await?
     } else {
         true
     };
@@ -371,7 +371,7 @@ pub async fn cutover(o: &Options) -> Result<bool, String> {
     eprintln!("cutover: waiting until every target has applied every change (stop writes to the source first)");
     wait_caught_up(&KafkaSettings::new(o.brokers.clone()), &o.prefix, &targets).await?;
     let schema = read_schema(Some(&source), &targets, &o.tables).await?;
-    validate_all(Some(&source), &targets, &o.tables, &schema).await
+    validate_all(Some(&source), &targets, &o.tables, &schema, false).await
 }
 
 /// Waits until the capture has read its snapshot and streams (by its status
@@ -436,13 +436,15 @@ fn report(i: usize, step: &str, outcome: &schema::Outcome) {
 }
 
 /// Validates every target against the source and prints the verdicts; for
-/// each equal target, completes its schema (`schema.rs`: unique indexes,
-/// foreign keys, sequences); whether all are equal.
+/// each equal target, completes its schema (`schema.rs`: the other indexes
+/// unless `indexed`, unique indexes, foreign keys, sequences); whether all
+/// are equal.
 pub async fn validate_all(
     source: Option<&Db>,
     targets: &[(Db, String)],
     tables: &str,
     schema: &schema::Schema,
+    indexed: bool,
 ) -> Result<bool, String> {
     let Some(source) = source else {
         println!("the targets have every change; a MongoDB source cannot be validated row by row here");
@@ -463,7 +465,7 @@ pub async fn validate_all(
         println!("target {i} ({}):", target.engine());
         print!("{}", validate::render(&reports));
         if equal {
-            report(i, "at the end", &schema.finish(source, target).await?);
+            report(i, "at the end", &schema.finish(source, target, indexed).await?);
             println!("target {i} equals the source: safe to switch to");
         }
     }

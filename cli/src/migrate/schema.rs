@@ -279,10 +279,18 @@ impl Schema {
         Ok(outcome)
     }
 
-    /// At the end, once the target equals the source: unique indexes,
-    /// foreign keys, and each sequence set where the source's stands.
-    pub async fn finish(&self, source: &Db, target: &Db) -> Result<Outcome, String> {
-        let mut outcome = self.create_indexes(target, true).await?;
+    /// At the end, once the target equals the source: the indexes that are
+    /// not unique unless `indexed` (a cutover may come before the load was
+    /// in), unique indexes, foreign keys, and each sequence set where the
+    /// source's stands.
+    pub async fn finish(&self, source: &Db, target: &Db, indexed: bool) -> Result<Outcome, String> {
+        let mut outcome = Outcome::default();
+        if !indexed {
+            outcome = self.create_indexes(target, false).await?;
+        }
+        let unique = self.create_indexes(target, true).await?;
+        outcome.created.extend(unique.created);
+        outcome.left.extend(unique.left);
         let (Some(from), Some(client)) = (client(source).await?, client(target).await?) else {
             return Ok(outcome);
         };
