@@ -315,6 +315,18 @@ impl PgDatabase {
         .await;
     }
 
+    /// The first column of each row `sql` returns, as text.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        self.client()
+            .await
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     /// Runs SQL as the superuser, panicking on error.
     pub async fn execute(&self, sql: &str) {
         self.client().await.batch_execute(sql).await.unwrap_or_else(|e| {
@@ -325,6 +337,41 @@ impl PgDatabase {
             )
         });
     }
+}
+
+/// `ferry migrate --mode full-load` of `source` into `targets` under
+/// `prefix`, which must stop by itself with every target validated equal;
+/// what it printed on stdout (the reports) and stderr (the live view).
+pub async fn ferry_full_load(source: &str, targets: &[&str], prefix: &str) -> (String, String) {
+    let mut command = tokio::process::Command::new(binary("ferry"));
+    command.args([
+        "migrate",
+        "--source",
+        source,
+        "--mode",
+        "full-load",
+        "--prefix",
+        prefix,
+        "--brokers",
+        &brokers(),
+    ]);
+    for t in targets {
+        command.args(["--target", t]);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(240), command.output())
+        .await
+        .expect("a full load stops by itself")
+        .expect("run ferry migrate");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for i in 0..targets.len() {
+        assert!(
+            stdout.contains(&format!("target {i} equals the source: safe to switch to")),
+            "{stdout}"
+        );
+    }
+    (stdout, stderr)
 }
 
 /// Connects with tokio-postgres, driving the connection in a task.

@@ -61,18 +61,12 @@ async fn a_schema_change_mid_stream_adds_the_column() {
     wait_equal(&source, &target, &["items"], CATCH_UP).await;
     source.execute(SCHEMA_CHANGE).await;
     wait_equal(&source, &target, &["items"], CATCH_UP).await;
-    let t = target.client().await;
-    let types: Vec<String> = t
-        .query(
+    let types = target
+        .strings(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
              WHERE attrelid = 'items'::regclass AND attnum > 0 ORDER BY attnum",
-            &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     assert_eq!(
         types,
         vec![

@@ -46,26 +46,19 @@ async fn full_load_into_postgres_and_mariadb_at_once_validates_and_stops() {
     let (pg, my) = (PgDatabase::create(), MariaDatabase::create().await);
     let prefix = unique("mig");
     let (pg_url, my_url) = (pg.url(), my.url());
-    let out = tokio::time::timeout(
-        DEADLINE,
-        migrate(&source.url(), &[&pg_url, &my_url], &prefix, "full-load").output(),
-    )
-    .await
-    .expect("a full load stops by itself")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    let (_, view) = ferry_tests::ferry_full_load(&source.url(), &[&pg_url, &my_url], &prefix).await;
+    // The live view, per table and target.
+    let orders = view
+        .lines()
+        .rev()
+        .skip_while(|l| !l.starts_with("public.orders "))
+        .take(1)
+        .collect::<String>();
+    assert!(orders.contains("loaded") && orders.contains("20,0"), "{view}");
     assert!(
-        stdout.contains("target 0 equals the source: safe to switch to"),
-        "{stdout}"
+        view.contains("  target 1 MySQL") && view.contains("caught up"),
+        "{view}"
     );
-    assert!(
-        stdout.contains("target 1 equals the source: safe to switch to"),
-        "{stdout}"
-    );
-    // The progress view named each table.
-    assert!(stderr.contains("public.orders"), "{stderr}");
 
     // ferry cutover of the same migration finds nothing left to apply.
     let out = tokio::time::timeout(
@@ -154,51 +147,28 @@ async fn full_load_between_postgres_databases_carries_defaults_sequences_indexes
         )
         .await;
     let target = PgDatabase::create();
-    let out = tokio::time::timeout(
-        DEADLINE,
-        migrate(&source.url(), &[&target.url()], &unique("mig"), "full-load").output(),
-    )
-    .await
-    .expect("a full load stops by itself")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("target 0 equals the source: safe to switch to"),
-        "{stdout}"
-    );
+    let (stdout, _) = ferry_tests::ferry_full_load(&source.url(), &[&target.url()], &unique("mig")).await;
     assert!(
         stdout.contains("left to the operator: default of public.customers.lucky"),
         "a default calling a function the target lacks is reported: {stdout}"
     );
 
     let client = target.client().await;
-    let one = |sql: &'static str| {
-        let client = &client;
-        async move { client.query_one(sql, &[]).await.unwrap() }
-    };
     // The enum type and the defaults, the unique and the other indexes, the foreign key.
-    let feel: String = one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-                            WHERE attrelid = 'customers'::regclass AND attname = 'feel'")
-    .await
-    .get(0);
-    assert_eq!(feel, "mood");
-    let defaults: Vec<String> = client
-        .query(
+    let feel = target
+        .strings(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = 'customers'::regclass AND attname = 'feel'",
+        )
+        .await;
+    assert_eq!(feel, ["mood"]);
+    let defaults = target
+        .strings(
             "SELECT table_name || '.' || column_name || '=' || column_default FROM information_schema.columns
              WHERE table_schema = 'public' AND column_default IS NOT NULL AND table_name NOT LIKE '\\_ferry%'
              ORDER BY 1",
-            &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     assert_eq!(
         defaults,
         [
@@ -209,16 +179,12 @@ async fn full_load_between_postgres_databases_carries_defaults_sequences_indexes
         ],
         "{stdout}"
     );
-    let indexes: Vec<String> = client
-        .query(
-            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' AND tablename NOT LIKE '\\_ferry%' ORDER BY 1",
-            &[],
+    let indexes = target
+        .strings(
+            "SELECT indexname::text FROM pg_indexes
+             WHERE schemaname = 'public' AND tablename NOT LIKE '\\_ferry%' ORDER BY 1",
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     assert_eq!(
         indexes,
         [
@@ -230,12 +196,12 @@ async fn full_load_between_postgres_databases_carries_defaults_sequences_indexes
         ],
         "{stdout}"
     );
-    let fk: String = one("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f'")
-        .await
-        .get(0);
+    let fk = target
+        .strings("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f'")
+        .await;
     assert_eq!(
         fk,
-        "FOREIGN KEY (customer_id) REFERENCES customers(id) ON DELETE CASCADE"
+        ["FOREIGN KEY (customer_id) REFERENCES customers(id) ON DELETE CASCADE"]
     );
     // The sequences stand where the source's do: the next rows get new keys.
     client
@@ -245,11 +211,10 @@ async fn full_load_between_postgres_databases_carries_defaults_sequences_indexes
         )
         .await
         .unwrap();
-    let ids: (i32, i64) = {
-        let r = one("SELECT (SELECT max(id) FROM customers), (SELECT max(id) FROM orders)").await;
-        (r.get(0), r.get(1))
-    };
-    assert_eq!(ids, (301, 3001));
+    let ids = target
+        .strings("SELECT (SELECT max(id) FROM customers) || ' ' || (SELECT max(id) FROM orders)")
+        .await;
+    assert_eq!(ids, ["301 3001"]);
     // The unique index holds.
     assert!(client
         .batch_execute("INSERT INTO customers (email) VALUES ('c1@example.com')")

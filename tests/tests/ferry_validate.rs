@@ -175,34 +175,7 @@ async fn postgres_to_duckdb_by_ferry_migrate_equal_then_each_difference_named() 
     let lake = ferry_tests::duck::DuckDir::create();
     let target = format!("duckdb://{}", lake.file().display());
     // A full load validates by itself before it stops.
-    let out = tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::process::Command::new(binary("ferry"))
-            .args([
-                "migrate",
-                "--source",
-                &source.url(),
-                "--target",
-                &target,
-                "--mode",
-                "full-load",
-            ])
-            .args(["--prefix", &unique("val"), "--brokers", &ferry_tests::brokers()])
-            .output(),
-    )
-    .await
-    .expect("a full load stops by itself")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("target 0 equals the source: safe to switch to"),
-        "{stdout}"
-    );
+    ferry_tests::ferry_full_load(&source.url(), &[&target], &unique("val")).await;
     let (code, out) = validate(&source.url(), &target, &[]).await;
     assert_eq!(code, 0, "{out}");
 
@@ -245,34 +218,7 @@ async fn mariadb_to_duckdb_by_ferry_migrate_equal_then_a_changed_time_named() {
         .await;
     let lake = ferry_tests::duck::DuckDir::create();
     let target = format!("duckdb://{}", lake.file().display());
-    let out = tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::process::Command::new(binary("ferry"))
-            .args([
-                "migrate",
-                "--source",
-                &source.url(),
-                "--target",
-                &target,
-                "--mode",
-                "full-load",
-            ])
-            .args(["--prefix", &unique("val"), "--brokers", &ferry_tests::brokers()])
-            .output(),
-    )
-    .await
-    .expect("a full load stops by itself")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("target 0 equals the source: safe to switch to"),
-        "{stdout}"
-    );
+    ferry_tests::ferry_full_load(&source.url(), &[&target], &unique("val")).await;
 
     duckdb::Connection::open(lake.file())
         .unwrap()

@@ -102,73 +102,68 @@ impl Schema {
         let mut enums: Vec<(String, Vec<String>)> = Vec::new();
         for id in tables {
             let meta = source.meta(id).await?;
-            let name = quoted(id);
             let target = TableId::new(target_schema, id.table.clone());
-            let sequences = client
-                .query(
-                    "SELECT a.attname::text, a.attidentity <> '' FROM pg_attribute a
+            let sequences = about(
+                &client,
+                "SELECT a.attname::text, a.attidentity <> '' FROM pg_attribute a
                      WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
                        AND pg_get_serial_sequence($1::text, a.attname) IS NOT NULL ORDER BY a.attnum",
-                    &[&name],
-                )
-                .await
-                .map_err(|e| format!("table {id}: {}", pg_message(&e)))?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
+                id,
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
             // `pg_get_indexdef` names the table (qualified unless the search
             // path shows it): put the target's name there.
-            let indexes = client
-                .query(
-                    "SELECT c.relname::text, i.indisunique, pg_get_indexdef(i.indexrelid),
+            let indexes = about(
+                &client,
+                "SELECT c.relname::text, i.indisunique, pg_get_indexdef(i.indexrelid),
                             quote_ident(n.nspname) || '.' || quote_ident(t.relname), quote_ident(t.relname)
                      FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                      JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
                      WHERE i.indrelid = $1::text::regclass AND NOT i.indisprimary ORDER BY 1",
-                    &[&name],
-                )
-                .await
-                .map_err(|e| format!("table {id}: {}", pg_message(&e)))?
-                .iter()
-                .map(|r| {
-                    let (index, unique, mut def): (String, bool, String) = (r.get(0), r.get(1), r.get(2));
-                    let on = format!(" ON {} ", quoted(&target));
-                    for table in [r.get::<_, String>(3), r.get(4)] {
-                        for only in ["", "ONLY "] {
-                            let at = format!(" ON {only}{table} ");
-                            if def.contains(&at) {
-                                def = def.replacen(&at, &on, 1);
-                            }
+                id,
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let (index, unique, mut def): (String, bool, String) = (r.get(0), r.get(1), r.get(2));
+                let on = format!(" ON {} ", quoted(&target));
+                for table in [r.get::<_, String>(3), r.get(4)] {
+                    for only in ["", "ONLY "] {
+                        let at = format!(" ON {only}{table} ");
+                        if def.contains(&at) {
+                            def = def.replacen(&at, &on, 1);
                         }
                     }
-                    let def = def
-                        .replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
-                        .replacen("CREATE UNIQUE INDEX ", "CREATE UNIQUE INDEX IF NOT EXISTS ", 1);
-                    (index, unique, def)
-                })
-                .collect();
-            let foreign_keys = client
-                .query(
-                    "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+                }
+                let def = def
+                    .replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+                    .replacen("CREATE UNIQUE INDEX ", "CREATE UNIQUE INDEX IF NOT EXISTS ", 1);
+                (index, unique, def)
+            })
+            .collect();
+            let foreign_keys = about(
+                &client,
+                "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
                      WHERE conrelid = $1::text::regclass AND contype = 'f' ORDER BY 1",
-                    &[&name],
-                )
-                .await
-                .map_err(|e| format!("table {id}: {}", pg_message(&e)))?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
-            for r in client
-                .query(
-                    "SELECT format_type(t.oid, NULL), array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
+                id,
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+            for r in about(
+                &client,
+                "SELECT format_type(t.oid, NULL), array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
                      FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
                      WHERE t.oid IN (SELECT atttypid FROM pg_attribute
                                      WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped)
                      GROUP BY t.oid ORDER BY 1",
-                    &[&name],
-                )
-                .await
-                .map_err(|e| format!("table {id}: {}", pg_message(&e)))?
+                id,
+            )
+            .await?
             {
                 let enum_type: (String, Vec<String>) = (r.get(0), r.get(1));
                 if !enums.contains(&enum_type) {
@@ -351,6 +346,14 @@ impl Schema {
         }
         Ok(outcome)
     }
+}
+
+/// The rows of a catalog query about table `id` (`$1`: its quoted name).
+async fn about(client: &tokio_postgres::Client, sql: &str, id: &TableId) -> Result<Vec<tokio_postgres::Row>, String> {
+    client
+        .query(sql, &[&quoted(id)])
+        .await
+        .map_err(|e| format!("table {id}: {}", pg_message(&e)))
 }
 
 /// Runs one object's statement; `what` goes to the created or the left.
