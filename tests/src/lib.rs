@@ -339,17 +339,15 @@ impl PgDatabase {
     }
 }
 
-/// `ferry migrate --mode full-load` of `source` into `targets` under
-/// `prefix`, which must stop by itself with every target validated equal;
-/// what it printed on stdout (the reports) and stderr (the live view).
-pub async fn ferry_full_load(source: &str, targets: &[&str], prefix: &str) -> (String, String) {
+/// `ferry migrate` of `source` into `targets` under `prefix` in `mode`, on the test broker.
+pub fn ferry_migrate(source: &str, targets: &[&str], prefix: &str, mode: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(binary("ferry"));
     command.args([
         "migrate",
         "--source",
         source,
         "--mode",
-        "full-load",
+        mode,
         "--prefix",
         prefix,
         "--brokers",
@@ -358,10 +356,20 @@ pub async fn ferry_full_load(source: &str, targets: &[&str], prefix: &str) -> (S
     for t in targets {
         command.args(["--target", t]);
     }
-    let out = tokio::time::timeout(Duration::from_secs(240), command.output())
-        .await
-        .expect("a full load stops by itself")
-        .expect("run ferry migrate");
+    command
+}
+
+/// `ferry migrate --mode full-load` of `source` into `targets` under
+/// `prefix`, which must stop by itself with every target validated equal;
+/// what it printed on stdout (the reports) and stderr (the live view).
+pub async fn ferry_full_load(source: &str, targets: &[&str], prefix: &str) -> (String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        ferry_migrate(source, targets, prefix, "full-load").output(),
+    )
+    .await
+    .expect("a full load stops by itself")
+    .expect("run ferry migrate");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stdout}\n{stderr}");

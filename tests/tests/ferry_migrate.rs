@@ -20,25 +20,6 @@ const SCHEMA: &str = "CREATE TABLE customers (id int PRIMARY KEY, name text NOT 
                                CASE WHEN i % 7 = 0 THEN NULL ELSE 'note ' || i END
                         FROM generate_series(1, 20000) i;";
 
-fn migrate(source: &str, targets: &[&str], prefix: &str, mode: &str) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(binary("ferry"));
-    c.args([
-        "migrate",
-        "--source",
-        source,
-        "--prefix",
-        prefix,
-        "--mode",
-        mode,
-        "--brokers",
-        &brokers(),
-    ]);
-    for t in targets {
-        c.args(["--target", t]);
-    }
-    c
-}
-
 #[tokio::test]
 async fn full_load_into_postgres_and_mariadb_at_once_validates_and_stops() {
     let source = PgDatabase::create();
@@ -88,7 +69,7 @@ async fn full_load_and_changes_under_writes_then_cutover() {
     source.execute(SCHEMA).await;
     let target = PgDatabase::create();
     let prefix = unique("mig");
-    let mut child = migrate(&source.url(), &[&target.url()], &prefix, "full-load-and-cdc")
+    let mut child = ferry_tests::ferry_migrate(&source.url(), &[&target.url()], &prefix, "full-load-and-cdc")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
