@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ferry_tests::mariadb::MariaDatabase;
 use ferry_tests::{binary, brokers, unique, PgDatabase};
+use mysql_async::prelude::Queryable;
 use tokio::io::AsyncWriteExt;
 
 const DEADLINE: Duration = Duration::from_secs(240);
@@ -201,4 +202,65 @@ async fn full_load_between_postgres_databases_carries_defaults_sequences_indexes
         .batch_execute("INSERT INTO customers (email) VALUES ('c1@example.com')")
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn full_load_between_mariadb_databases_carries_keys_foreign_keys_and_auto_increment() {
+    let source = MariaDatabase::create().await;
+    source
+        .execute(
+            "CREATE TABLE customers (id int NOT NULL AUTO_INCREMENT PRIMARY KEY, email varchar(80) NOT NULL,
+                                     feel enum('sad','ok','happy') NOT NULL DEFAULT 'ok',
+                                     since date NOT NULL DEFAULT '2020-01-01', UNIQUE KEY by_email (email));
+             CREATE TABLE orders (id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, customer_id int NOT NULL,
+                                  total decimal(10,2) NOT NULL DEFAULT 0, note varchar(200),
+                                  KEY by_customer (customer_id),
+                                  CONSTRAINT orders_customer FOREIGN KEY (customer_id) REFERENCES customers (id)
+                                    ON DELETE CASCADE,
+                                  CONSTRAINT positive CHECK (total >= 0));
+             INSERT INTO customers (email) SELECT concat('c', seq, '@example.com') FROM seq_1_to_300;
+             INSERT INTO orders (customer_id, total) SELECT 1 + seq % 300, seq FROM seq_1_to_3000;",
+        )
+        .await;
+    let target = MariaDatabase::create().await;
+    let (stdout, _) = ferry_tests::ferry_full_load(&source.url(), &[&target.url()], &unique("mig")).await;
+    assert!(!stdout.contains("left to the operator"), "{stdout}");
+
+    let mut conn = target.conn().await;
+    let show = |table: &'static str| format!("SHOW CREATE TABLE {table}");
+    let customers: (String, String) = conn.query_first(show("customers")).await.unwrap().unwrap();
+    let orders: (String, String) = conn.query_first(show("orders")).await.unwrap().unwrap();
+    for part in [
+        "`feel` enum('sad','ok','happy') NOT NULL DEFAULT 'ok'",
+        "`since` date NOT NULL DEFAULT '2020-01-01'",
+        "UNIQUE KEY `by_email` (`email`)",
+    ] {
+        assert!(customers.1.contains(part), "{part} in {}\n{stdout}", customers.1);
+    }
+    for part in [
+        "`total` decimal(10,2) NOT NULL DEFAULT 0.00",
+        "KEY `by_customer` (`customer_id`)",
+        "CONSTRAINT `orders_customer` FOREIGN KEY (`customer_id`) REFERENCES `customers` (`id`) ON DELETE CASCADE",
+        "CONSTRAINT `positive` CHECK (`total` >= 0)",
+    ] {
+        assert!(orders.1.contains(part), "{part} in {}\n{stdout}", orders.1);
+    }
+    // The counters stand where the source's do (past the rows, and past
+    // what InnoDB reserved for them): the next rows get the same new keys.
+    let mut ids = Vec::new();
+    for mut db in [source.conn().await, conn] {
+        db.query_drop("INSERT INTO customers (email) VALUES ('new@example.com')")
+            .await
+            .unwrap();
+        db.query_drop("INSERT INTO orders (customer_id) SELECT max(id) FROM customers")
+            .await
+            .unwrap();
+        let next: Option<(i64, i64)> = db
+            .query_first("SELECT (SELECT max(id) FROM customers), (SELECT max(id) FROM orders)")
+            .await
+            .unwrap();
+        ids.push(next.unwrap());
+    }
+    assert!(ids[1].0 > 300 && ids[1].1 > 3000, "{ids:?}");
+    assert_eq!(ids[0], ids[1]);
 }

@@ -32,7 +32,7 @@ const NOT_CARRIED: [(&str, &str); 5] = [
     (
         "SELECT DISTINCT CONCAT('index ', INDEX_NAME, ' on ', TABLE_NAME) FROM information_schema.STATISTICS
          WHERE TABLE_SCHEMA = ? AND INDEX_NAME <> 'PRIMARY'",
-        "secondary index not created by apply: create it on the target (after the load is faster)",
+        "secondary index not created by apply: ferry migrate into MySQL/MariaDB creates it after the load; otherwise create it on the target (after the load is faster)",
     ),
 ];
 
@@ -87,7 +87,7 @@ pub async fn facts(
     not_migrated.extend(
         counters
             .into_iter()
-            .map(|t| format!("AUTO_INCREMENT counter of {t}: not carried: set it on the target at cutover")),
+            .map(|t| format!("AUTO_INCREMENT counter of {t}: not carried by apply: ferry migrate into MySQL/MariaDB sets it at the end; otherwise set it on the target at cutover")),
     );
     let fks: Option<i64> = conn
         .exec_first(

@@ -111,7 +111,10 @@ impl Db {
         Ok(client)
     }
 
-    async fn my(opts: &ferry_core::mysql::MysqlConfig, url: &SecretUrl) -> Result<mysql_async::Conn, String> {
+    pub(crate) async fn my(
+        opts: &ferry_core::mysql::MysqlConfig,
+        url: &SecretUrl,
+    ) -> Result<mysql_async::Conn, String> {
         ferry_core::mysql::connect(opts, url).await.map_err(|e| e.to_string())
     }
 

@@ -14,9 +14,9 @@
 //!                      applied everything, validates each, says which are safe to switch to
 //! ```
 //!
-//! From a PostgreSQL source to PostgreSQL targets the tables are created
-//! before the load with their defaults and sequences, and their indexes and
-//! foreign keys after it (`schema.rs`).
+//! Between databases of one engine (PostgreSQL, MySQL/MariaDB) the tables
+//! are created before the load as the source has them, their indexes and
+//! foreign keys after it (`schema/`).
 //!
 //! Engines come from the URL schemes: sources `postgres://`, `mysql://`,
 //! `mongodb://`; targets `postgres://`, `mysql://` and `duckdb://PATH` (its
@@ -41,6 +41,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use self::schema::Schema;
 use crate::db::Db;
 use crate::validate::{self, TableReport};
 
@@ -211,7 +212,7 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
     }
     let source_db = Db::parse(&o.source, "--source").ok();
     let targets = target_dbs(&o)?;
-    let schema = read_schema(source_db.as_ref(), &targets, &o.tables).await?;
+    let schema = Schema::read(source_db.as_ref(), &dbs(&targets), &o.tables).await?;
     for (i, (target, _)) in targets.iter().enumerate() {
         report(i, "before the load", &schema.create_tables(target).await?);
     }
@@ -286,7 +287,7 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
         if !indexed && capture_phase.1 != progress::Capture::Snapshot && progress::caught_up(&now) {
             indexed = true;
             for (i, (target, _)) in targets.iter().enumerate() {
-                report(i, "after the load", &schema.create_indexes(target, false).await?);
+                report(i, "after the load", &schema.create_indexes(target).await?);
             }
         }
         if terminal || finished || last_print.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
@@ -370,7 +371,7 @@ pub async fn cutover(o: &Options) -> Result<bool, String> {
     let targets = target_dbs(o)?;
     eprintln!("cutover: waiting until every target has applied every change (stop writes to the source first)");
     wait_caught_up(&KafkaSettings::new(o.brokers.clone()), &o.prefix, &targets).await?;
-    let schema = read_schema(Some(&source), &targets, &o.tables).await?;
+    let schema = Schema::read(Some(&source), &dbs(&targets), &o.tables).await?;
     validate_all(Some(&source), &targets, &o.tables, &schema, false).await
 }
 
@@ -412,17 +413,9 @@ pub async fn wait_caught_up(kafka: &KafkaSettings, prefix: &str, targets: &[(Db,
     }
 }
 
-/// The schema of a PostgreSQL source's tables when a target is PostgreSQL
-/// too (empty otherwise: apply creates the tables from the events).
-async fn read_schema(source: Option<&Db>, targets: &[(Db, String)], tables: &str) -> Result<schema::Schema, String> {
-    match source {
-        Some(source @ Db::Postgres { .. }) if targets.iter().any(|(t, _)| matches!(t, Db::Postgres { .. })) => {
-            let filter = ferry_capture::filter::TableFilter::parse(tables).map_err(|e| e.to_string())?;
-            let ids = source.tables(&filter).await?;
-            schema::Schema::read(source, &ids, "public").await
-        }
-        _ => Ok(schema::Schema::default()),
-    }
+/// The targets' databases.
+fn dbs(targets: &[(Db, String)]) -> Vec<&Db> {
+    targets.iter().map(|(db, _)| db).collect()
 }
 
 /// Prints what a schema step did in target `i`, if it had anything to do.
@@ -443,7 +436,7 @@ pub async fn validate_all(
     source: Option<&Db>,
     targets: &[(Db, String)],
     tables: &str,
-    schema: &schema::Schema,
+    schema: &Schema,
     indexed: bool,
 ) -> Result<bool, String> {
     let Some(source) = source else {

@@ -1,31 +1,25 @@
-//! Schema migration for `ferry migrate` from PostgreSQL to PostgreSQL: the
-//! source's tables as the source has them, not only as the events describe
-//! them.
+//! PostgreSQL to PostgreSQL: the source's catalog, object by object.
 //!
 //! ```text
 //!  before the load:  the enum types the columns have
 //!                    CREATE TABLE (apply's own code: columns, types, NOT NULL, primary key)
 //!                    + defaults, and the sequences of serial and identity columns
-//!  after the load:   secondary indexes that are not unique (cheaper once, than row by row)
+//!  after the load:   secondary indexes that are not unique
 //!  at the end:       unique indexes, foreign keys, the sequences' values
 //! ```
 //!
-//! Unique indexes and foreign keys wait for the end (the full load's end, or
-//! the cutover) because apply keeps the order of changes per key, not across
-//! keys or tables: while changes flow, a child row may arrive before its
-//! parent, and two rows that swap a unique value may be applied one before
-//! the other. Once the target has every change, both hold as they do in
-//! the source. Each object is created on its own: one that fails (a
-//! default calling a function the target lacks, a foreign key to a table
-//! not migrated) is reported, with the reason, as left to the operator, and
-//! the rest goes on. Every statement can run again, so a resumed migration
-//! repeats the steps harmlessly.
+//! Each object is its own statement, so one that fails (a default calling a
+//! function the target lacks, a foreign key to a table not migrated) is
+//! reported and the rest goes on. Tables land in the target's `public`
+//! schema, as apply puts them; foreign keys name the tables they reference
+//! unqualified, so they resolve there.
 
 use std::collections::BTreeSet;
 
 use ferry_core::meta::{TableId, TableMeta};
 use ferry_core::pg::{pg_message, quote_ident, quoted};
 
+use super::Outcome;
 use crate::db::Db;
 
 /// What the source has beyond the events' columns, per table.
@@ -50,29 +44,6 @@ pub struct Schema {
     pub tables: Vec<Table>,
     /// The enum types the tables' columns have: name and labels in order.
     enums: Vec<(String, Vec<String>)>,
-}
-
-/// What a step did, for the report.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
-    pub created: Vec<String>,
-    /// Objects not created, each with the reason.
-    pub left: Vec<String>,
-}
-
-impl Outcome {
-    /// The report lines of a step.
-    pub fn render(&self, step: &str) -> String {
-        let mut out = format!("schema, {step}: {} created", self.created.len());
-        if !self.created.is_empty() {
-            out.push_str(&format!(" ({})", self.created.join(", ")));
-        }
-        out.push('\n');
-        for l in &self.left {
-            out.push_str(&format!("schema, {step}: left to the operator: {l}\n"));
-        }
-        out
-    }
 }
 
 /// The PostgreSQL client of `db`, or none for another engine.
@@ -274,18 +245,10 @@ impl Schema {
         Ok(outcome)
     }
 
-    /// At the end, once the target equals the source: the indexes that are
-    /// not unique unless `indexed` (a cutover may come before the load was
-    /// in), unique indexes, foreign keys, and each sequence set where the
-    /// source's stands.
-    pub async fn finish(&self, source: &Db, target: &Db, indexed: bool) -> Result<Outcome, String> {
-        let mut outcome = Outcome::default();
-        if !indexed {
-            outcome = self.create_indexes(target, false).await?;
-        }
-        let unique = self.create_indexes(target, true).await?;
-        outcome.created.extend(unique.created);
-        outcome.left.extend(unique.left);
+    /// At the end, once the target equals the source: unique indexes,
+    /// foreign keys, and each sequence set where the source's stands.
+    pub async fn finish(&self, source: &Db, target: &Db) -> Result<Outcome, String> {
+        let mut outcome = self.create_indexes(target, true).await?;
         let (Some(from), Some(client)) = (client(source).await?, client(target).await?) else {
             return Ok(outcome);
         };
