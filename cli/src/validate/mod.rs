@@ -144,7 +144,7 @@ async fn compare_table(options: &Options, id: &TableId) -> Result<TableReport, S
     Ok(report)
 }
 
-/// One side's rows, canonical, one at a time.
+/// One side's rows as the engine printed them, one at a time.
 struct Side<'a> {
     rx: &'a mut mpsc::Receiver<Result<Vec<Vec<Option<String>>>, String>>,
     columns: &'a [Column],
@@ -166,12 +166,7 @@ impl<'a> Side<'a> {
         loop {
             if let Some(row) = self.batch.next() {
                 self.rows += 1;
-                return Ok(Some(
-                    row.iter()
-                        .zip(self.columns)
-                        .map(|(v, c)| canonical(c, v.as_deref()))
-                        .collect(),
-                ));
+                return Ok(Some(row));
             }
             match self.rx.recv().await {
                 Some(batch) => self.batch = batch?.into_iter(),
@@ -179,19 +174,54 @@ impl<'a> Side<'a> {
             }
         }
     }
+
+    /// The next row in canonical form.
+    async fn next_canonical(&mut self) -> Result<Option<Vec<Option<String>>>, String> {
+        Ok(self.next().await?.map(|row| canonical_row(self.columns, &row)))
+    }
+
+    /// The next row with its key in canonical form.
+    async fn next_keyed(&mut self, meta: &TableMeta) -> Result<Option<Keyed>, String> {
+        Ok(self.next().await?.map(|raw| Keyed {
+            key: meta
+                .key
+                .iter()
+                .map(|&i| canonical(&meta.columns[i], raw[i].as_deref()).unwrap_or_default())
+                .collect(),
+            raw,
+        }))
+    }
 }
 
-fn key_of(meta: &TableMeta, row: &[Option<String>]) -> Vec<String> {
-    meta.key.iter().map(|&i| row[i].clone().unwrap_or_default()).collect()
+fn canonical_row(columns: &[Column], row: &[Option<String>]) -> Vec<Option<String>> {
+    row.iter()
+        .zip(columns)
+        .map(|(v, c)| canonical(c, v.as_deref()))
+        .collect()
 }
 
-fn key_text(meta: &TableMeta, row: &[Option<String>]) -> String {
-    let parts: Vec<String> = meta
-        .key
-        .iter()
-        .map(|&i| format!("{}={}", meta.columns[i].name, row[i].as_deref().unwrap_or("NULL")))
-        .collect();
-    format!("({})", parts.join(", "))
+/// A row as printed, and its key canonical. Two rows printed alike are
+/// equal; only rows printed differently are brought to canonical form to
+/// compare, which spares most of the work between databases of one engine.
+struct Keyed {
+    raw: Vec<Option<String>>,
+    key: Vec<String>,
+}
+
+impl Keyed {
+    fn same(&self, other: &Keyed, columns: &[Column]) -> bool {
+        self.raw == other.raw || canonical_row(columns, &self.raw) == canonical_row(columns, &other.raw)
+    }
+
+    fn text(&self, meta: &TableMeta) -> String {
+        let parts: Vec<String> = meta
+            .key
+            .iter()
+            .zip(&self.key)
+            .map(|(&i, v)| format!("{}={v}", meta.columns[i].name))
+            .collect();
+        format!("({})", parts.join(", "))
+    }
 }
 
 fn note(keys: &mut Vec<String>, count: &mut u64, show: usize, key: impl FnOnce() -> String) {
@@ -209,39 +239,33 @@ async fn compare_keyed(
     show: usize,
 ) -> Result<(), String> {
     let types: Vec<DataType> = meta.key.iter().map(|&i| meta.columns[i].data_type).collect();
-    let (mut s, mut t) = (source.next().await?, target.next().await?);
+    let (mut s, mut t) = (source.next_keyed(meta).await?, target.next_keyed(meta).await?);
     loop {
         match (&s, &t) {
             (None, None) => break,
             (Some(row), None) => {
-                note(&mut report.missing_keys, &mut report.missing, show, || {
-                    key_text(meta, row)
-                });
-                s = source.next().await?;
+                note(&mut report.missing_keys, &mut report.missing, show, || row.text(meta));
+                s = source.next_keyed(meta).await?;
             }
             (None, Some(row)) => {
-                note(&mut report.extra_keys, &mut report.extra, show, || key_text(meta, row));
-                t = target.next().await?;
+                note(&mut report.extra_keys, &mut report.extra, show, || row.text(meta));
+                t = target.next_keyed(meta).await?;
             }
-            (Some(a), Some(b)) => match compare_keys(&types, &key_of(meta, a), &key_of(meta, b)) {
+            (Some(a), Some(b)) => match compare_keys(&types, &a.key, &b.key) {
                 std::cmp::Ordering::Less => {
-                    note(&mut report.missing_keys, &mut report.missing, show, || {
-                        key_text(meta, a)
-                    });
-                    s = source.next().await?;
+                    note(&mut report.missing_keys, &mut report.missing, show, || a.text(meta));
+                    s = source.next_keyed(meta).await?;
                 }
                 std::cmp::Ordering::Greater => {
-                    note(&mut report.extra_keys, &mut report.extra, show, || key_text(meta, b));
-                    t = target.next().await?;
+                    note(&mut report.extra_keys, &mut report.extra, show, || b.text(meta));
+                    t = target.next_keyed(meta).await?;
                 }
                 std::cmp::Ordering::Equal => {
-                    if a != b {
-                        note(&mut report.changed_keys, &mut report.changed, show, || {
-                            key_text(meta, a)
-                        });
+                    if !a.same(b, &meta.columns) {
+                        note(&mut report.changed_keys, &mut report.changed, show, || a.text(meta));
                     }
-                    s = source.next().await?;
-                    t = target.next().await?;
+                    s = source.next_keyed(meta).await?;
+                    t = target.next_keyed(meta).await?;
                 }
             },
         }
@@ -260,7 +284,7 @@ async fn compare_keyless(
 ) -> Result<(), String> {
     async fn hashes(side: &mut Side<'_>) -> Result<Vec<(u64, String)>, String> {
         let mut out = Vec::new();
-        while let Some(row) = side.next().await? {
+        while let Some(row) = side.next_canonical().await? {
             let mut h = DefaultHasher::new();
             row.hash(&mut h);
             // The row's text is kept only while it may be named.
