@@ -229,3 +229,42 @@ async fn mariadb_to_duckdb_by_ferry_migrate_equal_then_a_changed_time_named() {
     assert!(out.contains("DIFFERENT: 0 missing, 0 extra, 1 changed"), "{out}");
     assert!(out.contains("changed: (id=2)"), "{out}");
 }
+
+#[tokio::test]
+async fn replay_rebuilds_a_dropped_duckdb_table_and_the_migration_resumes_equal() {
+    let source = PgDatabase::create();
+    source
+        .execute(
+            "CREATE TABLE items (id int PRIMARY KEY, name text);
+             INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 500) i;",
+        )
+        .await;
+    let lake = ferry_tests::duck::DuckDir::create();
+    let target = format!("duckdb://{}", lake.file().display());
+    let prefix = unique("val");
+    ferry_tests::ferry_full_load(&source.url(), &[&target], &prefix).await;
+
+    duckdb::Connection::open(lake.file())
+        .unwrap()
+        .execute_batch("DROP TABLE items")
+        .unwrap();
+    let out = tokio::process::Command::new(binary("ferry"))
+        .args(["replay", "--target", &target, "--group", &format!("{prefix}.to.0")])
+        .args(["--from", "earliest", "--force", "--brokers", &ferry_tests::brokers()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains(&format!("{prefix}.public.items partition 0: ")),
+        "{stdout}"
+    );
+    let (code, out) = validate(&source.url(), &target, &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("MISSING: the target has no table main.items"), "{out}");
+
+    // The same migration again: its capture has its snapshot, its apply
+    // reads the topics from the start again and makes the table anew.
+    ferry_tests::ferry_full_load(&source.url(), &[&target], &prefix).await;
+}
