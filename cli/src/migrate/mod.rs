@@ -240,7 +240,14 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
         None => Default::default(),
     };
     let mut view = progress::View::new(&o.prefix, names, estimates);
-    let mut capture_phase = (Instant::now(), progress::Capture::Snapshot);
+    let mut capture_phase = (
+        Instant::now(),
+        if o.mode == Mode::Cdc {
+            progress::Capture::Streaming
+        } else {
+            progress::Capture::Snapshot
+        },
+    );
     let mut indexed = false;
     let terminal = std::io::stderr().is_terminal();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
