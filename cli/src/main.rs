@@ -95,9 +95,8 @@ enum Command {
         /// Also the processes that stopped cleanly over ten minutes ago.
         #[arg(long)]
         all: bool,
-        /// Kafka brokers.
-        #[arg(long, env = "FERRY_BROKERS", default_value = "127.0.0.1:9092")]
-        brokers: String,
+        #[command(flatten)]
+        kafka: Brokers,
         /// Print them as JSON.
         #[arg(long)]
         json: bool,
@@ -141,25 +140,41 @@ struct Migration {
 }
 
 impl Migration {
-    fn options(self, mode: migrate::Mode) -> migrate::Options {
-        migrate::Options {
+    fn options(self, mode: migrate::Mode) -> Result<migrate::Options, String> {
+        Ok(migrate::Options {
             source: self.source,
             targets: self.targets,
             tables: self.tables,
             mode,
             prefix: self.prefix,
-            brokers: self.stack.brokers,
+            kafka: self.stack.kafka.settings()?,
             registry: self.stack.registry,
-        }
+        })
+    }
+}
+
+/// The Kafka brokers and how to reach them.
+#[derive(Debug, clap::Args)]
+struct Brokers {
+    /// Kafka brokers.
+    #[arg(long, env = "FERRY_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[command(flatten)]
+    flags: ferry_core::kafka::KafkaFlags,
+}
+
+impl Brokers {
+    /// The brokers with the FERRY_KAFKA_* variables and --kafka-option flags.
+    fn settings(&self) -> Result<KafkaSettings, String> {
+        KafkaSettings::new(self.brokers.clone()).with_flags(&self.flags)
     }
 }
 
 /// Where the Kafka stack is.
 #[derive(Debug, clap::Args)]
 struct Stack {
-    /// Kafka brokers.
-    #[arg(long, env = "FERRY_BROKERS", default_value = "127.0.0.1:9092")]
-    brokers: String,
+    #[command(flatten)]
+    kafka: Brokers,
     /// Schema registry URL.
     #[arg(
         long,
@@ -198,7 +213,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
         Command::Topics { prefix, stack, json } => {
             let registry = SecretUrl::parse(&stack.registry).map_err(|e| format!("--registry: {e}"))?;
             let registry = RegistryClient::new(&registry).map_err(|e| e.to_string())?;
-            let list = topics::list(&KafkaSettings::new(stack.brokers), &registry, prefix.as_deref()).await?;
+            let list = topics::list(&stack.kafka.settings()?, &registry, prefix.as_deref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
             } else {
@@ -206,8 +221,8 @@ async fn run(cli: Cli) -> Result<bool, String> {
             }
             Ok(true)
         }
-        Command::Migrate { migration, mode } => migrate::migrate(migration.options(mode), shutdown_signal()).await,
-        Command::Cutover { migration } => migrate::cutover(&migration.options(migrate::Mode::FullLoadAndCdc)).await,
+        Command::Migrate { migration, mode } => migrate::migrate(migration.options(mode)?, shutdown_signal()).await,
+        Command::Cutover { migration } => migrate::cutover(&migration.options(migrate::Mode::FullLoadAndCdc)?).await,
         Command::Assess {
             source,
             target,
@@ -233,10 +248,10 @@ async fn run(cli: Cli) -> Result<bool, String> {
             prefix,
             group,
             all,
-            brokers,
+            kafka,
             json,
         } => {
-            let statuses = status::read(&KafkaSettings::new(brokers), prefix.as_deref(), group.as_deref(), all).await?;
+            let statuses = status::read(&kafka.settings()?, prefix.as_deref(), group.as_deref(), all).await?;
             if json {
                 println!(
                     "{}",
@@ -255,7 +270,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
             stack,
         } => {
             let target = Db::parse(&target, "--target")?;
-            let moved = replay::replay(&target, &KafkaSettings::new(stack.brokers), &group, from, force).await?;
+            let moved = replay::replay(&target, &stack.kafka.settings()?, &group, from, force).await?;
             for m in &moved {
                 println!("{} partition {}: {} -> {}", m.topic, m.partition, m.from, m.to);
             }

@@ -264,3 +264,49 @@ async fn full_load_between_mariadb_databases_carries_keys_foreign_keys_and_auto_
     assert!(ids[1].0 > 300 && ids[1].1 > 3000, "{ids:?}");
     assert_eq!(ids[0], ids[1]);
 }
+
+#[tokio::test]
+async fn kafka_options_reach_every_client_of_a_migration() {
+    let source = PgDatabase::create();
+    source
+        .execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 50);")
+        .await;
+    let lake = ferry_tests::duck::DuckDir::create();
+    let target = format!("duckdb://{}", lake.file().display());
+    // A property librdkafka does not know stops it at once, named.
+    let out = tokio::time::timeout(
+        DEADLINE,
+        ferry_tests::ferry_migrate(&source.url(), &[&target], &unique("mig"), "full-load")
+            .args(["--kafka-option", "no.such.property=1"])
+            .output(),
+    )
+    .await
+    .expect("a bad property stops the migration")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("No such configuration property: \"no.such.property\""),
+        "{stderr}"
+    );
+    // A good one is passed through, and the migration goes on as usual.
+    let out = tokio::time::timeout(
+        DEADLINE,
+        ferry_tests::ferry_migrate(&source.url(), &[&target], &unique("mig"), "full-load")
+            .args(["--kafka-option", "client.id=ferry-migrate-test"])
+            .output(),
+    )
+    .await
+    .expect("a full load stops by itself")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("target 0 equals the source: safe to switch to"),
+        "{stdout}"
+    );
+}

@@ -64,7 +64,8 @@ pub struct Options {
     pub tables: String,
     pub mode: Mode,
     pub prefix: String,
-    pub brokers: String,
+    /// The brokers, with the librdkafka properties to reach them.
+    pub kafka: KafkaSettings,
     pub registry: String,
 }
 
@@ -105,7 +106,8 @@ fn capture_settings(o: &Options) -> Result<CaptureSettings, String> {
         }
     }
     let file: CaptureFile = serde_json::from_value(json!({
-        "source": o.source, "brokers": o.brokers, "registry": o.registry, "prefix": o.prefix,
+        "source": o.source, "brokers": o.kafka.brokers, "kafka": o.kafka.options, "registry": o.registry,
+        "prefix": o.prefix,
         "tables": tables, "snapshot": snapshot,
     }))
     .map_err(|e| e.to_string())?;
@@ -167,7 +169,7 @@ fn start_apply(
 ) -> Result<JoinHandle<Result<(), String>>, String> {
     let group = group(&o.prefix, i);
     let settings = ApplySettings {
-        kafka: KafkaSettings::new(o.brokers.clone()),
+        kafka: o.kafka.clone(),
         registry: RegistryAccess::new(SecretUrl::parse(&o.registry).map_err(|e| format!("--registry: {e}"))?),
         topics: format!("^({}\\..*)$", ferry_core::names::regex_escape(&o.prefix)),
         dlq_topic: format!("_ferry_dlq.{group}"),
@@ -228,7 +230,7 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
         stop_capture,
         stop_applies,
     };
-    let kafka = KafkaSettings::new(o.brokers.clone());
+    let kafka = o.kafka.clone();
     let names: Vec<String> = targets
         .iter()
         .enumerate()
@@ -377,7 +379,7 @@ pub async fn cutover(o: &Options) -> Result<bool, String> {
     let source = Db::parse(&o.source, "--source")?;
     let targets = target_dbs(o)?;
     eprintln!("cutover: waiting until every target has applied every change (stop writes to the source first)");
-    wait_caught_up(&KafkaSettings::new(o.brokers.clone()), &o.prefix, &targets).await?;
+    wait_caught_up(&o.kafka, &o.prefix, &targets).await?;
     let schema = Schema::read(Some(&source), &dbs(&targets), &o.tables).await?;
     validate_all(Some(&source), &targets, &o.tables, &schema, false).await
 }
