@@ -363,9 +363,14 @@ pub fn ferry_migrate(source: &str, targets: &[&str], prefix: &str, mode: &str) -
 /// `prefix`, which must stop by itself with every target validated equal;
 /// what it printed on stdout (the reports) and stderr (the live view).
 pub async fn ferry_full_load(source: &str, targets: &[&str], prefix: &str) -> (String, String) {
+    ferry_full_load_with(source, targets, prefix, &[]).await
+}
+
+/// [`ferry_full_load`] with `extra` flags.
+pub async fn ferry_full_load_with(source: &str, targets: &[&str], prefix: &str, extra: &[&str]) -> (String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(240),
-        ferry_migrate(source, targets, prefix, "full-load").output(),
+        ferry_migrate(source, targets, prefix, "full-load").args(extra).output(),
     )
     .await
     .expect("a full load stops by itself")

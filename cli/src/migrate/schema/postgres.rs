@@ -61,6 +61,15 @@ impl Schema {
         let Some(client) = client(source).await? else {
             return Ok(Schema::default());
         };
+        // Columns and types as the capture describes them, on this one
+        // connection, before the search path below changes how types print.
+        let mut metas = Vec::with_capacity(tables.len());
+        for id in tables {
+            let meta = ferry_capture::postgres::catalog::table_meta(&client, id)
+                .await
+                .map_err(|e| format!("table {id}: {e}"))?;
+            metas.push(meta);
+        }
         // Foreign keys then name the tables they reference unqualified, as
         // the target (one schema) has them.
         let schemas: BTreeSet<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
@@ -71,8 +80,7 @@ impl Schema {
             .map_err(|e| pg_message(&e))?;
         let mut out = Vec::with_capacity(tables.len());
         let mut enums: Vec<(String, Vec<String>)> = Vec::new();
-        for id in tables {
-            let meta = source.meta(id).await?;
+        for (id, meta) in tables.iter().zip(metas) {
             let target = TableId::new(target_schema, id.table.clone());
             let sequences = about(
                 &client,
