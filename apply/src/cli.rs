@@ -72,11 +72,15 @@ where
     A: DeserializeOwned + Display + TargetAddress,
     O: clap::Args + Serialize + DeserializeOwned + Debug,
 {
-    let file: ApplyFile<A, O> =
+    let mut file: ApplyFile<A, O> =
         config::load(args.common.config.as_deref(), &args).map_err(|e| ApplyError::Config(e.to_string()))?;
-    init_logging(file.log_format);
+    file.file.clone_from(&args.common.config);
+    // Logging starts once the settings are valid: until then an error is one
+    // line on stderr, not a log line as well.
+    let log_format = file.log_format;
     let (settings, target, options) = file.settings().map_err(ApplyError::Config)?;
     let target = target.ok_or_else(|| ApplyError::Config(format!("--target is required: {target_form}")))?;
+    init_logging(log_format);
     tracing::info!(target = %target, group = %settings.group, ?options, "{name} starting");
     let connect = connect(target, options).map_err(ApplyError::Config)?;
     pipeline::run(settings, connect, shutdown_signal()).await

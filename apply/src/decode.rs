@@ -13,8 +13,12 @@
 //!
 //! Topics matched by the subscription that do not carry table changes (a
 //! prefix's `.transaction` and `.message` topics, say) are skipped, once logged;
-//! their offsets still advance. A message that cannot be decoded is an
-//! [`Undecodable`]: the pipeline stops on it or sets it aside (`--on-error`).
+//! their offsets still advance. A message whose schema is not a table's
+//! envelope is only skipped on such a topic: on one whose value subject
+//! (`<topic>-value`, the TopicNameStrategy every capture uses) holds a table's
+//! envelope, it is a wrong schema id, and skipping it would lose a change
+//! without a word. A message that cannot be decoded is an [`Undecodable`]: the
+//! pipeline stops on it or sets it aside (`--on-error`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -74,6 +78,8 @@ pub struct Decoder {
     default_schema: String,
     writers: HashMap<u32, Arc<Writer>>,
     skipped_topics: HashSet<Arc<str>>,
+    /// Whether each topic a message of another shape came on carries table changes.
+    table_topics: HashMap<Arc<str>, bool>,
     /// Topic names, shared by every position in them rather than allocated per message.
     topics: HashSet<Arc<str>>,
 }
@@ -96,6 +102,7 @@ impl Decoder {
             default_schema,
             writers: HashMap::new(),
             skipped_topics: HashSet::new(),
+            table_topics: HashMap::new(),
             topics: HashSet::new(),
         }
     }
@@ -162,6 +169,26 @@ impl Decoder {
         Ok(writer)
     }
 
+    /// Whether `topic` carries table changes: the latest schema of its value
+    /// subject is a table's (or collection's) envelope. A topic without such a
+    /// subject (one a capture did not name) does not.
+    async fn carries_tables(&mut self, topic: &Arc<str>) -> Result<bool, DecodeFailure> {
+        if let Some(&known) = self.table_topics.get(topic) {
+            return Ok(known);
+        }
+        let carries = match self.registry.latest(&format!("{topic}-value")).await {
+            Ok((_, id)) => match self.writer(id).await {
+                Ok(writer) => !matches!(*writer, Writer::NotATable),
+                Err(DecodeFailure::Undecodable(_)) => false,
+                Err(e) => return Err(e),
+            },
+            Err(e) if e.is_retryable() => return Err(DecodeFailure::Registry(e)),
+            Err(_) => false,
+        };
+        self.table_topics.insert(Arc::clone(topic), carries);
+        Ok(carries)
+    }
+
     /// The change a message carries.
     pub async fn decode(
         &mut self,
@@ -187,6 +214,13 @@ impl Decoder {
                 return Ok(row_change(at, event, table, target, value, headers));
             }
             Writer::NotATable => {
+                if self.carries_tables(&at.topic).await? {
+                    return Err(undecodable(format!(
+                        "schema id {id} is not a table's change event, yet topic {} carries table changes \
+                         (subject {}-value): a wrong schema id",
+                        at.topic, at.topic
+                    )));
+                }
                 if self.skipped_topics.insert(Arc::clone(&at.topic)) {
                     tracing::info!(topic = %at.topic, schema_id = id, "skipping a topic that does not carry table changes");
                 }

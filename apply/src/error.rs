@@ -23,6 +23,14 @@ pub enum ApplyError {
     /// An event that cannot be applied, with `--on-error fail`.
     #[error("{reason}, at {at}, key {key}; fix the target or run with --on-error dlq to set such events aside")]
     Poison { at: String, key: String, reason: String },
+    /// A message that is not a change event apply can read (no Confluent
+    /// header, a schema id the registry does not know, a corrupt datum), with
+    /// `--on-error fail`: no target change mends it, so the hint differs.
+    #[error(
+        "the message at {at} (key {key}) cannot be decoded: {reason}; apply stopped before it: run with --on-error dlq \
+         to set such messages aside"
+    )]
+    Undecodable { at: String, key: String, reason: String },
     #[error("dead-letter topic {topic}: {reason}")]
     DeadLetter { topic: String, reason: String },
     #[error("the Kafka consumer stopped")]
@@ -37,7 +45,7 @@ impl ApplyError {
             // librdkafka refused its configuration (a property it does not know).
             ApplyError::Kafka(KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)) => false,
             ApplyError::Kafka(_) | ApplyError::DeadLetter { .. } | ApplyError::ConsumerStopped => true,
-            ApplyError::Config(_) | ApplyError::Poison { .. } => false,
+            ApplyError::Config(_) | ApplyError::Poison { .. } | ApplyError::Undecodable { .. } => false,
         }
     }
 }

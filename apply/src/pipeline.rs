@@ -203,6 +203,10 @@ async fn session<C: Connect>(
 }
 
 /// Decodes `messages` and hands each writer its share, in order.
+///
+/// A message that stops apply for good (undecodable, with `--on-error fail`)
+/// stops it after everything before it is written: the target then ends
+/// exactly where the operator is told to look, not at some earlier batch.
 async fn dispatch(
     decoder: &mut Decoder,
     messages: Vec<OwnedMessage>,
@@ -210,9 +214,15 @@ async fn dispatch(
     writers: &[mpsc::Sender<ToWriter>],
 ) -> Result<(), ApplyError> {
     let mut shares: Vec<Vec<Change>> = (0..writers.len()).map(|_| Vec::with_capacity(messages.len())).collect();
+    let mut stopped = Ok(());
     for m in &messages {
-        let change = decode(decoder, m, dead_letters).await?;
-        shares[writer_of(m.topic(), m.partition(), writers.len())].push(change);
+        match decode(decoder, m, dead_letters).await {
+            Ok(change) => shares[writer_of(m.topic(), m.partition(), writers.len())].push(change),
+            Err(e) => {
+                stopped = Err(e);
+                break;
+            }
+        }
     }
     for (writer, share) in writers.iter().zip(shares) {
         // A writer that ended has its error collected by the session.
@@ -220,7 +230,10 @@ async fn dispatch(
             break;
         }
     }
-    Ok(())
+    if stopped.as_ref().is_err_and(|e| !e.is_retryable()) {
+        flush_all(writers).await?;
+    }
+    stopped
 }
 
 /// Asks every writer to write what it holds, and waits until they have.
@@ -270,10 +283,10 @@ async fn decode(
             Err(DecodeFailure::Undecodable(u)) => {
                 metrics::counter!("ferry_apply_errors_total", "kind" => "undecodable").increment(1);
                 let Some(dlq) = dead_letters else {
-                    return Err(ApplyError::Poison {
+                    return Err(ApplyError::Undecodable {
                         at: at.to_string(),
                         key: m.key().map_or("(none)".into(), |k| format!("{} bytes", k.len())),
-                        reason: format!("the message cannot be decoded: {}", u.0),
+                        reason: u.0,
                     });
                 };
                 dlq.send(&at, m.key(), m.payload(), &u.0).await?;

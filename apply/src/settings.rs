@@ -240,6 +240,9 @@ pub struct ApplyFile<A, O> {
     /// `deny_unknown_fields` does not work beside `flatten`).
     #[serde(flatten)]
     unknown: BTreeMap<String, serde::de::IgnoredAny>,
+    /// The `--config` file the keys came from, for naming it in errors.
+    #[serde(skip)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 fn default_registry() -> SecretUrl {
@@ -277,9 +280,7 @@ impl<A: TargetAddress, O> ApplyFile<A, O> {
     /// error naming the flag to fix.
     pub fn settings(self) -> Result<(ApplySettings, Option<A>, O), String> {
         if let Some(key) = self.unknown.keys().next() {
-            return Err(format!(
-                "unknown setting {key:?}: the config keys are the long flag names with _ for - (see --help)"
-            ));
+            return Err(ferry_core::config::unknown_key(self.file.as_deref(), key).to_string());
         }
         let topics = self
             .topics

@@ -133,6 +133,9 @@ pub struct CaptureFile {
     /// The source's own keys.
     #[serde(flatten)]
     rest: serde_json::Map<String, serde_json::Value>,
+    /// The `--config` file the keys came from, for naming it in errors.
+    #[serde(skip)]
+    file: Option<std::path::PathBuf>,
 }
 
 fn default_registry() -> SecretUrl {
@@ -185,17 +188,21 @@ impl CaptureSettings {
     }
 }
 
-/// Reads `--config`, the `FERRY_*` environment and the flags (`args`), starts
-/// logging, and returns the settings and the source's own keys (`S`), or a
-/// one-line error naming what to fix.
+/// Reads `--config`, the `FERRY_*` environment and the flags (`args`), and
+/// returns the settings and the source's own keys (`S`), or a one-line error
+/// naming what to fix. Logging starts once they are valid: until then an
+/// error is that one line on stderr, not a log line as well.
 pub fn load<S: DeserializeOwned>(
     args: &impl Serialize,
     config: Option<&std::path::Path>,
     source_form: &str,
 ) -> Result<(CaptureSettings, S), String> {
-    let file: CaptureFile = ferry_core::config::load(config, args).map_err(|e| e.to_string())?;
-    ferry_core::telemetry::init_logging(file.log_format);
-    file.settings(source_form)
+    let mut file: CaptureFile = ferry_core::config::load(config, args).map_err(|e| e.to_string())?;
+    file.file = config.map(std::path::Path::to_path_buf);
+    let log_format = file.log_format;
+    let settings = file.settings(source_form)?;
+    ferry_core::telemetry::init_logging(log_format);
+    Ok(settings)
 }
 
 impl CaptureFile {
@@ -217,7 +224,7 @@ impl CaptureFile {
             ));
         }
         let tables = TableFilter::parse(&self.tables).map_err(|e| e.to_string())?;
-        let own = S::deserialize(serde_json::Value::Object(self.rest)).map_err(|e| format!("config: {e}"))?;
+        let own = ferry_core::config::own_keys(self.file.as_deref(), self.rest).map_err(|e| e.to_string())?;
         let settings = CaptureSettings {
             source,
             kafka: KafkaSettings::with_options(self.brokers, self.kafka).with_flags(&self.kafka_flags)?,

@@ -146,14 +146,25 @@ impl Encoder {
     }
 
     /// The value encoded in `bytes`, whose lengths are checked first: a
-    /// corrupt one is an error, not an allocation of what it claims.
-    pub fn decode(&self, mut bytes: &[u8]) -> Result<Avro, CodecError> {
+    /// corrupt one is an error, not an allocation of what it claims. A
+    /// message is one datum: bytes after it are corruption too, as the direct
+    /// reader ([`TableCodec::decode_value`]) finds them.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Avro, CodecError> {
         check_lengths(self.schema(), self.borrow_names().get_names(), bytes)?;
         let avro = |e| CodecError::Avro {
             action: "decoding",
             source: Box::new(e),
         };
-        self.borrow_reader().read_value(&mut bytes).map_err(avro)
+        let mut rest = bytes;
+        let value = self.borrow_reader().read_value(&mut rest).map_err(avro)?;
+        if !rest.is_empty() {
+            return Err(BadDatum::Malformed {
+                at: bytes.len() - rest.len(),
+                what: "bytes after the datum",
+            }
+            .into());
+        }
+        Ok(value)
     }
 }
 
@@ -876,6 +887,12 @@ mod tests {
         // apache-avro itself is never handed it.
         let err = generic.value.decode(&bad).unwrap_err();
         assert!(matches!(err, CodecError::Datum(BadDatum::TooLong { .. })), "{err}");
+        // Bytes after a whole envelope are corruption to either reader.
+        let trailing = [good.as_slice(), b"junk"].concat();
+        let err = direct.decode_value(&trailing).unwrap_err().to_string();
+        assert!(err.starts_with("corrupt Avro payload at byte "), "{err}");
+        let err = direct.value.decode(&trailing).unwrap_err();
+        assert!(matches!(err, CodecError::Datum(BadDatum::Malformed { .. })), "{err}");
     }
 
     #[test]

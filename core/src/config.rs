@@ -35,6 +35,9 @@ pub enum ConfigError {
 /// Loads a config: defaults of `T` < the TOML file at `file` < `overrides`
 /// (flags and environment, as clap parsed them; `None` fields are skipped by
 /// giving them `#[serde(skip_serializing_if = "Option::is_none")]`).
+///
+/// The file is parsed as TOML first, so that a syntax error is one line with
+/// its line and column rather than the TOML parser's drawing of the spot.
 pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: &impl Serialize) -> Result<T, ConfigError> {
     let mut figment = Figment::new();
     if let Some(path) = file {
@@ -42,16 +45,68 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: &impl Serialize
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
+        if let Err(e) = toml::from_str::<toml::Table>(&text) {
+            let at = e.span().map_or_else(String::new, |span| {
+                let before = text.get(..span.start).unwrap_or(&text);
+                let line = before.rsplit('\n').next().unwrap_or_default();
+                let number = before.matches('\n').count() + 1;
+                format!(" at line {number}, column {}", line.chars().count() + 1)
+            });
+            return Err(invalid(
+                file,
+                format!("not valid TOML{at}: {}", e.message().trim().replace('\n', "; ")),
+            ));
+        }
         figment = figment.merge(Toml::string(&text));
     }
     figment = figment.merge(Serialized::defaults(overrides));
-    figment.extract().map_err(|e| {
-        let mut line = e.to_string();
-        if let Some(path) = file {
-            line = format!("config file {}: {line}", path.display());
-        }
-        ConfigError::Invalid(line)
+    figment.extract().map_err(|e| invalid(file, describe(e)))
+}
+
+/// Deserialises `keys`, the ones a binary's own struct `T` takes beside the
+/// shared ones [`load`] read (from the file at `file`, if any), with errors
+/// in the same words.
+pub fn own_keys<T: DeserializeOwned>(
+    file: Option<&Path>,
+    keys: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ConfigError> {
+    Figment::from(Serialized::defaults(keys))
+        .extract()
+        .map_err(|e| invalid(file, describe(e)))
+}
+
+/// A key no binary's struct takes (`deny_unknown_fields` does not work
+/// beside `flatten`, so a binary checks what is left over itself).
+pub fn unknown_key(file: Option<&Path>, key: &str) -> ConfigError {
+    invalid(file, unknown(key))
+}
+
+fn unknown(key: &str) -> String {
+    format!("unknown setting {key:?}: the config keys are the long flag names with _ for - (see --help)")
+}
+
+/// `line`, naming the file when there is one.
+fn invalid(file: Option<&Path>, line: String) -> ConfigError {
+    ConfigError::Invalid(match file {
+        Some(path) => format!("config file {}: {line}", path.display()),
+        None => line,
     })
+}
+
+/// A figment error as `key: problem`, without figment's profile and source
+/// names (`for key "default.x" in TOML source string`).
+fn describe(e: figment::Error) -> String {
+    use figment::error::Kind;
+    let key = e.path.join(".");
+    let problem = match &e.kind {
+        Kind::UnknownField(field, _) => return unknown(field),
+        kind => kind.to_string(),
+    };
+    if key.is_empty() {
+        problem
+    } else {
+        format!("{key}: {problem}")
+    }
 }
 
 /// A secret string: a password or token. Never printed.
@@ -344,7 +399,17 @@ mod tests {
         );
         assert!(!err.contains('\n'), "{err}");
         let f = file("brokers = [1, 2");
-        assert!(load::<Conf>(Some(f.path()), &Flags::default()).is_err());
+        let err = load::<Conf>(Some(f.path()), &Flags::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("not valid TOML at line 1, column ") && !err.contains('\n'),
+            "{err}"
+        );
+        let f = file("brokers = 5\n");
+        let err = load::<Conf>(Some(f.path()), &Flags::default()).unwrap_err().to_string();
+        assert!(
+            err.ends_with("brokers: invalid type: found signed int `5`, expected a string"),
+            "{err}"
+        );
         let missing = Path::new("/nonexistent/ferry.toml");
         let err = load::<Conf>(Some(missing), &Flags::default()).unwrap_err().to_string();
         assert!(

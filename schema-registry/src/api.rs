@@ -947,6 +947,29 @@ async fn authenticate(Extract(app): Extract<Arc<App>>, request: Request, next: N
     next.run(request).await
 }
 
+/// Errors axum answers by itself — a method the path does not take (405), a
+/// query or path segment it cannot parse (400) — in Confluent's shape too,
+/// since clients parse every error body as `{"error_code", "message"}`.
+async fn confluent_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let ours = response.headers().get(header::CONTENT_TYPE) == Some(&HeaderValue::from_static(CONTENT_TYPE));
+    if ours || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    // axum's own bodies are one short line of text, or nothing.
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let message = match text.trim() {
+        "" => format!("HTTP {} {reason}", status.as_u16()),
+        detail => format!("HTTP {} {reason}: {detail}", status.as_u16()),
+    };
+    ApiError::new(u32::from(status.as_u16()), message).into_response()
+}
+
 /// Counts requests by method, route and status.
 async fn count(request: Request, next: Next) -> Response {
     let method = request.method().to_string();
@@ -995,6 +1018,7 @@ pub fn router(app: Arc<App>, max_body: usize) -> Router {
         )
         .fallback(not_found)
         .route_layer(middleware::from_fn(count))
+        .layer(middleware::from_fn(confluent_errors))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), authenticate))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         // One log line per request at INFO (method, path, status, latency).

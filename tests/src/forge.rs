@@ -112,12 +112,25 @@ impl Forged {
         (key, self.codec.encode_value(&event).expect("a value"))
     }
 
+    /// The id the value schema was registered under.
+    pub fn value_id(&self) -> u32 {
+        self.value_id
+    }
+
     /// Frames `datum` with the value schema's id and produces it with `key`.
     pub fn send(&self, key: Option<&[u8]>, datum: &[u8]) {
-        let value = ferry_core::wire::encode(self.value_id, datum);
-        let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(&value);
+        self.send_raw(key, Some(&ferry_core::wire::encode(self.value_id, datum)));
+    }
+
+    /// Produces `key` and `value` byte for byte, framed or not (no value: a
+    /// tombstone).
+    pub fn send_raw(&self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic);
         if let Some(key) = key {
             record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
         }
         self.producer.send(record).map_err(|(e, _)| e).expect("produce");
         self.producer.flush(Duration::from_secs(10)).expect("flush");
