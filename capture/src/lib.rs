@@ -10,6 +10,7 @@ pub mod offsets;
 pub mod policy;
 pub mod postgres;
 pub mod publish;
+pub mod resend;
 pub mod settings;
 pub mod snapshot;
 pub mod transaction;

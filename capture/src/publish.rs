@@ -72,6 +72,7 @@ use tokio::task::JoinHandle;
 
 use crate::delivery::{Deliveries, Tracking};
 use crate::offsets::{Offsets, OffsetsError};
+use crate::resend::{self, Resent};
 
 /// Every op, in the order of a table's event counters.
 const OPS: [Op; 5] = [Op::Read, Op::Create, Op::Update, Op::Delete, Op::Truncate];
@@ -243,6 +244,11 @@ pub struct Publisher {
     admin: AdminClient<DefaultClientContext>,
     registry: Arc<RegistryClient>,
     tables: HashMap<TableId, Arc<TableTopic>>,
+    /// Keyless tables' last events in Kafka, without `exactly_once`.
+    resent: Resent,
+    /// `ferry_capture_resent_dropped_total`: events of keyless tables not sent
+    /// again after a restart or a reconnection.
+    resent_dropped: metrics::Counter,
     transactions: Option<RecordTopic<TransactionCodec>>,
     /// MySQL/MariaDB: `<prefix>.schema-changes`.
     schema_changes: Option<RecordTopic<SchemaChangeCodec>>,
@@ -319,6 +325,8 @@ impl Publisher {
             epoch: 0,
             registry,
             tables: HashMap::new(),
+            resent: Resent::default(),
+            resent_dropped: metrics::counter!("ferry_capture_resent_dropped_total"),
             transactions: None,
             schema_changes: None,
             messages: None,
@@ -354,8 +362,16 @@ impl Publisher {
     /// the table and whenever its shape changes.
     pub async fn register_table(&mut self, meta: TableMeta) -> Result<u32, PublishError> {
         let id = meta.id.clone();
+        let keyless = meta.key.is_empty();
         let codec = TableCodec::new(&self.settings.prefix, meta, self.settings.connector)?;
-        self.register(id, TopicCodec::Table(codec)).await
+        let value_id = self.register(id.clone(), TopicCodec::Table(codec)).await?;
+        if keyless && self.transaction.is_none() && !self.resent.follows(&id) {
+            let topic = &self.topic_of(&id)?.topic;
+            let last =
+                resend::last_in_kafka(&self.settings.kafka, &self.registry, self.settings.connector, topic).await?;
+            self.resent.follow(id, last);
+        }
+        Ok(value_id)
     }
 
     /// Registers a MongoDB collection's schemas and creates its topic.
@@ -444,6 +460,10 @@ impl Publisher {
     /// Queues one event of table `table` (and its tombstone after a delete).
     /// Waits while the producer's queue is full.
     pub async fn send(&mut self, table: &TableId, event: &ChangeEvent) -> Result<(), PublishError> {
+        if self.resent.sent_before(table, event) {
+            self.resent_dropped.increment(1);
+            return Ok(());
+        }
         let t = self.topic_of(table)?;
         let TopicCodec::Table(codec) = &t.codec else {
             return Err(PublishError::UnknownTable(table.clone()));

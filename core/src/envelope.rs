@@ -615,6 +615,30 @@ pub(crate) fn transaction_to_avro(tx: Option<&TransactionBlock>) -> Avro {
     }
 }
 
+/// The `source` and `transaction` blocks of an envelope's Avro body written
+/// with `writer` (any version of a table's value schema), read without its
+/// rows: where in the source's log the event is.
+pub fn locate(
+    connector: Connector,
+    writer: &Json,
+    avro: &[u8],
+) -> Result<(SourceInfo, Option<TransactionBlock>), CodecError> {
+    let reader = crate::codec::Encoder::parse(writer).map_err(|e| CodecError::Avro {
+        action: "reading the writer's schema",
+        source: Box::new(e),
+    })?;
+    let value = reader.decode(avro)?;
+    let fields = record_fields(&value);
+    let get = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    let source = get("source").ok_or_else(|| MalformedBlock {
+        block: "envelope",
+        field: "source".into(),
+    })?;
+    let source = source_from_avro(connector, source)?;
+    let transaction = get("transaction").map(transaction_from_avro).transpose()?.flatten();
+    Ok((source, transaction))
+}
+
 pub(crate) fn transaction_from_avro(value: &Avro) -> Result<Option<TransactionBlock>, MalformedBlock> {
     let record = record_fields(value);
     if record.is_empty() {

@@ -1106,3 +1106,56 @@ async fn an_untouched_large_value_comes_from_the_old_row_with_replica_identity_f
     assert_eq!(update.before.as_ref().unwrap()[2], Datum::Text(big));
     assert!(capture.terminate().success());
 }
+
+/// A keyless table's inserts are appends, so what a capture restarted after
+/// `kill -9` sends again (without Kafka transactions: what it published after
+/// its last stored position) must not reach the table's topic twice.
+#[tokio::test]
+async fn kill_9_mid_stream_sends_no_keyless_row_twice() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let db = PgDatabase::create();
+    db.execute("CREATE TABLE log (n int, v text); ALTER TABLE log REPLICA IDENTITY FULL;")
+        .await;
+    let prefix = unique("pgresend");
+    let topic = format!("{prefix}.public.log");
+    let mut capture = start_capture(&db, &prefix, &[]);
+    ferry_tests::wait_streaming(&db, &prefix).await;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (url, stop) = (db.url(), std::sync::Arc::clone(&stop));
+        tokio::spawn(async move {
+            let client = connect_pg(&url).await;
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                client
+                    .batch_execute(&format!("INSERT INTO log VALUES ({n}, 'row {n}')"))
+                    .await
+                    .expect("insert");
+                n += 1;
+            }
+            n
+        })
+    };
+    // Killed while the rows stream, each time after more of them are in Kafka.
+    for _ in 0..4 {
+        let before = ferry_tests::topic_count(&topic);
+        wait_for("more rows in Kafka", Duration::from_secs(60), || async {
+            (ferry_tests::topic_count(&topic) > before + 200).then_some(())
+        })
+        .await;
+        capture.kill9();
+        capture = start_capture(&db, &prefix, &[]);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rows = writer.await.expect("the writer");
+    wait_for("every row in Kafka", Duration::from_secs(120), || async {
+        (ferry_tests::topic_count(&topic) >= rows).then_some(())
+    })
+    .await;
+    assert_eq!(
+        ferry_tests::count_committed(&topic, Duration::from_secs(3)).await,
+        rows as usize,
+        "each row once"
+    );
+    assert!(capture.terminate().success());
+}
