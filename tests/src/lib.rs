@@ -7,6 +7,7 @@
 //! broker's.
 
 pub mod duck;
+pub mod faults;
 pub mod forge;
 pub mod mariadb;
 pub mod pg_types;
@@ -167,7 +168,7 @@ pub fn free_port() -> u16 {
 
 /// The development broker's binary: `FERRY_TEST_BROKER_BIN`, or the noida-db
 /// that `scripts/services up` installed.
-fn broker_binary() -> PathBuf {
+pub(crate) fn broker_binary() -> PathBuf {
     if let Ok(bin) = std::env::var("FERRY_TEST_BROKER_BIN") {
         return PathBuf::from(bin);
     }
