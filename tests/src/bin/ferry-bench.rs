@@ -39,6 +39,12 @@
 //! [`apply_duckdb`].
 //!
 //! `ferry-bench validate [ROWS]`: `ferry validate` of a narrow table; see [`validate`].
+//!
+//! `ferry-bench scaling [ROWS]`: snapshot and streaming rates at 1×, 10× and
+//! 100× ROWS and over 1, 10 and 100 tables; see [`scaling`].
+//!
+//! `ferry-bench soak [SECONDS] [RATE] [CSV]`: memory, CPU and lag sampled over a
+//! long steady run; see [`soak`]. Run through `scripts/soak`.
 
 #[path = "../bench/apply.rs"]
 mod apply;
@@ -48,6 +54,10 @@ mod apply_duckdb;
 mod apply_mysql;
 #[path = "../bench/capture_mysql.rs"]
 mod capture_mysql;
+#[path = "../bench/scaling.rs"]
+mod scaling;
+#[path = "../bench/soak.rs"]
+mod soak;
 #[path = "../bench/validate.rs"]
 mod validate;
 
@@ -66,7 +76,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::io::AsyncReadExt;
 
 const USAGE: &str = "usage: ferry-bench capture-stream [ROWS] | capture-snapshot [ROWS] | capture-rss [ROWS] \
-                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-duckdb [EVENTS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS] | validate [ROWS]";
+                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-duckdb [EVENTS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS] | validate [ROWS] | scaling [ROWS] | soak [SECONDS] [RATE] [CSV]";
 
 #[tokio::main]
 async fn main() {
@@ -94,6 +104,11 @@ async fn main() {
         Some("apply-latency") => apply::latency(number(1, 20), number(2, 5_000)).await,
         Some("apply-paths") => apply::write_paths(number(1, 200_000)).await,
         Some("validate") => validate::throughput(number(1, 2_000_000)).await,
+        Some("scaling") => scaling::run(number(1, 10_000)).await,
+        Some("soak") => {
+            let csv = args.get(3).map_or("soak.csv", String::as_str);
+            soak::run(number(1, 3600), number(2, 5_000), csv).await
+        }
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);

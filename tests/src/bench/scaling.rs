@@ -1,0 +1,228 @@
+//! `ferry-bench scaling [ROWS]`: how PostgreSQL capture's cost grows with the
+//! work. One table of ROWS (1×), 10× and 100× the rows; then 10× the rows
+//! spread over 10 and over 100 tables. Each point measures the snapshot
+//! (`--snapshot initial_only --snapshot-workers 2`, start to exit) beside
+//! `COPY ... TO STDOUT` of the same tables, and streaming (one transaction
+//! writing as many rows again, commit until every event is in Kafka) beside
+//! `pg_recvlogical` draining the same kind of transaction. A rate that holds
+//! as the work grows means a cost linear in the work; a ratio that holds means
+//! Ferry's overhead grows no faster than PostgreSQL's own.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry_core::kafka::KafkaSettings;
+use ferry_tests::{brokers, unique, wait_for, PgDatabase};
+
+use crate::{recvlogical_args, spawn_capture, Topics};
+
+/// Tables `t1..tN` of the benchmark's shape, each with `per_table` rows,
+/// vacuumed, under the publication `bench`.
+async fn tables(n: usize, per_table: i64) -> (PgDatabase, Vec<String>) {
+    let db = PgDatabase::create();
+    let names: Vec<String> = (1..=n).map(|i| format!("t{i}")).collect();
+    for name in &names {
+        db.execute(&format!(
+            "CREATE TABLE {name} (id bigint PRIMARY KEY, v text, n numeric(12,2), at timestamptz)"
+        ))
+        .await;
+    }
+    db.execute("CREATE PUBLICATION bench FOR ALL TABLES").await;
+    db.execute(&fill(&names, 1, per_table)).await;
+    for name in &names {
+        db.execute(&format!("VACUUM (ANALYZE) {name}")).await;
+    }
+    db.execute("CHECKPOINT").await;
+    (db, names)
+}
+
+/// One transaction inserting ids `from..from + rows` into each table.
+fn fill(tables: &[String], from: i64, rows: i64) -> String {
+    let inserts: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "INSERT INTO {t} SELECT i, md5(i::text), i * 0.25, now() FROM generate_series({from}, {}) i;",
+                from + rows - 1
+            )
+        })
+        .collect();
+    format!("BEGIN; {} COMMIT;", inserts.join(" "))
+}
+
+/// Messages in every topic of `prefix`, on one consumer.
+fn in_kafka(prefix: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = KafkaSettings::new(brokers())
+        .consumer(&unique("count"))
+        .create()
+        .expect("consumer");
+    let Ok(md) = consumer.fetch_metadata(None, Duration::from_secs(10)) else {
+        return 0;
+    };
+    let start = format!("{prefix}.");
+    md.topics()
+        .iter()
+        .filter(|t| t.name().starts_with(&start) && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(move |p| (t.name(), p.id())))
+        .map(|(topic, p)| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map_or(0, |(low, high)| high - low)
+        })
+        .sum()
+}
+
+/// Seconds each side took at one point of the scale.
+struct Point {
+    tables: usize,
+    rows: i64,
+    copy: Duration,
+    snapshot: Duration,
+    recvlogical: Duration,
+    streaming: Duration,
+}
+
+async fn measure(n: usize, rows: i64) -> Point {
+    let per_table = rows / n as i64;
+    let rows = per_table * n as i64;
+    let (db, names) = tables(n, per_table).await;
+
+    // Snapshot: COPY of every table, one after the other, then Ferry's.
+    let started = Instant::now();
+    let mut psql = Command::new("psql");
+    psql.args([
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        &db.name,
+        "-qAtX",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ]);
+    for name in &names {
+        psql.args(["-c", &format!("COPY {name} TO STDOUT")]);
+    }
+    assert!(
+        psql.stdout(Stdio::null()).status().expect("psql").success(),
+        "COPY failed"
+    );
+    let copy = started.elapsed();
+    let prefix = unique("bench");
+    let _topics = Topics(prefix.clone());
+    let started = Instant::now();
+    let mut capture = spawn_capture(&[
+        "--source",
+        &db.url(),
+        "--prefix",
+        &prefix,
+        "--tables",
+        "public.*",
+        "--snapshot",
+        "initial_only",
+        "--snapshot-workers",
+        "2",
+    ]);
+    let status = tokio::time::timeout(Duration::from_secs(3600), capture.wait())
+        .await
+        .expect("the snapshot ended within an hour")
+        .expect("wait for ferry-capture-postgres");
+    let snapshot = started.elapsed();
+    assert!(status.success(), "the snapshot failed: {status}");
+    assert_eq!(in_kafka(&prefix), rows, "every row of the snapshot in Kafka");
+
+    // Streaming: pg_recvlogical drains one transaction, then Ferry another.
+    db.execute("SELECT 'ok' FROM pg_create_logical_replication_slot('bench_ref', 'pgoutput')")
+        .await;
+    let client = db.client().await;
+    client
+        .batch_execute(&fill(&names, per_table + 1, per_table))
+        .await
+        .expect("insert");
+    let end: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("lsn")
+        .get(0);
+    let started = Instant::now();
+    let status = Command::new("pg_recvlogical")
+        .args(recvlogical_args(&db, Some(&end), "/dev/null"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("pg_recvlogical");
+    assert!(status.success(), "pg_recvlogical failed");
+    let recvlogical = started.elapsed();
+    db.execute("SELECT pg_drop_replication_slot('bench_ref')").await;
+
+    let prefix = unique("bench");
+    let _topics = Topics(prefix.clone());
+    let _capture = spawn_capture(&[
+        "--source",
+        &db.url(),
+        "--prefix",
+        &prefix,
+        "--snapshot",
+        "never",
+        "--publication",
+        "bench",
+    ]);
+    db.wait_slot_active(&format!("ferry_{prefix}")).await;
+    client
+        .batch_execute(&fill(&names, 2 * per_table + 1, per_table))
+        .await
+        .expect("insert");
+    let started = Instant::now();
+    wait_for("every change in Kafka", Duration::from_secs(3600), || async {
+        (in_kafka(&prefix) >= rows).then_some(())
+    })
+    .await;
+    let streaming = started.elapsed();
+    Point {
+        tables: n,
+        rows,
+        copy,
+        snapshot,
+        recvlogical,
+        streaming,
+    }
+}
+
+pub async fn run(base: i64) {
+    assert!(
+        base >= 100,
+        "ROWS must be at least 100 (the 100-table point splits 10× ROWS over 100 tables)"
+    );
+    println!(
+        "| work | tables | rows | COPY rows/s | snapshot rows/s | vs COPY | pg_recvlogical events/s | streaming events/s | vs pg_recvlogical |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (work, tables, rows) in [
+        ("1× rows", 1, base),
+        ("10× rows", 1, base * 10),
+        ("100× rows", 1, base * 100),
+        ("10× rows, 10 tables", 10, base * 10),
+        ("10× rows, 100 tables", 100, base * 10),
+    ] {
+        let p = measure(tables, rows).await;
+        let rate = |d: Duration| p.rows as f64 / d.as_secs_f64();
+        println!(
+            "| {work} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} |",
+            p.tables,
+            p.rows,
+            rate(p.copy),
+            rate(p.snapshot),
+            rate(p.snapshot) / rate(p.copy),
+            rate(p.recvlogical),
+            rate(p.streaming),
+            rate(p.streaming) / rate(p.recvlogical),
+        );
+    }
+    println!();
+    println!(
+        "Snapshot: Ferry's time runs from its start to its exit (connecting, schemas and topics included), COPY's \
+         from psql's start. Streaming: from the commit of one transaction writing every row until the last event \
+         is acknowledged by Kafka (Ferry) or written out (pg_recvlogical)."
+    );
+}
