@@ -185,6 +185,26 @@ pub(crate) fn broker_binary() -> PathBuf {
         .unwrap_or_else(|| panic!("no broker binary under {}; run scripts/services up", cache.display()))
 }
 
+/// The development broker's arguments to serve Kafka alone on loopback
+/// `port`, keeping its data in `dir`.
+pub(crate) fn broker_args(port: u16, dir: &std::path::Path) -> Vec<String> {
+    let port = port.to_string();
+    let dir = dir.display().to_string();
+    [
+        "start",
+        "--only",
+        "kafka",
+        "--host",
+        "127.0.0.1",
+        "--kafka-port",
+        &port,
+        "--data-dir",
+        &dir,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// A broker of the development kind private to one test, on its own port and
 /// data directory, which the test may freeze (SIGSTOP) to fault it.
 #[derive(Debug)]
@@ -200,17 +220,7 @@ impl PrivateBroker {
         let dir = std::env::temp_dir().join(unique("ferry-broker"));
         std::fs::create_dir_all(&dir).expect("broker data dir");
         let child = std::process::Command::new(broker_binary())
-            .args([
-                "start",
-                "--only",
-                "kafka",
-                "--host",
-                "127.0.0.1",
-                "--kafka-port",
-                &port.to_string(),
-            ])
-            .arg("--data-dir")
-            .arg(&dir)
+            .args(broker_args(port, &dir))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -258,7 +268,7 @@ pub struct PgDatabase {
     pub name: String,
 }
 
-fn psql_admin(sql: &str) -> std::process::Output {
+pub(crate) fn psql_admin(sql: &str) -> std::process::Output {
     std::process::Command::new("psql")
         .args([
             "-h",

@@ -8,13 +8,12 @@
 //! as the work grows means a cost linear in the work; a ratio that holds means
 //! Ferry's overhead grows no faster than PostgreSQL's own.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_core::kafka::KafkaSettings;
 use ferry_tests::{brokers, unique, wait_for, PgDatabase};
 
-use crate::{recvlogical_args, spawn_capture, Topics};
+use crate::{copy_out, recvlogical_until, spawn_capture, start_streaming, Topics};
 
 /// Tables `t1..tN` of the benchmark's shape, each with `per_table` rows,
 /// vacuumed, under the publication `bench`.
@@ -89,27 +88,7 @@ async fn measure(n: usize, rows: i64) -> Point {
     let (db, names) = tables(n, per_table).await;
 
     // Snapshot: COPY of every table, one after the other, then Ferry's.
-    let started = Instant::now();
-    let mut psql = Command::new("psql");
-    psql.args([
-        "-h",
-        "127.0.0.1",
-        "-U",
-        "postgres",
-        "-d",
-        &db.name,
-        "-qAtX",
-        "-v",
-        "ON_ERROR_STOP=1",
-    ]);
-    for name in &names {
-        psql.args(["-c", &format!("COPY {name} TO STDOUT")]);
-    }
-    assert!(
-        psql.stdout(Stdio::null()).status().expect("psql").success(),
-        "COPY failed"
-    );
-    let copy = started.elapsed();
+    let copy = copy_out(&db, &names.iter().map(String::as_str).collect::<Vec<_>>());
     let prefix = unique("bench");
     let _topics = Topics(prefix.clone());
     let started = Instant::now();
@@ -146,38 +125,19 @@ async fn measure(n: usize, rows: i64) -> Point {
         .await
         .expect("lsn")
         .get(0);
-    let started = Instant::now();
-    let status = Command::new("pg_recvlogical")
-        .args(recvlogical_args(&db, Some(&end), "/dev/null"))
-        .stderr(Stdio::null())
-        .status()
-        .expect("pg_recvlogical");
-    assert!(status.success(), "pg_recvlogical failed");
-    let recvlogical = started.elapsed();
-    db.execute("SELECT pg_drop_replication_slot('bench_ref')").await;
+    let recvlogical = recvlogical_until(&db, &end).await;
 
-    let prefix = unique("bench");
-    let _topics = Topics(prefix.clone());
-    let _capture = spawn_capture(&[
-        "--source",
-        &db.url(),
-        "--prefix",
-        &prefix,
-        "--snapshot",
-        "never",
-        "--publication",
-        "bench",
-    ]);
-    db.wait_slot_active(&format!("ferry_{prefix}")).await;
+    let streaming = start_streaming(&db).await;
     client
         .batch_execute(&fill(&names, 2 * per_table + 1, per_table))
         .await
         .expect("insert");
     let started = Instant::now();
     wait_for("every change in Kafka", Duration::from_secs(3600), || async {
-        (in_kafka(&prefix) >= rows).then_some(())
+        (in_kafka(&streaming.prefix) >= rows).then_some(())
     })
     .await;
+    drop(streaming);
     let streaming = started.elapsed();
     Point {
         tables: n,

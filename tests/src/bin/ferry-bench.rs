@@ -156,15 +156,7 @@ async fn capture_stream(rows: i64) {
 
     // Reference: pg_recvlogical drains the same kind of transaction.
     let end = insert(&db, 1, rows).await;
-    let started = Instant::now();
-    let status = Command::new("pg_recvlogical")
-        .args(recvlogical_args(&db, Some(&end), "/dev/null"))
-        .stderr(Stdio::null())
-        .status()
-        .expect("pg_recvlogical");
-    assert!(status.success(), "pg_recvlogical failed");
-    let reference = started.elapsed();
-    db.execute("SELECT pg_drop_replication_slot('bench_ref')").await;
+    let reference = recvlogical_until(&db, &end).await;
 
     // Ferry: streaming only, on its own slot.
     let Streaming {
@@ -194,6 +186,21 @@ async fn capture_stream(rows: i64) {
         rate(ferry),
         rate(ferry) / rate(reference)
     );
+}
+
+/// How long pg_recvlogical takes to drain slot `bench_ref` up to `end` into
+/// /dev/null; the slot is dropped then.
+async fn recvlogical_until(db: &PgDatabase, end: &str) -> Duration {
+    let started = Instant::now();
+    let status = Command::new("pg_recvlogical")
+        .args(recvlogical_args(db, Some(end), "/dev/null"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("pg_recvlogical");
+    assert!(status.success(), "pg_recvlogical failed");
+    let took = started.elapsed();
+    db.execute("SELECT pg_drop_replication_slot('bench_ref')").await;
+    took
 }
 
 /// pg_recvlogical on slot `bench_ref` and publication `bench` (pgoutput), until
@@ -517,6 +524,30 @@ async fn produce_all(topic: &str, sample: &[Raw], n: i64) -> Duration {
     elapsed
 }
 
+/// How long psql takes to drain `COPY <table> TO STDOUT` of each of `tables`,
+/// one after the other, to /dev/null.
+fn copy_out(db: &PgDatabase, tables: &[&str]) -> Duration {
+    let started = Instant::now();
+    let mut psql = Command::new("psql");
+    psql.args([
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        &db.name,
+        "-qAtX",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ]);
+    for table in tables {
+        psql.args(["-c", &format!("COPY {table} TO STDOUT")]);
+    }
+    let status = psql.stdout(Stdio::null()).status().expect("psql");
+    assert!(status.success(), "psql COPY failed");
+    started.elapsed()
+}
+
 async fn capture_snapshot(rows: i64) {
     assert!(rows > 0, "ROWS must be positive");
     let db = PgDatabase::create();
@@ -543,25 +574,7 @@ async fn capture_snapshot(rows: i64) {
     );
 
     // Reference A: PostgreSQL's own COPY of the table, drained to /dev/null.
-    let started = Instant::now();
-    let status = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            &db.name,
-            "-qAtX",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
-        .args(["-c", "COPY t TO STDOUT"])
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql");
-    assert!(status.success(), "psql COPY failed");
-    let copy = started.elapsed();
+    let copy = copy_out(&db, &["t"]);
 
     // Ferry: the snapshot alone; the process exits once it is in Kafka.
     let prefix = unique("bench");

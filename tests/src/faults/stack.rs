@@ -113,21 +113,14 @@ pub struct Disk {
 
 const DISK_SIZE: &str = "size=1g";
 
-async fn psql(sql: &str) -> Result<(), String> {
-    run(Command::new("psql").args([
-        "-h",
-        "127.0.0.1",
-        "-U",
-        "postgres",
-        "-d",
-        "postgres",
-        "-qAtX",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-c",
-        sql,
-    ]))
-    .await
+/// Runs `sql` as PostgreSQL's superuser; psql's complaint as the error.
+fn psql(sql: &str) -> Result<(), String> {
+    let out = crate::psql_admin(sql);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
 }
 
 /// Runs a command to its end; its stderr as the error.
@@ -162,8 +155,7 @@ impl Disk {
             "CREATE TABLESPACE {} LOCATION '{}'",
             disk.tablespace,
             disk.mount.display()
-        ))
-        .await?;
+        ))?;
         Ok(disk)
     }
 
@@ -206,10 +198,7 @@ impl Disk {
 
 impl Drop for Disk {
     fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtX", "-c"])
-            .arg(format!("DROP TABLESPACE IF EXISTS {}", self.tablespace))
-            .status();
+        let _ = psql(&format!("DROP TABLESPACE IF EXISTS {}", self.tablespace));
         let _ = Command::new("umount").arg(&self.mount).status();
     }
 }
@@ -233,7 +222,6 @@ impl Side {
                     Some(space) => {
                         let name = unique("ferry_faults");
                         psql(&format!("CREATE DATABASE {name} TABLESPACE {space}"))
-                            .await
                             .expect("create the target database");
                         PgDatabase { name }
                     }
@@ -309,20 +297,7 @@ impl Stack {
         let broker = Service::start(
             "broker",
             crate::broker_binary(),
-            [
-                "start",
-                "--only",
-                "kafka",
-                "--host",
-                "127.0.0.1",
-                "--kafka-port",
-                &broker_port.to_string(),
-                "--data-dir",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([dir.join("broker-data").display().to_string()])
-            .collect(),
+            crate::broker_args(broker_port, &dir.join("broker-data")),
             dir,
         );
         wait_for("the broker to listen", Duration::from_secs(30), || async {
