@@ -85,7 +85,7 @@ pub async fn run(seconds: i64, rate: i64, csv: &str) {
             while Instant::now() < end {
                 ticks.tick().await;
                 let sql = format!(
-                    "BEGIN; INSERT INTO t (id, v, n) SELECT i, md5(i::text), i * 0.25 FROM generate_series({next}, {});
+                    "BEGIN; INSERT INTO t (id, v, n) SELECT i, md5(i::text), i * 0.25 FROM generate_series({next}, {}) i;
                      DELETE FROM t WHERE id BETWEEN {} AND {}; COMMIT;",
                     next + per_tick - 1,
                     next - SEED_ROWS,
@@ -111,8 +111,11 @@ pub async fn run(seconds: i64, rate: i64, csv: &str) {
     let mut written_before = 0;
     let mut ticks = tokio::time::interval(Duration::from_secs(10));
     ticks.tick().await;
-    while !writer.is_finished() {
+    loop {
         ticks.tick().await;
+        if writer.is_finished() {
+            break;
+        }
         let mib = pids.map(|p| proc_status_kib(p, "VmRSS").unwrap_or(0) as f64 / 1024.0);
         let cpu = pids.map(|p| proc_cpu_seconds(p).unwrap_or(0.0));
         let now = written.load(std::sync::atomic::Ordering::Relaxed);
