@@ -30,6 +30,7 @@ use ferry_core::meta::TableId;
 use ferry_core::position::PgLsn;
 use ferry_core::registry::RegistryClient;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -155,9 +156,12 @@ pub async fn last_in_kafka(
     connector: Connector,
     topic: &str,
 ) -> Result<Option<Position>, PublishError> {
+    // The end is where the consumer says so: the last offsets may be markers
+    // of Kafka transactions (an earlier run with --exactly-once), never delivered.
     let consumer: BaseConsumer = kafka
         .consumer(&format!("ferry-capture-tail-{topic}"))
         .set("isolation.level", "read_uncommitted")
+        .set("enable.partition.eof", "true")
         .create()?;
     let topic_owned = topic.to_owned();
     let last = tokio::task::spawn_blocking(move || last_value(&consumer, &topic_owned))
@@ -185,10 +189,11 @@ fn last_value(consumer: &BaseConsumer, topic: &str) -> Result<Option<Vec<u8>>, P
     let mut last = None;
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
+        let message = match consumer.poll(Duration::from_millis(500)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(last),
+            Some(message) => message?,
         };
-        let message = message?;
         if let Some(payload) = message.payload() {
             last = Some(payload.to_vec());
         }

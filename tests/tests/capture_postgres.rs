@@ -1159,3 +1159,34 @@ async fn kill_9_mid_stream_sends_no_keyless_row_twice() {
     );
     assert!(capture.terminate().success());
 }
+
+/// A keyless table's topic written with `--exactly-once` ends with a
+/// transaction marker, which no consumer ever receives: a capture started
+/// later without Kafka transactions must still find the last event there and
+/// go on.
+#[tokio::test]
+async fn a_keyless_topic_ending_in_a_transaction_marker_is_read_back() {
+    if !ferry_tests::broker_claims_transactions() {
+        eprintln!("skipped: the broker does not claim transactions (FERRY_BROKER_TRANSACTIONS)");
+        return;
+    }
+    let db = PgDatabase::create();
+    db.execute("CREATE TABLE log (n int); ALTER TABLE log REPLICA IDENTITY FULL; INSERT INTO log VALUES (1);")
+        .await;
+    let prefix = unique("pgmarker");
+    let topic = format!("{prefix}.public.log");
+    let transactional = start_capture(&db, &prefix, &["--exactly-once"]);
+    // The snapshot row and the marker of its transaction.
+    wait_for("the snapshot committed", Duration::from_secs(60), || async {
+        (ferry_tests::topic_count(&topic) >= 2).then_some(())
+    })
+    .await;
+    assert!(transactional.terminate().success());
+    let capture = start_capture(&db, &prefix, &[]);
+    db.execute("INSERT INTO log VALUES (2)").await;
+    wait_for("the new row in Kafka", Duration::from_secs(60), || async {
+        (ferry_tests::count_committed(&topic, Duration::from_secs(2)).await == 2).then_some(())
+    })
+    .await;
+    assert!(capture.terminate().success());
+}
