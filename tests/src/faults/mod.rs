@@ -18,7 +18,7 @@
 mod inject;
 mod proxy;
 mod stack;
-pub mod workload;
+mod workload;
 
 use std::fmt;
 use std::path::PathBuf;
