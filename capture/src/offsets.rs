@@ -17,11 +17,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ferry_core::envelope::Connector;
-use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
+use ferry_core::kafka::{ensure_topics, EndIsNoError, KafkaSettings, TopicError, TopicSpec};
 use ferry_core::meta::TableId;
 use ferry_core::position::SourcePosition;
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -124,25 +123,6 @@ pub async fn load_capture(offsets: &Offsets, prefix: &str, connector: Connector)
         state_key,
     })
 }
-
-/// A reader's context that does not log reaching the partition's end (which
-/// it asked to be told) as an error.
-struct EndIsNoError;
-
-impl ClientContext for EndIsNoError {
-    fn error(&self, error: KafkaError, reason: &str) {
-        // librdkafka reports it either way.
-        let end = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::error::RDKafkaErrorCode::PartitionEOF)
-        );
-        if !end {
-            tracing::error!("librdkafka: {error}: {reason}");
-        }
-    }
-}
-
-impl ConsumerContext for EndIsNoError {}
 
 /// Values read from the offsets topic, by key.
 #[derive(Debug)]

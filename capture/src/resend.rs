@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ferry_core::envelope::{ChangeEvent, Connector, SourceDetail, SourceInfo, TransactionBlock};
-use ferry_core::kafka::KafkaSettings;
+use ferry_core::kafka::{EndIsNoError, KafkaSettings};
 use ferry_core::meta::TableId;
 use ferry_core::position::PgLsn;
 use ferry_core::registry::RegistryClient;
@@ -158,11 +158,11 @@ pub async fn last_in_kafka(
 ) -> Result<Option<Position>, PublishError> {
     // The end is where the consumer says so: the last offsets may be markers
     // of Kafka transactions (an earlier run with --exactly-once), never delivered.
-    let consumer: BaseConsumer = kafka
+    let consumer: BaseConsumer<EndIsNoError> = kafka
         .consumer(&format!("ferry-capture-tail-{topic}"))
         .set("isolation.level", "read_uncommitted")
         .set("enable.partition.eof", "true")
-        .create()?;
+        .create_with_context(EndIsNoError)?;
     let topic_owned = topic.to_owned();
     let last = tokio::task::spawn_blocking(move || last_value(&consumer, &topic_owned))
         .await
@@ -177,7 +177,7 @@ pub async fn last_in_kafka(
 }
 
 /// The value of the last message of partition 0 of `topic` that has one.
-fn last_value(consumer: &BaseConsumer, topic: &str) -> Result<Option<Vec<u8>>, PublishError> {
+fn last_value(consumer: &BaseConsumer<EndIsNoError>, topic: &str) -> Result<Option<Vec<u8>>, PublishError> {
     let timeout = Duration::from_secs(30);
     let (low, high) = consumer.fetch_watermarks(topic, 0, timeout)?;
     if high <= low {

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
@@ -183,6 +184,27 @@ impl KafkaSettings {
         self.finish(self.base()).create()
     }
 }
+
+/// The context of a reader that asked to be told when it reaches a
+/// partition's end (`enable.partition.eof`): librdkafka reports that as an
+/// error too, which this context does not log.
+#[derive(Debug)]
+pub struct EndIsNoError;
+
+impl ClientContext for EndIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // librdkafka reports it either way.
+        let end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::error::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for EndIsNoError {}
 
 /// A topic Ferry needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,19 +8,24 @@
 //! holds what is durable in Kafka, and an instance that was fenced (another one
 //! claimed the writer role later) learns it from its own rejected write.
 //!
-//! When the topic has been quiet for [`IDLE_AFTER`], the reader pauses fetching
-//! for up to [`IDLE_PAUSE`], or until this instance writes: a broker that
+//! When the reader reaches the end of the topic (or nothing came for
+//! [`IDLE_AFTER`]), it stops fetching for up to [`IDLE_PAUSE`], or until this
+//! instance writes: a broker that
 //! answers an empty fetch at once instead of holding it for
 //! `fetch.wait.max.ms` (the development broker does) would otherwise be asked
 //! thousands of times a second, costing a core on each side. Another
 //! instance's write is seen at most [`IDLE_PAUSE`] later; this instance's own
-//! writes wait for nothing.
+//! writes wait for nothing. The reader stops by giving up its assignment and
+//! starts again by assigning the next offset it needs. librdkafka's pause and
+//! resume looked the same but were not: a resumed partition was fetched again
+//! only seconds later (up to 17 s here), so a schema registration waited that
+//! long.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicError, TopicSpec};
+use ferry_core::kafka::{ensure_topics, EndIsNoError, KafkaSettings, TopicError, TopicSpec};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -32,9 +37,9 @@ use tokio::task::JoinHandle;
 use crate::state::{RecordKey, RecordValue, State, WriterValue};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-/// Quiet time after which the reader pauses.
+/// Quiet time after which the reader stops, if the broker never said it reached the end.
 pub const IDLE_AFTER: Duration = Duration::from_millis(100);
-/// Longest pause of an idle reader.
+/// Longest stop of an idle reader.
 pub const IDLE_PAUSE: Duration = Duration::from_millis(250);
 
 /// Why the store failed.
@@ -122,7 +127,11 @@ impl Store {
         read_only: bool,
     ) -> Result<Arc<Store>, StoreError> {
         let instance = uuid::Uuid::new_v4().simple().to_string();
-        let consumer: StreamConsumer = kafka.consumer(&format!("_ferry_registry_{instance}")).create()?;
+        let consumer: StreamConsumer<EndIsNoError> = kafka
+            .consumer(&format!("_ferry_registry_{instance}"))
+            // The reader stops at the end of the topic (see the module's docs).
+            .set("enable.partition.eof", "true")
+            .create_with_context(EndIsNoError)?;
         let unreachable = |e: KafkaError| StoreError::Unreachable {
             brokers: kafka.brokers.clone(),
             reason: e.to_string(),
@@ -150,6 +159,7 @@ impl Store {
         let wake = Arc::new(Notify::new());
         let reader = tokio::spawn(read_forever(
             consumer,
+            topic.to_owned(),
             Arc::clone(&state),
             applied_tx,
             Arc::clone(&wake),
@@ -263,19 +273,28 @@ impl Store {
 }
 
 async fn read_forever(
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<EndIsNoError>,
+    topic: String,
     state: Arc<RwLock<State>>,
     applied: watch::Sender<i64>,
     wake: Arc<Notify>,
 ) {
     loop {
-        let Ok(received) = tokio::time::timeout(IDLE_AFTER, consumer.recv()).await else {
-            pause_while_idle(&consumer, &wake).await;
-            continue;
+        let received = match tokio::time::timeout(IDLE_AFTER, consumer.recv()).await {
+            Ok(Err(KafkaError::PartitionEOF(_))) | Err(_) => {
+                let next = *applied.borrow();
+                stop_while_idle(&consumer, &topic, next, &wake).await;
+                continue;
+            }
+            Ok(received) => received,
         };
         match received {
             Ok(m) => {
                 let offset = m.offset();
+                // Already applied: fetched before the reader last stopped.
+                if offset < *applied.borrow() {
+                    continue;
+                }
                 match m.key().map(|k| decode(k, m.payload())) {
                     Some(Ok((key, value))) => state.write().unwrap_or_else(|e| e.into_inner()).apply(&key, value),
                     Some(Err(e)) => tracing::warn!(offset, error = %e, "skipping a record that is not Ferry's"),
@@ -291,16 +310,19 @@ async fn read_forever(
     }
 }
 
-/// Stops fetching until this instance writes or [`IDLE_PAUSE`] passed.
-async fn pause_while_idle(consumer: &StreamConsumer, wake: &Notify) {
-    let Ok(assignment) = consumer.assignment() else {
-        return;
-    };
-    if consumer.pause(&assignment).is_err() {
+/// Stops fetching until this instance writes or [`IDLE_PAUSE`] passed, then
+/// fetches again from `next`.
+async fn stop_while_idle(consumer: &StreamConsumer<EndIsNoError>, topic: &str, next: i64, wake: &Notify) {
+    if let Err(e) = consumer.unassign() {
+        tracing::warn!(error = %e, "stopping the storage topic's reader failed");
         return;
     }
     let _ = tokio::time::timeout(IDLE_PAUSE, wake.notified()).await;
-    if let Err(e) = consumer.resume(&assignment) {
-        tracing::warn!(error = %e, "resuming the storage topic's reader failed");
+    let mut assignment = TopicPartitionList::new();
+    let assigned = assignment
+        .add_partition_offset(topic, 0, Offset::Offset(next))
+        .and_then(|()| consumer.assign(&assignment));
+    if let Err(e) = assigned {
+        tracing::warn!(error = %e, "restarting the storage topic's reader failed");
     }
 }
