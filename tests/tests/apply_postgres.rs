@@ -82,7 +82,7 @@ async fn a_schema_change_mid_stream_adds_the_column() {
 }
 
 #[tokio::test]
-async fn two_groups_fan_out_and_a_third_replays_from_the_beginning() {
+async fn two_groups_fan_out_and_replays_rebuild_an_empty_and_a_stale_target() {
     let source = PgDatabase::create();
     let (first, second, replayed) = (PgDatabase::create(), PgDatabase::create(), PgDatabase::create());
     source
@@ -150,6 +150,12 @@ async fn two_groups_fan_out_and_a_third_replays_from_the_beginning() {
     let c = start_apply(&replayed, &prefix, &unique("replay"), &["--from", "earliest"]);
     wait_equal(&source, &replayed, &["accounts"], CATCH_UP).await;
     assert!(c.terminate().success());
+    // And mends a stale one: the snapshot's rows, new keys as far as the log
+    // tells, are there already with other values.
+    first.execute("UPDATE accounts SET balance = -1").await;
+    let d = start_apply(&first, &prefix, &unique("mend"), &["--from", "earliest"]);
+    wait_equal(&source, &first, &["accounts"], CATCH_UP).await;
+    assert!(d.terminate().success());
 }
 
 #[tokio::test]

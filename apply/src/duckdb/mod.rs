@@ -728,6 +728,7 @@ impl DuckTarget {
                                 unchanged: Vec::new(),
                             },
                             at: e.at.clone(),
+                            fresh: false,
                         };
                         refuse(&stand_in, reason);
                     }
