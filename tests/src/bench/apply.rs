@@ -389,12 +389,14 @@ pub async fn latency(seconds: i64, rate: i64) {
     );
 }
 
-/// `ferry-bench apply-paths ROWS`: the two ways a batch can be written, on the
+/// `ferry-bench apply-paths ROWS`: the ways a batch can be written, on the
 /// same rows of the wide table in batches of 20,000, once into an empty table
-/// (all inserts) and once more (all updates): the path apply takes (`INSERT ...
-/// SELECT FROM unnest($1::text[], ...) ON CONFLICT DO UPDATE`) and `COPY` into a
-/// temporary staging table followed by `INSERT ... SELECT ... ON CONFLICT DO
-/// UPDATE` from it.
+/// (all inserts) and once more (all updates): `INSERT ... SELECT FROM
+/// unnest($1::text[], ...) ON CONFLICT DO UPDATE`, and `COPY` into a temporary
+/// staging table followed by `INSERT ... SELECT ... ON CONFLICT DO UPDATE` from
+/// it (apply's path); for the inserts also the staging table followed by
+/// `INSERT ... SELECT ... WHERE NOT EXISTS` (apply's path for keys the log says
+/// are new).
 pub async fn write_paths(rows: i64) {
     const BATCH: usize = 20_000;
     let db = PgDatabase::create();
@@ -442,8 +444,13 @@ pub async fn write_paths(rows: i64) {
     );
     let unnest = client.prepare(&unnest_sql).await.expect("prepare");
     let mut results = Vec::new();
-    for round in ["empty table (inserts)", "same rows again (updates)"] {
-        for path in ["unnest", "copy"] {
+    // New keys also go the third way (apply's for keys the log says are new).
+    let rounds: [(&str, &[&str]); 2] = [
+        ("empty table (inserts)", &["unnest", "copy", "absent"]),
+        ("same rows again (updates)", &["unnest", "copy"]),
+    ];
+    for (round, paths) in rounds {
+        for &path in paths {
             if path == "unnest" {
                 client.batch_execute("TRUNCATE paths").await.expect("truncate");
                 if round.starts_with("same") {
@@ -490,10 +497,13 @@ pub async fn write_paths(rows: i64) {
                         data.push('\n');
                     }
                     copy_in(&client, "stage", data.into_bytes(), "text").await;
-                    client
-                        .batch_execute(&format!("INSERT INTO paths SELECT * FROM stage {conflict}"))
-                        .await
-                        .expect("merge");
+                    let merge = if path == "absent" {
+                        "INSERT INTO paths SELECT * FROM stage s WHERE NOT EXISTS (SELECT 1 FROM paths t WHERE t.id = s.id)"
+                            .to_owned()
+                    } else {
+                        format!("INSERT INTO paths SELECT * FROM stage {conflict}")
+                    };
+                    client.batch_execute(&merge).await.expect("merge");
                 }
                 client.batch_execute("COMMIT").await.expect("commit");
             }
@@ -503,10 +513,10 @@ pub async fn write_paths(rows: i64) {
     println!("| rows of the 17-column table, batches of {BATCH} | path | seconds | rows/s |");
     println!("|---|---|---:|---:|");
     for (round, path, took) in results {
-        let name = if path == "unnest" {
-            "`INSERT ... SELECT FROM unnest(text arrays) ON CONFLICT` (apply's path)"
-        } else {
-            "`COPY` into a temporary table, then `INSERT ... SELECT ... ON CONFLICT`"
+        let name = match path {
+            "unnest" => "`INSERT ... SELECT FROM unnest(text arrays) ON CONFLICT`",
+            "copy" => "`COPY` into a temporary table, then `INSERT ... SELECT ... ON CONFLICT` (apply's path)",
+            _ => "`COPY` into a temporary table, then `INSERT ... SELECT ... WHERE NOT EXISTS` (apply's path for new keys)",
         };
         println!(
             "| {rows}, {round} | {name} | {:.1} | {:.0} |",
