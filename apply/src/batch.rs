@@ -99,13 +99,6 @@ pub enum RowState {
 pub struct RowChange {
     pub state: RowState,
     pub at: Position,
-    /// The key's first event in the batch inserted it (a snapshot read or an
-    /// insert) and it was not deleted since: as far as the log tells, the
-    /// target does not hold the key yet. A hint only (a replay, or a snapshot
-    /// read again after a restart, brings keys the target has): a target may
-    /// insert such rows without looking for an existing one first, and must
-    /// fall back when one is there.
-    pub fresh: bool,
 }
 
 /// One event of a table as a change history keeps it.
@@ -209,7 +202,6 @@ impl TableChanges {
                 self.log.push(RowChange {
                     state: RowState::Delete { row: before },
                     at: at.clone(),
-                    fresh: false,
                 });
             }
         }
@@ -221,7 +213,6 @@ impl TableChanges {
         if let Some(history) = &mut self.history {
             history.push(HistoryEvent::new(&at, &event, &unchanged));
         }
-        let inserts = matches!(event.op, Op::Read | Op::Create);
         let state = match (event.op, event.after, event.before) {
             (Op::Truncate, _, _) => {
                 self.rows.clear();
@@ -236,13 +227,7 @@ impl TableChanges {
         };
         match key {
             Some(k) if self.keyed() => {
-                let earlier = self.rows.get(&k);
-                let fresh = match (&state, earlier) {
-                    (RowState::Upsert { .. }, Some(earlier)) => earlier.fresh,
-                    (RowState::Upsert { .. }, None) => inserts,
-                    (RowState::Delete { .. }, _) => false,
-                };
-                let state = match (state, earlier.map(|c| &c.state)) {
+                let state = match (state, self.rows.get(&k).map(|c| &c.state)) {
                     (
                         RowState::Upsert { mut row, unchanged },
                         Some(RowState::Upsert {
@@ -260,13 +245,9 @@ impl TableChanges {
                 };
                 // Replaced in place: the order of different keys does not
                 // matter, as a writer applies all deletes before all upserts.
-                self.rows.insert(k, RowChange { state, at, fresh });
+                self.rows.insert(k, RowChange { state, at });
             }
-            _ => self.log.push(RowChange {
-                state,
-                at,
-                fresh: inserts,
-            }),
+            _ => self.log.push(RowChange { state, at }),
         }
     }
 }
@@ -568,30 +549,6 @@ mod tests {
         );
         batch.remove(&[t.log[0].at.clone()]);
         assert_eq!(states(&batch).len(), 3);
-    }
-
-    #[test]
-    fn a_key_inserted_in_the_batch_is_fresh_until_deleted() {
-        let c = codec(true);
-        let mut batch = Batch::default();
-        // Inserted, then updated: still absent from the target before the batch.
-        batch.add(change(&c, 1, Op::Create, None, Some(row(1, "a", None))));
-        batch.add(change(&c, 2, Op::Update, Some(row(1, "a", None)), Some(row(1, "b", None))));
-        // Read by a snapshot.
-        batch.add(change(&c, 3, Op::Read, None, Some(row(2, "a", None))));
-        // Updated only: the target holds it.
-        batch.add(change(&c, 4, Op::Update, Some(row(3, "a", None)), Some(row(3, "b", None))));
-        // Deleted and inserted again: the delete collapses away, the target holds it.
-        batch.add(change(&c, 5, Op::Delete, Some(row(4, "a", None)), None));
-        batch.add(change(&c, 6, Op::Create, None, Some(row(4, "b", None))));
-        // Inserted, then deleted.
-        batch.add(change(&c, 7, Op::Create, None, Some(row(5, "a", None))));
-        batch.add(change(&c, 8, Op::Delete, Some(row(5, "a", None)), None));
-        let fresh: Vec<(i64, bool)> = batch.tables[0]
-            .changes()
-            .map(|c| (c.at.offset, c.fresh))
-            .collect();
-        assert_eq!(fresh, vec![(2, true), (3, true), (4, false), (6, false), (8, false)]);
     }
 
     #[test]

@@ -728,7 +728,6 @@ impl DuckTarget {
                                 unchanged: Vec::new(),
                             },
                             at: e.at.clone(),
-                            fresh: false,
                         };
                         refuse(&stand_in, reason);
                     }

@@ -7,8 +7,6 @@
 //!              COPY keys INTO a staging table; DELETE ... USING it     keys whose last state is a delete
 //!              COPY rows INTO a staging table; INSERT ... SELECT ...   rows whose last state is a row, one
 //!                ON CONFLICT (key) DO UPDATE SET ...                    merge per set of unchanged columns
-//!              (keys the log says are new: INSERT ... WHERE NOT EXISTS first, the merge only if
-//!               some were there after all)
 //!              (keyless tables: COPY straight in; a delete removes one equal row)
 //!  offsets:    INSERT INTO _ferry_offsets ... ON CONFLICT DO UPDATE ... WHERE next_offset <= batch start
 //!  COMMIT
@@ -243,32 +241,14 @@ impl Plan {
         )
     }
 
-    /// Rows staged in `stage` (all columns) whose keys the table lacks,
-    /// inserted: for keys the log says are new, half the server's work of
-    /// [`Plan::merge`], which has to prepare each row for a conflict.
-    fn insert_absent(&self, stage: &str) -> String {
-        let all: Vec<usize> = (0..self.columns.len()).collect();
-        let names = self.names(&all);
-        format!(
-            "INSERT INTO {0} ({names}) SELECT {names} FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {0} t WHERE {1})",
-            self.name,
-            self.key_match("s")
-        )
-    }
-
-    /// The key columns of `t` equal those of `other`.
-    fn key_match(&self, other: &str) -> String {
+    /// The rows whose keys are staged in `stage`, deleted.
+    fn delete_staged(&self, stage: &str) -> String {
         let on: Vec<_> = self
             .key
             .iter()
-            .map(|&k| format!("t.{0} = {other}.{0}", self.columns[k].0))
+            .map(|&k| format!("t.{0} = k.{0}", self.columns[k].0))
             .collect();
-        on.join(" AND ")
-    }
-
-    /// The rows whose keys are staged in `stage`, deleted.
-    fn delete_staged(&self, stage: &str) -> String {
-        format!("DELETE FROM {} t USING {stage} k WHERE {}", self.name, self.key_match("k"))
+        format!("DELETE FROM {} t USING {stage} k WHERE {}", self.name, on.join(" AND "))
     }
 
     /// One row of a keyless table equal to the old row, compared as the
@@ -387,32 +367,26 @@ impl Writes<'_, '_> {
         Ok(())
     }
 
-    /// Stages `rows` (their `columns`) in the session's staging table and
-    /// returns its name; [`Writes::unstage`] empties it.
-    async fn stage(
+    /// Stages `rows` (their `columns`) in the session's staging table, runs
+    /// what `then` makes of its name, and empties it.
+    async fn staged(
         &mut self,
         plan: &Plan,
         rows: &[&[Datum]],
         columns: &[usize],
         table: &TableChanges,
-    ) -> Result<String, TargetError> {
+        then: impl FnOnce(&str) -> String,
+    ) -> Result<(), TargetError> {
+        let err = |e: tokio_postgres::Error| classify(&e, &table.target);
         let (stage, create) = plan.stage(columns);
         if !self.stages.contains(&stage) {
-            self.tx
-                .batch_execute(&create)
-                .await
-                .map_err(|e| classify(&e, &table.target))?;
+            self.tx.batch_execute(&create).await.map_err(err)?;
             self.stages.insert(stage.clone());
         }
         self.copy(&stage, &plan.names(columns), rows, columns, table).await?;
-        Ok(stage)
-    }
-
-    async fn unstage(&mut self, stage: &str, table: &TableChanges) -> Result<(), TargetError> {
-        self.tx
-            .batch_execute(&format!("TRUNCATE {stage}"))
-            .await
-            .map_err(|e| classify(&e, &table.target))
+        self.run(then(&stage), &[], &table.target).await?;
+        self.tx.batch_execute(&format!("TRUNCATE {stage}")).await.map_err(err)?;
+        Ok(())
     }
 
     /// Writes `changes` of `table` (a subset of its batch, in order).
@@ -427,32 +401,18 @@ impl Writes<'_, '_> {
                 })
                 .collect();
             if !deletes.is_empty() {
-                let stage = self.stage(plan, &deletes, &plan.key, table).await?;
-                self.run(plan.delete_staged(&stage), &[], &table.target).await?;
-                self.unstage(&stage, table).await?;
+                self.staged(plan, &deletes, &plan.key, table, |stage| plan.delete_staged(stage))
+                    .await?;
             }
-            // By the columns they leave unchanged, and whether the log says
-            // their keys are new.
-            let mut upserts: BTreeMap<(&[usize], bool), Vec<&[Datum]>> = BTreeMap::new();
+            let mut upserts: BTreeMap<&[usize], Vec<&[Datum]>> = BTreeMap::new();
             for c in changes {
                 if let RowState::Upsert { row, unchanged } = &c.state {
-                    upserts.entry((unchanged, c.fresh)).or_default().push(row);
+                    upserts.entry(unchanged).or_default().push(row);
                 }
             }
-            for ((unchanged, fresh), rows) in upserts {
-                let stage = self.stage(plan, &rows, &all, table).await?;
-                let inserted = if fresh {
-                    self.run(plan.insert_absent(&stage), &[], &table.target).await?
-                } else {
-                    0
-                };
-                // Some keys were there after all (a replay): the merge
-                // updates them, and writes the rows just inserted again as
-                // they are.
-                if inserted < rows.len() as u64 {
-                    self.run(plan.merge(&stage, unchanged), &[], &table.target).await?;
-                }
-                self.unstage(&stage, table).await?;
+            for (unchanged, rows) in upserts {
+                self.staged(plan, &rows, &all, table, |stage| plan.merge(stage, unchanged))
+                    .await?;
             }
             return Ok(());
         }
