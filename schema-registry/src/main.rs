@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferry_core::config::{self, Secret};
-use ferry_core::kafka::KafkaSettings;
+use ferry_core::kafka::{KafkaFlags, KafkaSettings};
 use ferry_core::process::{exit_code, shutdown_signal};
 use ferry_core::telemetry::{init_logging, LogFormat};
 use ferry_schema_registry::{run, Config, DEFAULT_TOPIC};
@@ -69,6 +69,9 @@ struct Args {
     #[arg(long, env = "FERRY_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<LogFormat>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    kafka_flags: KafkaFlags,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +98,9 @@ struct FileConfig {
     /// librdkafka properties passed through (`[kafka]` table).
     #[serde(default, deserialize_with = "ferry_core::kafka::deserialize_options")]
     kafka: BTreeMap<String, String>,
+    /// librdkafka properties as `KEY=VALUE` (`--kafka-option`), over `[kafka]`.
+    #[serde(default)]
+    kafka_option: Vec<String>,
 }
 
 fn default_listen() -> String {
@@ -145,8 +151,14 @@ async fn main_inner(args: Args) -> Result<(), MainError> {
             address: file.listen.clone(),
             reason: e.to_string(),
         })?;
+    let flags = KafkaFlags {
+        kafka_option: file.kafka_option,
+    };
+    let kafka = KafkaSettings::with_options(file.brokers, file.kafka)
+        .with_flags(&flags)
+        .map_err(|e| MainError::Config(config::ConfigError::Invalid(e)))?;
     let config = Config {
-        kafka: KafkaSettings::with_options(file.brokers, file.kafka),
+        kafka,
         topic: file.topic,
         read_only: file.read_only,
         basic_auth,

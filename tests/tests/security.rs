@@ -620,4 +620,17 @@ async fn kafka_properties_pass_through_from_flags_environment_and_file() {
     .await;
     assert!(!status.success());
     assert!(out.contains("--kafka-option \"linger.ms\" is not KEY=VALUE"), "{out}");
+    // The registry takes the flag too.
+    let listen = format!("127.0.0.1:{}", ferry_tests::free_port());
+    let (status, out) = run_to_exit(
+        "ferry-schema-registry",
+        &["--listen", &listen, "--kafka-option", "from.a.flag=1"],
+        &[],
+    )
+    .await;
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("No such configuration property: \"from.a.flag\""),
+        "{out}"
+    );
 }

@@ -200,7 +200,17 @@ async fn hold_lock(engine: Engine, url: String) -> Result<(), String> {
         ),
         Engine::MariaDb => ("LOCK TABLES accounts WRITE, ledger WRITE, items WRITE", "UNLOCK TABLES"),
     };
-    conn.batch(lock).await?;
+    // Apply's writers lock the tables one by one as their batches reach
+    // them, so taking all three at once can deadlock with one of them; the
+    // server then ends one side, sometimes this one: it tries again.
+    let mut attempts = 0;
+    while let Err(e) = conn.batch(lock).await {
+        attempts += 1;
+        if attempts == 5 || !e.contains("deadlock") {
+            return Err(e);
+        }
+        conn.batch("ROLLBACK").await?;
+    }
     tokio::time::sleep(HOLD).await;
     conn.batch(unlock).await
 }

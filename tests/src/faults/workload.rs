@@ -196,7 +196,7 @@ impl Conn {
     pub async fn batch(&mut self, sql: &str) -> Result<(), String> {
         let run = async {
             match self {
-                Conn::Pg(c) => c.batch_execute(sql).await.map_err(|e| e.to_string()),
+                Conn::Pg(c) => c.batch_execute(sql).await.map_err(|e| ferry_core::pg::pg_message(&e)),
                 Conn::Maria(c) => c.query_drop(sql).await.map_err(|e| e.to_string()),
             }
         };
