@@ -629,8 +629,5 @@ async fn kafka_properties_pass_through_from_flags_environment_and_file() {
     )
     .await;
     assert!(!status.success(), "{out}");
-    assert!(
-        out.contains("No such configuration property: \"from.a.flag\""),
-        "{out}"
-    );
+    assert!(out.contains("No such configuration property: \"from.a.flag\""), "{out}");
 }
