@@ -10,16 +10,15 @@
 //!
 //! When the reader reaches the end of the topic (or nothing came for
 //! [`IDLE_AFTER`]), it stops fetching for up to [`IDLE_PAUSE`], or until this
-//! instance writes: a broker that
-//! answers an empty fetch at once instead of holding it for
-//! `fetch.wait.max.ms` (the development broker does) would otherwise be asked
-//! thousands of times a second, costing a core on each side. Another
-//! instance's write is seen at most [`IDLE_PAUSE`] later; this instance's own
-//! writes wait for nothing. The reader stops by giving up its assignment and
-//! starts again by assigning the next offset it needs. librdkafka's pause and
-//! resume looked the same but were not: a resumed partition was fetched again
-//! only seconds later (up to 17 s here), so a schema registration waited that
-//! long.
+//! instance writes: a broker that answers an empty fetch at once instead of
+//! holding it for `fetch.wait.max.ms` (the development broker does) would
+//! otherwise be asked thousands of times a second, costing a core on each
+//! side. Another instance's write is seen at most [`IDLE_PAUSE`] later; this
+//! instance's own writes wait for nothing. The reader stops by giving up its
+//! assignment and starts again by assigning the next offset it needs.
+//! librdkafka's pause and resume looked the same but were not: a resumed
+//! partition was fetched again only seconds later (up to 17 s here), so a
+//! schema registration waited that long.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
