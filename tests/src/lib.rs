@@ -28,6 +28,16 @@ pub fn broker_claims_transactions() -> bool {
     std::env::var("FERRY_BROKER_TRANSACTIONS").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// True (and says so) when a test of Kafka transactions must skip: the
+/// broker does not claim them.
+pub fn skip_without_transactions() -> bool {
+    let skip = !broker_claims_transactions();
+    if skip {
+        eprintln!("skipped: the broker does not claim transactions (FERRY_BROKER_TRANSACTIONS); Ferry runs at-least-once into Kafka there");
+    }
+    skip
+}
+
 /// A name no other test (or earlier run) uses: `<prefix>_<12 hex digits>`.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])

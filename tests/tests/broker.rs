@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferry_core::kafka::{ensure_topics, KafkaSettings, TopicSpec};
-use ferry_tests::{broker_claims_transactions, brokers, repo_root, unique};
+use ferry_tests::{brokers, repo_root, skip_without_transactions, unique};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -205,10 +205,7 @@ async fn an_idempotent_producer_is_accepted() {
 
 #[tokio::test]
 async fn transactions_hide_aborted_records() {
-    if !broker_claims_transactions() {
-        eprintln!(
-            "broker does not claim transactions (FERRY_BROKER_TRANSACTIONS); Ferry runs at-least-once into Kafka"
-        );
+    if skip_without_transactions() {
         return;
     }
     let topic = new_topic(1).await;

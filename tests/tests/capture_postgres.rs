@@ -920,8 +920,7 @@ async fn kill_9_between_produce_and_acknowledge_loses_nothing() {
 
 #[tokio::test]
 async fn exactly_once_into_kafka_across_a_restart_mid_stream() {
-    if !ferry_tests::broker_claims_transactions() {
-        eprintln!("skipped: FERRY_BROKER_TRANSACTIONS is not set for this broker");
+    if ferry_tests::skip_without_transactions() {
         return;
     }
     let db = PgDatabase::create();
@@ -1166,8 +1165,7 @@ async fn kill_9_mid_stream_sends_no_keyless_row_twice() {
 /// go on.
 #[tokio::test]
 async fn a_keyless_topic_ending_in_a_transaction_marker_is_read_back() {
-    if !ferry_tests::broker_claims_transactions() {
-        eprintln!("skipped: the broker does not claim transactions (FERRY_BROKER_TRANSACTIONS)");
+    if ferry_tests::skip_without_transactions() {
         return;
     }
     let db = PgDatabase::create();
