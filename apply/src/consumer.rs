@@ -17,10 +17,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::OwnedMessage;
+use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
@@ -32,6 +33,9 @@ use crate::target::Target;
 
 /// Most messages handed over at once.
 const HANDOFF: usize = 2_000;
+
+/// How long a caught-up consumer stops fetching before it asks again (see [`Idle`]).
+const IDLE_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the polling thread hands the pipeline, in order.
 #[derive(Debug)]
@@ -60,6 +64,10 @@ struct Context<T> {
 }
 
 impl<T: Target> ClientContext for Context<T> {
+    fn error(&self, error: KafkaError, reason: &str) {
+        ferry_core::kafka::log_unless_end(error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         for (name, topic) in &statistics.topics {
@@ -117,29 +125,35 @@ impl<T: Target> Context<T> {
             let mut loader = self.loader.lock().await;
             loader.load_offsets(&self.group, &partitions).await
         })?;
+        // Every start is a concrete offset, so that a partition paused before
+        // it delivered anything resumes there (see `poll`), not at a logical
+        // end looked up again after messages arrived.
+        let watermarks = |e: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>| {
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(30))
+        };
         let mut by_time = TopicPartitionList::new();
         for mut e in tpl.elements() {
             let offset = match (stored.get(&(e.topic().to_owned(), e.partition())), self.from) {
-                (Some(&next), _) => Offset::Offset(next),
-                (None, StartFrom::Earliest) => Offset::Beginning,
-                (None, StartFrom::Latest) => Offset::End,
+                (Some(&next), _) => next,
+                (None, StartFrom::Earliest) => watermarks(&e)?.0,
+                (None, StartFrom::Latest) => watermarks(&e)?.1,
                 (None, StartFrom::Timestamp(ms)) => {
                     by_time.add_partition_offset(e.topic(), e.partition(), Offset::Offset(ms))?;
                     continue;
                 }
             };
-            e.set_offset(offset)?;
+            e.set_offset(Offset::Offset(offset))?;
         }
         if by_time.count() > 0 {
             let found = consumer.offsets_for_times(by_time, Duration::from_secs(30))?;
             for f in found.elements() {
                 if let Some(mut e) = tpl.find_partition(f.topic(), f.partition()) {
-                    // No message at or after the time: start at the end.
                     let offset = match f.offset() {
-                        Offset::Offset(o) => Offset::Offset(o),
-                        _ => Offset::End,
+                        Offset::Offset(o) => o,
+                        // No message at or after the time: start at the end.
+                        _ => watermarks(&e)?.1,
                     };
-                    e.set_offset(offset)?;
+                    e.set_offset(Offset::Offset(offset))?;
                 }
             }
         }
@@ -183,6 +197,8 @@ impl ConsumerThread {
             ("heartbeat.interval.ms", "3000"),
             ("max.poll.interval.ms", "60000"),
             ("statistics.interval.ms", "5000"),
+            // Ends are what tells the poll loop to rest (see `Idle`).
+            ("enable.partition.eof", "true"),
         ] {
             if !settings.kafka.options.contains_key(key) {
                 config.set(key, value);
@@ -228,13 +244,15 @@ impl Drop for ConsumerThread {
 
 fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>, stop: Arc<AtomicBool>) {
     let mut wait = Duration::from_millis(100);
+    let mut idle = Idle::default();
     while !stop.load(Ordering::Relaxed) {
-        match consumer.poll(wait) {
+        match consumer.poll(idle.wait(wait)) {
             None => {
                 // Nothing more waiting: hand over what there is.
                 if !consumer.context().hand_over() {
                     break;
                 }
+                idle.wake_if_due(&consumer);
                 wait = Duration::from_millis(100);
             }
             Some(Ok(m)) => {
@@ -248,6 +266,11 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
                 }
                 wait = Duration::ZERO;
             }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                if idle.reached_end(&consumer, partition) && !consumer.context().hand_over() {
+                    break;
+                }
+            }
             Some(Err(e)) => {
                 metrics::counter!("ferry_apply_errors_total", "kind" => "kafka").increment(1);
                 tracing::warn!(error = %e, "Kafka consumer error; librdkafka retries");
@@ -258,4 +281,75 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
     // pipeline's receiver dropped and returns at once.
     drop(tx);
     drop(consumer);
+}
+
+/// Rests a caught-up consumer: once every assigned partition has reported its
+/// end since fetching last resumed, fetching pauses for [`IDLE_PAUSE`]. A
+/// Kafka broker holds an empty fetch for `fetch.wait.max.ms` by itself; one
+/// that answers at once (the development broker) would otherwise be asked
+/// again and again, a core's worth of fetches between this process and the
+/// broker, taken from capture and the target.
+///
+/// A paused partition resumes after the last message polled from it, or at its
+/// assigned start when it delivered none (always a concrete offset, see
+/// `start_positions`); resuming bumps librdkafka's fetch version, which makes
+/// the next empty fetch report the end again. librdkafka names only the
+/// partition number of an end, so ends are counted by number: a count can run
+/// ahead when one topic's partition ends twice, which pauses early and costs
+/// only a fetch again after the rest.
+#[derive(Debug, Default)]
+struct Idle {
+    ends: HashMap<i32, usize>,
+    resting_until: Option<Instant>,
+}
+
+impl Idle {
+    /// How long to poll: while resting, until the rest ends.
+    fn wait(&self, otherwise: Duration) -> Duration {
+        self.resting_until
+            .map_or(otherwise, |until| until.saturating_duration_since(Instant::now()))
+    }
+
+    /// Counts an end; true when it paused fetching (so pending messages are handed over).
+    fn reached_end<T: Target>(&mut self, consumer: &BaseConsumer<Context<T>>, partition: i32) -> bool {
+        *self.ends.entry(partition).or_default() += 1;
+        if self.resting_until.is_some() {
+            return false;
+        }
+        let Ok(assigned) = consumer.assignment() else {
+            return false;
+        };
+        let mut waiting = HashMap::<i32, usize>::new();
+        for e in assigned.elements() {
+            *waiting.entry(e.partition()).or_default() += 1;
+        }
+        let all = waiting
+            .iter()
+            .all(|(p, n)| self.ends.get(p).is_some_and(|ended| ended >= n));
+        if !all || assigned.count() == 0 {
+            return false;
+        }
+        if let Err(e) = consumer.pause(&assigned) {
+            tracing::warn!(error = %e, "could not pause fetching at the end of the partitions");
+            return false;
+        }
+        self.resting_until = Some(Instant::now() + IDLE_PAUSE);
+        true
+    }
+
+    /// Resumes fetching once the rest is over. Partitions assigned during the
+    /// rest were never paused; resuming them changes nothing.
+    fn wake_if_due<T: Target>(&mut self, consumer: &BaseConsumer<Context<T>>) {
+        if self.resting_until.is_none_or(|until| Instant::now() < until) {
+            return;
+        }
+        match consumer.assignment().and_then(|assigned| consumer.resume(&assigned)) {
+            Ok(()) => {
+                self.resting_until = None;
+                self.ends.clear();
+            }
+            // Tried again at the next poll.
+            Err(e) => tracing::warn!(error = %e, "could not resume fetching"),
+        }
+    }
 }

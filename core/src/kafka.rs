@@ -193,14 +193,19 @@ pub struct EndIsNoError;
 
 impl ClientContext for EndIsNoError {
     fn error(&self, error: KafkaError, reason: &str) {
-        // librdkafka reports it either way.
-        let end = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::error::RDKafkaErrorCode::PartitionEOF)
-        );
-        if !end {
-            tracing::error!("librdkafka: {error}: {reason}");
-        }
+        log_unless_end(error, reason);
+    }
+}
+
+/// What [`ClientContext::error`] does by default, except for a partition's
+/// end, which librdkafka reports either way as an error too.
+pub fn log_unless_end(error: KafkaError, reason: &str) {
+    let end = matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::error::RDKafkaErrorCode::PartitionEOF)
+    );
+    if !end {
+        tracing::error!("librdkafka: {error}: {reason}");
     }
 }
 
