@@ -17,15 +17,17 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::OwnedMessage;
 use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
+
+use ferry_core::kafka::IdleFetch;
 
 use crate::error::ApplyError;
 use crate::settings::{ApplySettings, StartFrom};
@@ -34,7 +36,7 @@ use crate::target::Target;
 /// Most messages handed over at once.
 const HANDOFF: usize = 2_000;
 
-/// How long a caught-up consumer stops fetching before it asks again (see [`Idle`]).
+/// How long a caught-up consumer stops fetching before it asks again (see [`IdleFetch`]).
 const IDLE_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the polling thread hands the pipeline, in order.
@@ -197,7 +199,7 @@ impl ConsumerThread {
             ("heartbeat.interval.ms", "3000"),
             ("max.poll.interval.ms", "60000"),
             ("statistics.interval.ms", "5000"),
-            // Ends are what tells the poll loop to rest (see `Idle`).
+            // Ends are what tells the poll loop to rest (see `IdleFetch`).
             ("enable.partition.eof", "true"),
         ] {
             if !settings.kafka.options.contains_key(key) {
@@ -244,7 +246,7 @@ impl Drop for ConsumerThread {
 
 fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>, stop: Arc<AtomicBool>) {
     let mut wait = Duration::from_millis(100);
-    let mut idle = Idle::default();
+    let mut idle = IdleFetch::new(IDLE_PAUSE);
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(idle.wait(wait)) {
             None => {
@@ -281,75 +283,4 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
     // pipeline's receiver dropped and returns at once.
     drop(tx);
     drop(consumer);
-}
-
-/// Rests a caught-up consumer: once every assigned partition has reported its
-/// end since fetching last resumed, fetching pauses for [`IDLE_PAUSE`]. A
-/// Kafka broker holds an empty fetch for `fetch.wait.max.ms` by itself; one
-/// that answers at once (the development broker) would otherwise be asked
-/// again and again, a core's worth of fetches between this process and the
-/// broker, taken from capture and the target.
-///
-/// A paused partition resumes after the last message polled from it, or at its
-/// assigned start when it delivered none (always a concrete offset, see
-/// `start_positions`); resuming bumps librdkafka's fetch version, which makes
-/// the next empty fetch report the end again. librdkafka names only the
-/// partition number of an end, so ends are counted by number: a count can run
-/// ahead when one topic's partition ends twice, which pauses early and costs
-/// only a fetch again after the rest.
-#[derive(Debug, Default)]
-struct Idle {
-    ends: HashMap<i32, usize>,
-    resting_until: Option<Instant>,
-}
-
-impl Idle {
-    /// How long to poll: while resting, until the rest ends.
-    fn wait(&self, otherwise: Duration) -> Duration {
-        self.resting_until
-            .map_or(otherwise, |until| until.saturating_duration_since(Instant::now()))
-    }
-
-    /// Counts an end; true when it paused fetching (so pending messages are handed over).
-    fn reached_end<T: Target>(&mut self, consumer: &BaseConsumer<Context<T>>, partition: i32) -> bool {
-        *self.ends.entry(partition).or_default() += 1;
-        if self.resting_until.is_some() {
-            return false;
-        }
-        let Ok(assigned) = consumer.assignment() else {
-            return false;
-        };
-        let mut waiting = HashMap::<i32, usize>::new();
-        for e in assigned.elements() {
-            *waiting.entry(e.partition()).or_default() += 1;
-        }
-        let all = waiting
-            .iter()
-            .all(|(p, n)| self.ends.get(p).is_some_and(|ended| ended >= n));
-        if !all || assigned.count() == 0 {
-            return false;
-        }
-        if let Err(e) = consumer.pause(&assigned) {
-            tracing::warn!(error = %e, "could not pause fetching at the end of the partitions");
-            return false;
-        }
-        self.resting_until = Some(Instant::now() + IDLE_PAUSE);
-        true
-    }
-
-    /// Resumes fetching once the rest is over. Partitions assigned during the
-    /// rest were never paused; resuming them changes nothing.
-    fn wake_if_due<T: Target>(&mut self, consumer: &BaseConsumer<Context<T>>) {
-        if self.resting_until.is_none_or(|until| Instant::now() < until) {
-            return;
-        }
-        match consumer.assignment().and_then(|assigned| consumer.resume(&assigned)) {
-            Ok(()) => {
-                self.resting_until = None;
-                self.ends.clear();
-            }
-            // Tried again at the next poll.
-            Err(e) => tracing::warn!(error = %e, "could not resume fetching"),
-        }
-    }
 }

@@ -11,13 +11,13 @@
 //! them; as for every setting, the environment wins over the file and a flag
 //! over both.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
 
@@ -210,6 +210,88 @@ pub fn log_unless_end(error: KafkaError, reason: &str) {
 }
 
 impl ConsumerContext for EndIsNoError {}
+
+/// Rests a caught-up consumer: once every assigned partition has reported its
+/// end (`enable.partition.eof`) since fetching last resumed, fetching pauses
+/// for a moment. A
+/// Kafka broker holds an empty fetch for `fetch.wait.max.ms` by itself; one
+/// that answers at once (the development broker) would otherwise be asked
+/// again and again, a core's worth of fetches between this process and the
+/// broker, taken from capture and the target.
+///
+/// A paused partition resumes after the last message polled from it, or at its
+/// assigned start when it delivered none (so a consumer that rests must start
+/// its partitions at concrete offsets, not at a logical end that would be looked
+/// up again after messages arrived); resuming bumps librdkafka's fetch version, which makes
+/// the next empty fetch report the end again. librdkafka names only the
+/// partition number of an end, so ends are counted by number: a count can run
+/// ahead when one topic's partition ends twice, which pauses early and costs
+/// only a fetch again after the rest.
+#[derive(Debug)]
+pub struct IdleFetch {
+    pause: Duration,
+    ends: HashMap<i32, usize>,
+    resting_until: Option<Instant>,
+}
+
+impl IdleFetch {
+    pub fn new(pause: Duration) -> Self {
+        Self {
+            pause,
+            ends: HashMap::new(),
+            resting_until: None,
+        }
+    }
+
+    /// How long to poll: while resting, until the rest ends.
+    pub fn wait(&self, otherwise: Duration) -> Duration {
+        self.resting_until
+            .map_or(otherwise, |until| until.saturating_duration_since(Instant::now()))
+    }
+
+    /// Counts an end; true when it paused fetching (so pending messages are handed over).
+    pub fn reached_end<X: ConsumerContext>(&mut self, consumer: &impl Consumer<X>, partition: i32) -> bool {
+        *self.ends.entry(partition).or_default() += 1;
+        if self.resting_until.is_some() {
+            return false;
+        }
+        let Ok(assigned) = consumer.assignment() else {
+            return false;
+        };
+        let mut waiting = HashMap::<i32, usize>::new();
+        for e in assigned.elements() {
+            *waiting.entry(e.partition()).or_default() += 1;
+        }
+        let all = waiting
+            .iter()
+            .all(|(p, n)| self.ends.get(p).is_some_and(|ended| ended >= n));
+        if !all || assigned.count() == 0 {
+            return false;
+        }
+        if let Err(e) = consumer.pause(&assigned) {
+            tracing::warn!(error = %e, "could not pause fetching at the end of the partitions");
+            return false;
+        }
+        self.resting_until = Some(Instant::now() + self.pause);
+        true
+    }
+
+    /// Resumes fetching once the rest is over. Partitions assigned during the
+    /// rest were never paused; resuming them changes nothing.
+    pub fn wake_if_due<X: ConsumerContext>(&mut self, consumer: &impl Consumer<X>) {
+        if self.resting_until.is_none_or(|until| Instant::now() < until) {
+            return;
+        }
+        match consumer.assignment().and_then(|assigned| consumer.resume(&assigned)) {
+            Ok(()) => {
+                self.resting_until = None;
+                self.ends.clear();
+            }
+            // Tried again at the next poll.
+            Err(e) => tracing::warn!(error = %e, "could not resume fetching"),
+        }
+    }
+}
 
 /// A topic Ferry needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
