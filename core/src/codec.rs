@@ -403,6 +403,88 @@ impl TableCodec {
         Ok(Avro::Record(fields))
     }
 
+    /// Writes `datum` as a value of column `i`, as [`to_avro_branch`]
+    /// and [`write_datum`] would (the union branch first where there is one), but
+    /// without building the Avro value: this runs for every value of every event.
+    /// The common types are written directly; the others go through
+    /// [`to_avro_branch`], as does every value that does not fit, for its error.
+    fn write_column(&self, i: usize, datum: &Datum, nullable: bool, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let ty = self.meta.columns[i].data_type;
+        let start = out.len();
+        if nullable {
+            // The null branch comes first; a value's branch is its own plus one.
+            out.push(if matches!(datum, Datum::Null) { 0 } else { 2 });
+        } else if matches!(ty, DataType::Decimal { special: true, .. }) {
+            out.push(0);
+        }
+        let direct = match (ty, datum) {
+            (_, Datum::Null) => nullable,
+            (DataType::Boolean, Datum::Bool(b)) => {
+                out.push(u8::from(*b));
+                true
+            }
+            (DataType::Int64, Datum::Int(i)) => {
+                write_long(*i, out);
+                true
+            }
+            (DataType::Int32, Datum::Int(i)) if i32::try_from(*i).is_ok() => {
+                write_long(*i, out);
+                true
+            }
+            (DataType::Int16, Datum::Int(i)) if i16::try_from(*i).is_ok() => {
+                write_long(*i, out);
+                true
+            }
+            (DataType::Float64, Datum::Float64(f)) => {
+                out.extend_from_slice(&f.to_le_bytes());
+                true
+            }
+            (DataType::Float32, Datum::Float32(f)) => {
+                out.extend_from_slice(&f.to_le_bytes());
+                true
+            }
+            (DataType::Text, Datum::Text(t)) => {
+                write_string(t, out);
+                true
+            }
+            (DataType::Bytes, Datum::Bytes(b)) => {
+                write_bytes(b, out);
+                true
+            }
+            (DataType::Date, Datum::Date(d)) => {
+                write_long(i64::from(*d), out);
+                true
+            }
+            (DataType::Timestamp | DataType::TimestampTz, Datum::Timestamp(t)) => {
+                write_long(*t, out);
+                true
+            }
+            (DataType::Decimal { precision, scale, .. }, Datum::Decimal(d)) => {
+                match d.rescale(scale).filter(|exact| exact.precision() <= precision) {
+                    Some(exact) => {
+                        write_bytes(&exact.unscaled().to_signed_bytes_be(), out);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            (DataType::Uuid, Datum::Uuid(u)) => {
+                write_string(u.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()), out);
+                true
+            }
+            _ => false,
+        };
+        if !direct {
+            out.truncate(start);
+            let (branch, value) = to_avro_branch(datum, ty, nullable).map_err(|reason| self.value_error(i, reason))?;
+            if let Some(branch) = branch {
+                write_long(i64::from(branch), out);
+            }
+            write_datum(&value, out)?;
+        }
+        Ok(())
+    }
+
     fn value_error(&self, column: usize, reason: ValueError) -> CodecError {
         CodecError::Value {
             table: self.meta.id.clone(),
@@ -428,7 +510,18 @@ impl TableCodec {
             return Ok(None);
         };
         self.check_arity(row)?;
-        key.encode(&self.row_to_avro(row, &self.meta.key, false)?).map(Some)
+        let mut out = Vec::with_capacity(16);
+        for &i in &self.meta.key {
+            self.write_column(i, &row[i], false, &mut out)?;
+        }
+        if cfg!(debug_assertions) {
+            assert_eq!(
+                out,
+                key.encode(&self.row_to_avro(row, &self.meta.key, false)?)?,
+                "direct key encoding differs"
+            );
+        }
+        Ok(Some(out))
     }
 
     /// The Avro value (envelope) of `event`.
@@ -444,13 +537,8 @@ impl TableCodec {
                 Some(r) => {
                     self.check_arity(r)?;
                     out.push(2); // union branch 1, zig-zag encoded
-                    for (i, (datum, column)) in r.iter().zip(&self.meta.columns).enumerate() {
-                        let (branch, value) = to_avro_branch(datum, column.data_type, true)
-                            .map_err(|reason| self.value_error(i, reason))?;
-                        if let Some(branch) = branch {
-                            write_long(i64::from(branch), &mut out);
-                        }
-                        write_datum(&value, &mut out)?;
+                    for (i, datum) in r.iter().enumerate() {
+                        self.write_column(i, datum, true, &mut out)?;
                     }
                 }
             }
