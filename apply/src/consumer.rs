@@ -258,6 +258,7 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
                 wait = Duration::from_millis(100);
             }
             Some(Ok(m)) => {
+                idle.delivered();
                 let full = {
                     let mut pending = consumer.context().pending.lock().unwrap_or_else(|e| e.into_inner());
                     pending.push(m.detach());

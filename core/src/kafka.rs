@@ -211,28 +211,44 @@ pub fn log_unless_end(error: KafkaError, reason: &str) {
 
 impl ConsumerContext for EndIsNoError {}
 
-/// Rests a caught-up consumer: once every assigned partition has reported its
-/// end (`enable.partition.eof`) since fetching last resumed, fetching pauses
-/// for a moment. A
-/// Kafka broker holds an empty fetch for `fetch.wait.max.ms` by itself; one
-/// that answers at once (the development broker) would otherwise be asked
-/// again and again, a core's worth of fetches between this process and the
-/// broker, taken from capture and the target.
+/// Rests a caught-up consumer of a broker that answers an empty fetch at once.
+///
+/// A Kafka broker holds an empty fetch for `fetch.wait.max.ms`; the
+/// development broker answers at once, so a caught-up librdkafka consumer asks
+/// again and again: a core's worth of fetches between it and the broker, taken
+/// from capture and the target. So once every assigned partition has reported
+/// its end (`enable.partition.eof`) soon after the last message or the last
+/// rest ([`QUICK_END`]: the broker did not hold the fetch), fetching pauses for
+/// a moment. A broker that holds fetches never gets here.
 ///
 /// A paused partition resumes after the last message polled from it, or at its
 /// assigned start when it delivered none (so a consumer that rests must start
-/// its partitions at concrete offsets, not at a logical end that would be looked
-/// up again after messages arrived); resuming bumps librdkafka's fetch version, which makes
-/// the next empty fetch report the end again. librdkafka names only the
-/// partition number of an end, so ends are counted by number: a count can run
-/// ahead when one topic's partition ends twice, which pauses early and costs
-/// only a fetch again after the rest.
+/// its partitions at concrete offsets, not at a logical end that would be
+/// looked up again after messages arrived); resuming bumps librdkafka's fetch
+/// version, which makes the next empty fetch report the end again. librdkafka
+/// names only the partition number of an end, so ends are counted by number:
+/// a count can run ahead when one topic's partition ends twice, which pauses
+/// early and costs only a fetch again after the rest.
+///
+/// librdkafka applies a resume on its main thread and does not wake the
+/// broker's thread, which then fetches only when its own wait of up to a second
+/// ends (3–17 s waits for a new schema, then p50 527 ms end to end, were this).
+/// A request to the broker wakes it: after resuming, [`IdleFetch::wake_if_due`]
+/// asks the leader of one assigned partition for its watermarks. With several
+/// brokers that all answer empty fetches at once, the others' partitions wait
+/// for that second.
 #[derive(Debug)]
 pub struct IdleFetch {
     pause: Duration,
     ends: HashMap<i32, usize>,
     resting_until: Option<Instant>,
+    /// The last message or the end of the last rest.
+    active_at: Instant,
 }
+
+/// An end reported sooner than this after the last activity came from a fetch
+/// the broker did not hold (Kafka holds one for `fetch.wait.max.ms`, 500 ms by default).
+pub const QUICK_END: Duration = Duration::from_millis(50);
 
 impl IdleFetch {
     pub fn new(pause: Duration) -> Self {
@@ -240,6 +256,7 @@ impl IdleFetch {
             pause,
             ends: HashMap::new(),
             resting_until: None,
+            active_at: Instant::now(),
         }
     }
 
@@ -249,10 +266,15 @@ impl IdleFetch {
             .map_or(otherwise, |until| until.saturating_duration_since(Instant::now()))
     }
 
+    /// Notes a message polled.
+    pub fn delivered(&mut self) {
+        self.active_at = Instant::now();
+    }
+
     /// Counts an end; true when it paused fetching (so pending messages are handed over).
     pub fn reached_end<X: ConsumerContext>(&mut self, consumer: &impl Consumer<X>, partition: i32) -> bool {
         *self.ends.entry(partition).or_default() += 1;
-        if self.resting_until.is_some() {
+        if self.resting_until.is_some() || self.active_at.elapsed() > QUICK_END {
             return false;
         }
         let Ok(assigned) = consumer.assignment() else {
@@ -276,20 +298,28 @@ impl IdleFetch {
         true
     }
 
-    /// Resumes fetching once the rest is over. Partitions assigned during the
-    /// rest were never paused; resuming them changes nothing.
+    /// Resumes fetching once the rest is over, and wakes the broker's thread.
+    /// Partitions assigned during the rest were never paused; resuming them
+    /// changes nothing.
     pub fn wake_if_due<X: ConsumerContext>(&mut self, consumer: &impl Consumer<X>) {
         if self.resting_until.is_none_or(|until| Instant::now() < until) {
             return;
         }
-        match consumer.assignment().and_then(|assigned| consumer.resume(&assigned)) {
-            Ok(()) => {
-                self.resting_until = None;
-                self.ends.clear();
+        let assigned = match consumer.assignment().and_then(|a| consumer.resume(&a).map(|()| a)) {
+            Ok(assigned) => assigned,
+            Err(e) => {
+                // Tried again at the next poll.
+                tracing::warn!(error = %e, "could not resume fetching");
+                return;
             }
-            // Tried again at the next poll.
-            Err(e) => tracing::warn!(error = %e, "could not resume fetching"),
+        };
+        if let Some(e) = assigned.elements().first() {
+            // Only to wake the thread; an error changes nothing (it wakes within a second anyway).
+            let _ = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1));
         }
+        self.resting_until = None;
+        self.ends.clear();
+        self.active_at = Instant::now();
     }
 }
 
