@@ -63,6 +63,8 @@ struct Context<T> {
     group: String,
     from: StartFrom,
     applied: Applied,
+    /// Set when partitions were assigned, for the poll loop's [`IdleFetch`].
+    assigned: AtomicBool,
 }
 
 impl<T: Target> ClientContext for Context<T> {
@@ -102,6 +104,7 @@ impl<T: Target> ConsumerContext for Context<T> {
                 if let Err(e) = self.start_positions(consumer, tpl) {
                     let _ = self.tx.blocking_send(Polled::Failed(e));
                 }
+                self.assigned.store(true, Ordering::Relaxed);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "group rebalance failed"),
             _ => {}
@@ -214,6 +217,7 @@ impl ConsumerThread {
             group: settings.group.clone(),
             from: settings.from,
             applied,
+            assigned: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<Context<T>> = config.create_with_context(context)?;
         consumer.subscribe(&[&settings.topics])?;
@@ -248,7 +252,11 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
     let mut wait = Duration::from_millis(100);
     let mut idle = IdleFetch::new(IDLE_PAUSE);
     while !stop.load(Ordering::Relaxed) {
-        match consumer.poll(idle.wait(wait)) {
+        let polled = consumer.poll(idle.wait(wait));
+        if consumer.context().assigned.swap(false, Ordering::Relaxed) {
+            idle.delivered();
+        }
+        match polled {
             None => {
                 // Nothing more waiting: hand over what there is.
                 if !consumer.context().hand_over() {
