@@ -131,8 +131,8 @@ impl<T: Target> Context<T> {
             loader.load_offsets(&self.group, &partitions).await
         })?;
         // Every start is a concrete offset, so that a partition paused before
-        // it delivered anything resumes there (see `poll`), not at a logical
-        // end looked up again after messages arrived.
+        // it delivered anything resumes there (see `IdleFetch`), not at a
+        // logical end looked up again after messages arrived.
         let watermarks = |e: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>| {
             consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(30))
         };
@@ -254,7 +254,7 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
     while !stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(idle.wait(wait));
         if consumer.context().assigned.swap(false, Ordering::Relaxed) {
-            idle.delivered();
+            idle.active();
         }
         match polled {
             None => {
@@ -266,7 +266,7 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
                 wait = Duration::from_millis(100);
             }
             Some(Ok(m)) => {
-                idle.delivered();
+                idle.active();
                 let full = {
                     let mut pending = consumer.context().pending.lock().unwrap_or_else(|e| e.into_inner());
                     pending.push(m.detach());

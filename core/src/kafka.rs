@@ -269,8 +269,8 @@ impl IdleFetch {
             .map_or(otherwise, |until| until.saturating_duration_since(Instant::now()))
     }
 
-    /// Notes a message polled, or partitions assigned.
-    pub fn delivered(&mut self) {
+    /// Notes activity: a message polled, or partitions assigned.
+    pub fn active(&mut self) {
         self.active_at = Instant::now();
     }
 

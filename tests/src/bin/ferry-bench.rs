@@ -920,7 +920,7 @@ async fn timed_consumer(topic: &str, first: i64, total: i64) -> tokio::task::Joi
                 }
                 Ok(m) => m.expect("consume"),
             };
-            idle.delivered();
+            idle.active();
             let now = Instant::now();
             quiet = now;
             let id = m.key().and_then(key_id).expect("a message whose key is not Ferry's id");
