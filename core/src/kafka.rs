@@ -19,6 +19,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::TopicPartitionList;
 use serde::{Deserialize, Serialize};
 
 /// The development broker, every binary's default.
@@ -241,7 +242,8 @@ impl ConsumerContext for EndIsNoError {}
 pub struct IdleFetch {
     pause: Duration,
     ends: HashMap<i32, usize>,
-    resting_until: Option<Instant>,
+    /// The end of the rest, and the partitions it paused.
+    resting: Option<(Instant, TopicPartitionList)>,
     /// The last message or the end of the last rest.
     active_at: Instant,
 }
@@ -258,15 +260,16 @@ impl IdleFetch {
         Self {
             pause,
             ends: HashMap::new(),
-            resting_until: None,
+            resting: None,
             active_at: Instant::now(),
         }
     }
 
     /// How long to poll: while resting, until the rest ends.
     pub fn wait(&self, otherwise: Duration) -> Duration {
-        self.resting_until
-            .map_or(otherwise, |until| until.saturating_duration_since(Instant::now()))
+        self.resting
+            .as_ref()
+            .map_or(otherwise, |(until, _)| until.saturating_duration_since(Instant::now()))
     }
 
     /// Notes activity: a message polled, or partitions assigned.
@@ -277,7 +280,7 @@ impl IdleFetch {
     /// Counts an end; true when it paused fetching (so pending messages are handed over).
     pub fn reached_end<X: ConsumerContext>(&mut self, consumer: &impl Consumer<X>, partition: i32) -> bool {
         *self.ends.entry(partition).or_default() += 1;
-        if self.resting_until.is_some() || self.active_at.elapsed() > QUICK_END {
+        if self.resting.is_some() || self.active_at.elapsed() > QUICK_END {
             return false;
         }
         let Ok(assigned) = consumer.assignment() else {
@@ -297,30 +300,32 @@ impl IdleFetch {
             tracing::warn!(error = %e, "could not pause fetching at the end of the partitions");
             return false;
         }
-        self.resting_until = Some(Instant::now() + self.pause);
+        self.resting = Some((Instant::now() + self.pause, assigned));
         true
     }
 
     /// Resumes fetching once the rest is over, and wakes the broker's thread.
-    /// Partitions assigned during the rest were never paused; resuming them
-    /// changes nothing.
+    ///
+    /// It resumes the partitions it paused, assigned or not: librdkafka keeps
+    /// a partition's pause across a rebalance, so one revoked during the rest
+    /// and assigned again later would otherwise never fetch again.
     pub fn wake_if_due<X: ConsumerContext>(&mut self, consumer: &impl Consumer<X>) {
-        if self.resting_until.is_none_or(|until| Instant::now() < until) {
+        let Some((until, paused)) = &self.resting else {
+            return;
+        };
+        if Instant::now() < *until {
             return;
         }
-        let assigned = match consumer.assignment().and_then(|a| consumer.resume(&a).map(|()| a)) {
-            Ok(assigned) => assigned,
-            Err(e) => {
-                // Tried again at the next poll.
-                tracing::warn!(error = %e, "could not resume fetching");
-                return;
-            }
-        };
-        if let Some(e) = assigned.elements().first() {
+        if let Err(e) = consumer.resume(paused) {
+            // Tried again at the next poll.
+            tracing::warn!(error = %e, "could not resume fetching");
+            return;
+        }
+        if let Some(e) = paused.elements().first() {
             // Only to wake the thread; an error changes nothing (it wakes within a second anyway).
             let _ = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1));
         }
-        self.resting_until = None;
+        self.resting = None;
         self.ends.clear();
         self.active_at = Instant::now();
     }

@@ -527,3 +527,47 @@ async fn two_processes_of_one_group_share_the_partitions_and_hand_them_over() {
     assert!(first.terminate().success());
     assert!(capture.terminate().success());
 }
+
+/// A caught-up apply rests between fetches by pausing its partitions (see
+/// `IdleFetch`). Rebalances that take partitions away from an idle member and
+/// give them back, while it rests, must leave every partition fetching.
+#[tokio::test]
+async fn an_idle_member_keeps_fetching_across_rebalances() {
+    let (source, target, prefix, capture) = captured(
+        "idlerebal",
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT i, 0 FROM generate_series(1, 100) i;",
+    )
+    .await;
+    let group = unique("g");
+    let first = start_apply(&target, &prefix, &group, &[]);
+    wait_equal(&source, &target, &["t"], CATCH_UP).await;
+    // Idle: the first member rests. A second one joins (every partition is
+    // revoked and assigned again), and rows change in every partition.
+    let second = start_apply(&target, &prefix, &group, &[]);
+    let t = target.client().await;
+    wait_for("the second member to connect", CATCH_UP, || async {
+        let n: i64 = t
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ferry-apply-postgres'",
+                &[],
+            )
+            .await
+            .ok()?
+            .get(0);
+        (n >= 2).then_some(())
+    })
+    .await;
+    for round in 1..=3 {
+        source.execute(&format!("UPDATE t SET v = {round}")).await;
+        wait_equal(&source, &target, &["t"], CATCH_UP).await;
+    }
+    // It leaves: its partitions go back to the idle first member.
+    assert!(second.terminate().success());
+    for round in 4..=6 {
+        source.execute(&format!("UPDATE t SET v = {round}")).await;
+        wait_equal(&source, &target, &["t"], CATCH_UP).await;
+    }
+    assert!(first.terminate().success());
+    assert!(capture.terminate().success());
+}
