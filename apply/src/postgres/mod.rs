@@ -145,10 +145,17 @@ impl Connect for PgConnect {
 
 /// Creates one of Ferry's own tables, keyed by group, topic and partition,
 /// with `rest` of its columns and its key.
+///
+/// Two processes starting together (members of one group) both create them:
+/// `CREATE TABLE IF NOT EXISTS` is not safe against that (one of them fails
+/// with `type "..." already exists`), so the statement runs under a
+/// transaction-scoped advisory lock, in the one implicit transaction of a
+/// multi-statement query.
 async fn ensure_table(client: &Client, table: &TableId, rest: &str) -> Result<(), TargetError> {
     client
         .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (
+            "SELECT pg_advisory_xact_lock(hashtext('ferry: own tables'));
+             CREATE TABLE IF NOT EXISTS {} (
                 consumer_group text NOT NULL,
                 topic text NOT NULL,
                 kafka_partition integer NOT NULL,
