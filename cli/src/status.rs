@@ -56,7 +56,12 @@ pub async fn read(
         .create()
         .map_err(|e| format!("cannot reach the brokers at {}: {e}", kafka.brokers))?;
     let brokers = kafka.brokers.clone();
-    let latest = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Report>, String> {
+    // Ages are measured from before the read: reading a long history takes
+    // time, which must not make a process that reported in it look silent.
+    let now = ferry_core::now_ms();
+    // The latest payload per key, parsed once at the end: the topic holds a
+    // report every few seconds of every process that ever ran.
+    let latest = tokio::task::spawn_blocking(move || -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
         let mut latest = BTreeMap::new();
         let (low, high) = match consumer.fetch_watermarks(TOPIC, 0, TIMEOUT) {
             Ok(w) => w,
@@ -85,9 +90,7 @@ pub async fn read(
             };
             let message = message.map_err(|e| format!("reading {TOPIC}: {e}"))?;
             if let (Some(key), Some(value)) = (message.key(), message.payload()) {
-                if let Ok(report) = serde_json::from_slice::<Report>(value) {
-                    latest.insert(String::from_utf8_lossy(key).into_owned(), report);
-                }
+                latest.insert(key.to_vec(), value.to_vec());
             }
             if message.offset() >= high - 1 {
                 return Ok(latest);
@@ -97,9 +100,9 @@ pub async fn read(
     })
     .await
     .map_err(|e| e.to_string())??;
-    let now = ferry_core::now_ms();
     Ok(latest
         .into_values()
+        .filter_map(|value| serde_json::from_slice::<Report>(&value).ok())
         .filter(|r| match (r.kind.as_str(), prefix, group) {
             (_, _, Some(g)) => r.kind == "apply" && r.name == g,
             ("capture", Some(p), None) => r.name == p,
@@ -108,7 +111,7 @@ pub async fn read(
         .filter(|r| all || r.phase != "stopped" || now - r.updated_ms < KEEP_STOPPED_MS)
         .map(|report| Status {
             state: state(&report, now),
-            age_ms: now - report.updated_ms,
+            age_ms: (now - report.updated_ms).max(0),
             report,
         })
         .collect())
