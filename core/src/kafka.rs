@@ -238,12 +238,17 @@ impl ConsumerContext for EndIsNoError {}
 /// asks the leader of one assigned partition for its watermarks. With several
 /// brokers that all answer empty fetches at once, the others' partitions wait
 /// for that second.
+///
+/// The paused partitions are kept as names, never as a `TopicPartitionList`:
+/// a list that librdkafka filled holds references to its partitions, and a
+/// consumer destroyed while one is alive never finishes (its broker thread
+/// waits for them): an apply stopped during a rest hung in its restart.
 #[derive(Debug)]
 pub struct IdleFetch {
     pause: Duration,
     ends: HashMap<i32, usize>,
     /// The end of the rest, and the partitions it paused.
-    resting: Option<(Instant, TopicPartitionList)>,
+    resting: Option<(Instant, Vec<(String, i32)>)>,
     /// The last message or the end of the last rest.
     active_at: Instant,
 }
@@ -300,7 +305,12 @@ impl IdleFetch {
             tracing::warn!(error = %e, "could not pause fetching at the end of the partitions");
             return false;
         }
-        self.resting = Some((Instant::now() + self.pause, assigned));
+        let paused = assigned
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        self.resting = Some((Instant::now() + self.pause, paused));
         true
     }
 
@@ -316,14 +326,19 @@ impl IdleFetch {
         if Instant::now() < *until {
             return;
         }
-        if let Err(e) = consumer.resume(paused) {
+        let mut list = TopicPartitionList::with_capacity(paused.len());
+        for (topic, partition) in paused {
+            list.add_partition(topic, *partition);
+        }
+        if let Err(e) = consumer.resume(&list) {
             // Tried again at the next poll.
             tracing::warn!(error = %e, "could not resume fetching");
             return;
         }
-        if let Some(e) = paused.elements().first() {
+        drop(list);
+        if let Some((topic, partition)) = paused.first() {
             // Only to wake the thread; an error changes nothing (it wakes within a second anyway).
-            let _ = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1));
+            let _ = consumer.fetch_watermarks(topic, *partition, Duration::from_secs(1));
         }
         self.resting = None;
         self.ends.clear();
