@@ -27,12 +27,17 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
+use ferry_core::kafka::IdleFetch;
+
 use crate::error::ApplyError;
 use crate::settings::{ApplySettings, StartFrom};
 use crate::target::Target;
 
 /// Most messages handed over at once.
 const HANDOFF: usize = 2_000;
+
+/// How long a caught-up consumer stops fetching before it asks again (see [`IdleFetch`]).
+const IDLE_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the polling thread hands the pipeline, in order.
 #[derive(Debug)]
@@ -58,6 +63,8 @@ struct Context<T> {
     group: String,
     from: StartFrom,
     applied: Applied,
+    /// Set when partitions were assigned, for the poll loop's [`IdleFetch`].
+    assigned: AtomicBool,
 }
 
 impl<T: Target> ClientContext for Context<T> {
@@ -97,6 +104,7 @@ impl<T: Target> ConsumerContext for Context<T> {
                 if let Err(e) = self.start_positions(consumer, tpl) {
                     let _ = self.tx.blocking_send(Polled::Failed(e));
                 }
+                self.assigned.store(true, Ordering::Relaxed);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "group rebalance failed"),
             _ => {}
@@ -122,9 +130,9 @@ impl<T: Target> Context<T> {
             let mut loader = self.loader.lock().await;
             loader.load_offsets(&self.group, &partitions).await
         })?;
-        // Every start is a concrete offset, looked up now: a partition paused
-        // before it delivered anything resumes there, not at a logical end
-        // looked up again after messages arrived.
+        // Every start is a concrete offset, so that a partition paused before
+        // it delivered anything resumes there (see `IdleFetch`), not at a
+        // logical end looked up again after messages arrived.
         let watermarks = |e: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>| {
             consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(30))
         };
@@ -194,6 +202,8 @@ impl ConsumerThread {
             ("heartbeat.interval.ms", "3000"),
             ("max.poll.interval.ms", "60000"),
             ("statistics.interval.ms", "5000"),
+            // Ends are what tells the poll loop to rest (see `IdleFetch`).
+            ("enable.partition.eof", "true"),
         ] {
             if !settings.kafka.options.contains_key(key) {
                 config.set(key, value);
@@ -207,6 +217,7 @@ impl ConsumerThread {
             group: settings.group.clone(),
             from: settings.from,
             applied,
+            assigned: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<Context<T>> = config.create_with_context(context)?;
         consumer.subscribe(&[&settings.topics])?;
@@ -239,16 +250,23 @@ impl Drop for ConsumerThread {
 
 fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>, stop: Arc<AtomicBool>) {
     let mut wait = Duration::from_millis(100);
+    let mut idle = IdleFetch::new(IDLE_PAUSE);
     while !stop.load(Ordering::Relaxed) {
-        match consumer.poll(wait) {
+        let polled = consumer.poll(idle.wait(wait));
+        if consumer.context().assigned.swap(false, Ordering::Relaxed) {
+            idle.active();
+        }
+        match polled {
             None => {
                 // Nothing more waiting: hand over what there is.
                 if !consumer.context().hand_over() {
                     break;
                 }
+                idle.wake_if_due(&consumer);
                 wait = Duration::from_millis(100);
             }
             Some(Ok(m)) => {
+                idle.active();
                 let full = {
                     let mut pending = consumer.context().pending.lock().unwrap_or_else(|e| e.into_inner());
                     pending.push(m.detach());
@@ -258,6 +276,11 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
                     break;
                 }
                 wait = Duration::ZERO;
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                if idle.reached_end(&consumer, partition) && !consumer.context().hand_over() {
+                    break;
+                }
             }
             Some(Err(e)) => {
                 metrics::counter!("ferry_apply_errors_total", "kind" => "kafka").increment(1);
