@@ -38,7 +38,10 @@ async fn topic_with_messages() -> String {
 
 async fn send(producer: &FutureProducer, topic: &str, partition: i32, payload: &str) {
     producer
-        .send(FutureRecord::<(), _>::to(topic).partition(partition).payload(payload), TIMEOUT)
+        .send(
+            FutureRecord::<(), _>::to(topic).partition(partition).payload(payload),
+            TIMEOUT,
+        )
         .await
         .map_err(|(e, _)| e)
         .unwrap();
@@ -94,7 +97,11 @@ async fn a_consumer_dropped_while_resting_is_destroyed() {
     let mut idle = IdleFetch::new(Duration::from_secs(60));
     let consumer = consumer(&topic);
     let polled = poll_until(&consumer, &mut idle, |p| p.is_none());
-    assert_eq!(polled.len(), PARTITIONS as usize, "every partition's message before the rest");
+    assert_eq!(
+        polled.len(),
+        PARTITIONS as usize,
+        "every partition's message before the rest"
+    );
     // Resting for a minute; the rest outlives the consumer, as when apply's
     // pipeline goes away in the middle of one.
     let (done, dropped) = std::sync::mpsc::channel();
