@@ -10,6 +10,10 @@
 //! it. Polling on a plain thread is what makes both waits possible: the callback
 //! can block on the target without stalling the async runtime.
 //!
+//! Caught up on a broker that answers empty fetches at once, the thread rests
+//! between fetches ([`IdleFetch`]) instead of spending a core asking again;
+//! that is why every partition starts at a concrete offset.
+//!
 //! Lag in messages comes from librdkafka's statistics (the last stable offset of
 //! each partition) against the offsets the writers have stored.
 
