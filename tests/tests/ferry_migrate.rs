@@ -109,6 +109,54 @@ async fn full_load_and_changes_under_writes_then_cutover() {
     );
 }
 
+/// An apply that stops while the cutover waits for the targets to catch up
+/// (here: the target rejects a row) ends the migration with its error; the
+/// targets would never catch up, so waiting on would wait for good.
+#[tokio::test]
+async fn an_apply_failing_during_the_cutover_wait_ends_the_migration() {
+    let source = PgDatabase::create();
+    source.execute(SCHEMA).await;
+    let target = PgDatabase::create();
+    let prefix = unique("mig");
+    let mut child = ferry_tests::ferry_migrate(&source.url(), &[&target.url()], &prefix, "full-load-and-cdc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let target_client = target.client().await;
+    ferry_tests::wait_for("the load to reach the target", DEADLINE, || async {
+        let loaded = target_client
+            .query_one("SELECT count(*) FROM orders", &[])
+            .await
+            .ok()?
+            .get::<_, i64>(0);
+        (loaded == 20_000).then_some(())
+    })
+    .await;
+    // A row the target refuses, then the cutover at once.
+    target
+        .execute("ALTER TABLE orders ADD CONSTRAINT small CHECK (total < 1000000)")
+        .await;
+    source
+        .execute("INSERT INTO orders (id, customer, total) VALUES (900001, 1, 5000000)")
+        .await;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"cutover\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("the migration ends when its apply fails")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("apply to target 0") && last.contains("900001"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn full_load_between_postgres_databases_carries_defaults_sequences_indexes_and_foreign_keys() {
     let source = PgDatabase::create();

@@ -277,12 +277,8 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
             let ended = (&mut running.capture).await.map_err(|e| e.to_string())?;
             ended.map_err(|e| format!("capture: {e}"))?;
         }
-        if let Some(failed) = running.applies.iter_mut().position(|a| a.is_finished()) {
-            let ended = (&mut running.applies[failed]).await.map_err(|e| e.to_string())?;
-            return Err(format!(
-                "apply to target {failed}: {}",
-                ended.err().unwrap_or_else(|| "stopped".into())
-            ));
+        if running.applies.iter().any(JoinHandle::is_finished) {
+            return Err(apply_ended(&mut running.applies).await);
         }
         let now = progress::read(&kafka, &o.prefix, &targets).await?;
         view.update(Instant::now(), &now);
@@ -324,7 +320,11 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
     let equal = if cutover {
         if o.mode != Mode::FullLoad {
             eprintln!("cutover: waiting until every target has applied every change");
-            wait_caught_up(&kafka, &o.prefix, &targets, Some(&running.capture)).await?;
+            // An apply that stops meanwhile would leave the targets behind for good.
+            tokio::select! {
+                caught_up = wait_caught_up(&kafka, &o.prefix, &targets, Some(&running.capture)) => caught_up?,
+                ended = apply_ended(&mut running.applies) => return Err(ended),
+            }
         }
         validate_all(source_db.as_ref(), &targets, &o.tables, &schema, indexed).await?
     } else {
@@ -346,6 +346,21 @@ pub async fn migrate(o: Options, shutdown: impl Future<Output = ()>) -> Result<b
             .map_err(|e| format!("capture: {e}"))?;
     }
     Ok(equal)
+}
+
+/// Waits for the first of `applies` to end (they run until told to stop, so
+/// any end is a failure) and says which one and why.
+async fn apply_ended(applies: &mut [JoinHandle<Result<(), String>>]) -> String {
+    if applies.is_empty() {
+        return std::future::pending().await;
+    }
+    let (ended, i, _) = futures::future::select_all(applies.iter_mut()).await;
+    let why = match ended {
+        Ok(Ok(())) => "stopped".to_owned(),
+        Ok(Err(e)) => e,
+        Err(e) => e.to_string(),
+    };
+    format!("apply to target {i}: {why}")
 }
 
 /// Where the capture of `prefix` is, by its last status report.
