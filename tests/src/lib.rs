@@ -51,6 +51,21 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// GET `url` through one client per process. `reqwest::get` builds a client
+/// each call, and a client loads the system's root certificates: polled every
+/// 50 ms (`wait_for`), that took a fifth of the two cores from the benchmark it
+/// was watching. No connection is kept between requests, so none outlives the
+/// runtime of the test that opened it.
+pub async fn http_get(url: &str) -> reqwest::Result<reqwest::Response> {
+    static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTP client")
+    });
+    CLIENT.get(url).send().await
+}
+
 /// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -141,7 +156,7 @@ impl Registry {
         wait_for("the registry to answer /health", Duration::from_secs(60), || {
             let url = url.clone();
             async move {
-                let r = reqwest::get(&url).await.ok()?;
+                let r = http_get(&url).await.ok()?;
                 r.status().is_success().then_some(())
             }
         })

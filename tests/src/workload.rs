@@ -91,7 +91,7 @@ pub fn drops_round(round: i64) -> String {
 /// The value of the Prometheus sample starting with `sample` (name and
 /// labels) at the `/metrics` of `addr`, 0 if absent.
 pub async fn metric(addr: &str, sample: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
+    let text = crate::http_get(&format!("http://{addr}/metrics"))
         .await
         .expect("GET /metrics")
         .text()
@@ -107,7 +107,7 @@ pub async fn metric(addr: &str, sample: &str) -> f64 {
 /// sum of `ferry_apply_rows_total`); `None` while nothing answers there. For
 /// targets a test cannot look into while apply runs (DuckDB).
 pub async fn rows_applied(addr: &str) -> Option<i64> {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
+    let text = crate::http_get(&format!("http://{addr}/metrics"))
         .await
         .ok()?
         .text()

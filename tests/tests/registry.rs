@@ -660,7 +660,7 @@ impl Process {
         wait_for("the registry process to answer", Duration::from_secs(60), || {
             let health = health.clone();
             async move {
-                reqwest::get(&health)
+                ferry_tests::http_get(&health)
                     .await
                     .ok()
                     .filter(|r| r.status().is_success())

@@ -320,7 +320,7 @@ impl Stack {
             dir,
         );
         wait_for("the registry to answer", Duration::from_secs(60), || async {
-            let ok = reqwest::get(format!("{registry_url}/health")).await.ok()?;
+            let ok = crate::http_get(&format!("{registry_url}/health")).await.ok()?;
             ok.status().is_success().then_some(())
         })
         .await;
