@@ -78,8 +78,14 @@ impl InProcess {
     /// instance a killed process was: its partitions come back at once).
     pub fn start_as(file: &Path, prefix: &str, group: &str, mode: Mode, instance: Option<&str>) -> InProcess {
         ferry_core::telemetry::init_logging(ferry_core::telemetry::LogFormat::Human);
-        let connect = DuckConnect::open(DuckFile(file.to_owned()), DuckOptions { mode: Some(mode) })
-            .expect("open the DuckDB file");
+        let connect = DuckConnect::open(
+            DuckFile(file.to_owned()),
+            DuckOptions {
+                mode: Some(mode),
+                ..Default::default()
+            },
+        )
+        .expect("open the DuckDB file");
         let reader = Mutex::new(connect.connection().expect("a reading connection"));
         let settings = ApplySettings {
             kafka: KafkaSettings::new(brokers()),

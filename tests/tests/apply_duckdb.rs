@@ -387,4 +387,11 @@ async fn bad_flags_get_one_line_naming_what_to_fix() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mirror, history, both"));
+    let out = tokio::process::Command::new(ferry_tests::binary("ferry-apply-duckdb"))
+        .args(["--checkpoint-mb", "lots"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'lots' for '--checkpoint-mb"));
 }
