@@ -64,18 +64,36 @@ async fn full_load_into_postgres_and_mariadb_at_once_validates_and_stops() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
-#[tokio::test]
-async fn full_load_and_changes_under_writes_then_cutover() {
+/// A source with [`SCHEMA`], an empty target, and `ferry migrate
+/// --mode full-load-and-cdc` between them, its stdin and stdout piped.
+async fn cdc_migration(stderr: Stdio) -> (PgDatabase, PgDatabase, tokio::process::Child) {
     let source = PgDatabase::create();
     source.execute(SCHEMA).await;
     let target = PgDatabase::create();
     let prefix = unique("mig");
-    let mut child = ferry_tests::ferry_migrate(&source.url(), &[&target.url()], &prefix, "full-load-and-cdc")
+    let child = ferry_tests::ferry_migrate(&source.url(), &[&target.url()], &prefix, "full-load-and-cdc")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
+    (source, target, child)
+}
+
+/// Types `cutover` into the migration and waits for it to end.
+async fn cut_over(mut child: tokio::process::Child) -> std::process::Output {
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"cutover\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("the migration ends after the cutover")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn full_load_and_changes_under_writes_then_cutover() {
+    let (source, _target, child) = cdc_migration(Stdio::null()).await;
     // Writes while the migration runs: new rows, updates, deletes.
     let client = source.client().await;
     for round in 0..20 {
@@ -94,13 +112,7 @@ async fn full_load_and_changes_under_writes_then_cutover() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Writes stopped: cut over.
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"cutover\n").await.unwrap();
-    stdin.flush().await.unwrap();
-    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
-        .await
-        .expect("cutover ends the migration")
-        .unwrap();
+    let out = cut_over(child).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
@@ -114,16 +126,7 @@ async fn full_load_and_changes_under_writes_then_cutover() {
 /// targets would never catch up, so waiting on would wait for good.
 #[tokio::test]
 async fn an_apply_failing_during_the_cutover_wait_ends_the_migration() {
-    let source = PgDatabase::create();
-    source.execute(SCHEMA).await;
-    let target = PgDatabase::create();
-    let prefix = unique("mig");
-    let mut child = ferry_tests::ferry_migrate(&source.url(), &[&target.url()], &prefix, "full-load-and-cdc")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (source, target, child) = cdc_migration(Stdio::piped()).await;
     let target_client = target.client().await;
     ferry_tests::wait_for("the load to reach the target", DEADLINE, || async {
         let loaded = target_client
@@ -141,13 +144,7 @@ async fn an_apply_failing_during_the_cutover_wait_ends_the_migration() {
     source
         .execute("INSERT INTO orders (id, customer, total) VALUES (900001, 1, 5000000)")
         .await;
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"cutover\n").await.unwrap();
-    stdin.flush().await.unwrap();
-    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
-        .await
-        .expect("the migration ends when its apply fails")
-        .unwrap();
+    let out = cut_over(child).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
