@@ -104,12 +104,13 @@ pub struct DuckOptions {
 }
 
 /// `--checkpoint-mb` by default. A checkpoint rewrites, compressed, every
-/// row group that changed since the last; at DuckDB's own 16 MiB, a stream
-/// of upserts and deletes checkpointed every few batches and that took half
-/// of apply's CPU (`scripts/bench apply-duckdb`: 11.2 µs per event at 16 MiB,
-/// 7.4–7.7 at 256 MiB, 5.5–6.0 at 1 GiB). The cost: a crash replays up to this
-/// much log at the next start, and the changes since the last checkpoint stay
-/// in DuckDB's memory (spilled to its temporary directory beyond its limit).
+/// row group that changed since the last; at DuckDB's own 16 MB, a stream of
+/// upserts and deletes checkpointed every few batches, which cost about a
+/// quarter of apply's CPU (`scripts/bench apply-duckdb`, runs alternated on
+/// one host: 9.0 µs per event on average at 16 MB, 6.7 at 1 GiB). The cost:
+/// a crash replays up to this much log at the next start, and the changes
+/// since the last checkpoint stay in DuckDB's memory (spilled to its
+/// temporary directory beyond its limit).
 pub const CHECKPOINT_MB: u64 = 1024;
 
 /// `--target`: the DuckDB file's path.
