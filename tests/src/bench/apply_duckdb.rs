@@ -1,6 +1,7 @@
-//! `ferry-bench apply-duckdb [EVENTS]`: the log of `ferry-bench apply` (EVENTS
+//! `ferry-bench apply-duckdb [EVENTS] [MODE]`: the log of `ferry-bench apply` (EVENTS
 //! change events on a narrow and a wide table) applied by `ferry-apply-duckdb
-//! --mode mirror` into a new DuckDB file, timed from its start until its
+//! --mode MODE` (`mirror`, the default, or `both`: the mirror the reference
+//! loads is needed) into a new DuckDB file, timed from its start until its
 //! `/metrics` count every event applied (DuckDB lets no other process read the
 //! file meanwhile). Beside it, DuckDB's own bulk path: `COPY ... FROM` a CSV
 //! file of the rows the tables end with (written first with `COPY ... TO`;
@@ -13,7 +14,11 @@ use ferry_tests::{free_port, unique, wait_for};
 
 use super::apply::{captured_log, spawn_apply_to};
 
-pub async fn throughput(events: i64) {
+pub async fn throughput(events: i64, mode: &str) {
+    assert!(
+        ["mirror", "both"].contains(&mode),
+        "mode {mode:?}: mirror or both (the reference loads the mirror tables)"
+    );
     let log = captured_log(events).await;
     let dir = std::env::temp_dir().join(unique("ferry_bench_duck"));
     std::fs::create_dir_all(&dir).expect("bench directory");
@@ -25,7 +30,7 @@ pub async fn throughput(events: i64) {
         &file.display().to_string(),
         &log.prefix,
         &unique("bench"),
-        &["--metrics", &metrics, "--mode", "mirror"],
+        &["--metrics", &metrics, "--mode", mode],
     );
     wait_for("apply to apply every event", Duration::from_secs(3600), || async {
         (rows_applied(&metrics).await? >= events).then_some(())
@@ -49,6 +54,16 @@ pub async fn throughput(events: i64) {
         let want: i64 = log.client.query_one(&sql, &[]).await.expect("count").get(0);
         assert_eq!(got, want, "table {table} differs");
         rows += want;
+    }
+    if mode == "both" {
+        let history: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM n__history) + (SELECT count(*) FROM w__history)",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count the history");
+        assert_eq!(history, events, "the history holds one row per event");
     }
 
     // Reference: DuckDB loading the same rows from CSV.
@@ -75,7 +90,7 @@ pub async fn throughput(events: i64) {
         loaded.as_secs_f64()
     );
     println!(
-        "| ferry-apply-duckdb --mode mirror, {events} change events ({} messages with tombstones) from Kafka | {events} | {:.1} | {ferry_rate:.0} |",
+        "| ferry-apply-duckdb --mode {mode}, {events} change events ({} messages with tombstones) from Kafka | {events} | {:.1} | {ferry_rate:.0} |",
         log.total,
         ferry.as_secs_f64()
     );

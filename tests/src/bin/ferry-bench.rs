@@ -35,7 +35,7 @@
 //! `ferry-bench apply-mysql [EVENTS]` and `apply-mysql-paths [ROWS]`: the same
 //! log into MariaDB, and its two candidate write paths; see [`apply_mysql`].
 //!
-//! `ferry-bench apply-duckdb [EVENTS]`: the same log into a DuckDB file; see
+//! `ferry-bench apply-duckdb [EVENTS] [mirror|both]`: the same log into a DuckDB file; see
 //! [`apply_duckdb`].
 //!
 //! `ferry-bench validate [ROWS]`: `ferry validate` of a narrow table; see [`validate`].
@@ -76,7 +76,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::io::AsyncReadExt;
 
 const USAGE: &str = "usage: ferry-bench capture-stream [ROWS] | capture-snapshot [ROWS] | capture-rss [ROWS] \
-                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-duckdb [EVENTS] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS] | validate [ROWS] | scaling [ROWS] | soak [SECONDS] [RATE] [CSV]";
+                     | capture-latency [SECONDS] [RATE] | capture-mysql [ROWS] | capture-mysql-snapshot [ROWS] | apply [EVENTS] | apply-mysql [EVENTS] | apply-mysql-paths [ROWS] | apply-duckdb [EVENTS] [mirror|both] | apply-latency [SECONDS] [RATE] | apply-paths [ROWS] | validate [ROWS] | scaling [ROWS] | soak [SECONDS] [RATE] [CSV]";
 
 #[tokio::main]
 async fn main() {
@@ -100,7 +100,10 @@ async fn main() {
         Some("apply") => apply::throughput(number(1, 1_000_000)).await,
         Some("apply-mysql") => apply_mysql::throughput(number(1, 1_000_000)).await,
         Some("apply-mysql-paths") => apply_mysql::write_paths(number(1, 200_000)).await,
-        Some("apply-duckdb") => apply_duckdb::throughput(number(1, 1_000_000)).await,
+        Some("apply-duckdb") => {
+            let mode = args.get(3).map_or("mirror", String::as_str);
+            apply_duckdb::throughput(number(1, 1_000_000), mode).await
+        }
         Some("apply-latency") => apply::latency(number(1, 20), number(2, 5_000)).await,
         Some("apply-paths") => apply::write_paths(number(1, 200_000)).await,
         Some("validate") => validate::throughput(number(1, 2_000_000)).await,
