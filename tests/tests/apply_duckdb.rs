@@ -232,6 +232,11 @@ async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
         "both",
     ];
     for kill in 0..4 {
+        // Half the runs checkpoint after every commit, so that kills land in
+        // checkpoints; the others never checkpoint (the default threshold is
+        // far away), so that each restart replays DuckDB's log.
+        let checkpoint = if kill % 2 == 1 { "0" } else { "1024" };
+        let args = [&args[..], &["--checkpoint-mb", checkpoint]].concat();
         let apply = ferry_tests::start_apply_with("ferry-apply-duckdb", &file, &prefix, &group, &args);
         wait_for("apply to write a batch", CATCH_UP, || async {
             rows_applied(&metrics).await.filter(|&n| n > 0)

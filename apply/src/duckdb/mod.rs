@@ -903,6 +903,23 @@ mod tests {
         };
         assert_eq!(threshold(None), "1.0 GiB");
         assert_eq!(threshold(Some(64)), "64.0 MiB");
+        // 0 checkpoints at every commit (the kill test relies on it): the log stays empty.
+        let wal_after_commit = |mb: u64| {
+            let file = dir.join(format!("wal{mb}.duckdb"));
+            let options = DuckOptions {
+                checkpoint_mb: Some(mb),
+                ..Default::default()
+            };
+            let connect = DuckConnect::open(DuckFile(file.clone()), options).unwrap();
+            let conn = connect.connection().unwrap();
+            conn.execute_batch("CREATE TABLE t (i INTEGER); INSERT INTO t SELECT range FROM range(100000)")
+                .unwrap();
+            let wal = std::fs::metadata(format!("{}.wal", file.display())).map_or(0, |m| m.len());
+            drop((conn, connect));
+            wal
+        };
+        assert_eq!(wal_after_commit(0), 0);
+        assert!(wal_after_commit(1024) > 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
