@@ -1188,3 +1188,75 @@ async fn a_keyless_topic_ending_in_a_transaction_marker_is_read_back() {
     .await;
     assert!(capture.terminate().success());
 }
+
+/// The server ending capture's sessions (its walsender and its query
+/// connection) while large transactions stream: capture reconnects in place,
+/// without exiting, from the last checkpoint it sent. A transaction cut short
+/// is read again and its events already published are passed over, so each
+/// row's event is in Kafka once (a keyed table: nothing but that would drop a
+/// second copy) and each transaction's events are numbered 1..n without a
+/// gap or a repeat.
+#[tokio::test]
+async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() {
+    const TRANSACTIONS: i64 = 4;
+    const ROWS: i64 = 20_000;
+    let db = PgDatabase::create();
+    db.execute("CREATE TABLE t (tx int, n int, PRIMARY KEY (tx, n))").await;
+    let prefix = unique("pgreconnect");
+    let topic = format!("{prefix}.public.t");
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    let capture = start_capture(&db, &prefix, &["--metrics", &metrics]);
+    ferry_tests::wait_streaming(&db, &prefix).await;
+    let client = db.client().await;
+    for tx in 0..TRANSACTIONS {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT {tx}, n FROM generate_series(1, {ROWS}) n"
+            ))
+            .await
+            .unwrap();
+        // Once part of this transaction is in Kafka, every session of the
+        // capture ends (an administrator's pg_terminate_backend).
+        let before = tx * ROWS;
+        wait_for("part of the transaction in Kafka", Duration::from_secs(120), || async {
+            (ferry_tests::topic_count(&topic) > before).then_some(())
+        })
+        .await;
+        let ended: i64 = client
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'ferry-capture-postgres'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(ended >= 2, "the walsender and the query connection ended ({ended})");
+    }
+    let total = TRANSACTIONS * ROWS;
+    let received = ferry_tests::read_topic(&topic, total as usize, ferry_tests::SERVICES_REGISTRY).await;
+    let mut rows = std::collections::HashSet::new();
+    let mut orders: std::collections::HashMap<String, Vec<i64>> = std::collections::HashMap::new();
+    for r in &received {
+        let event = r.event.as_ref().unwrap();
+        let after = event.after.as_ref().unwrap();
+        assert!(rows.insert((int(&after[0]), int(&after[1]))), "row {after:?} twice");
+        let block = event.transaction.as_ref().unwrap();
+        orders.entry(block.id.clone()).or_default().push(block.total_order);
+    }
+    assert_eq!(orders.len(), TRANSACTIONS as usize);
+    for (id, mut order) in orders {
+        order.sort_unstable();
+        assert_eq!(order, (1..=ROWS).collect::<Vec<_>>(), "transaction {id}'s events numbered once each");
+    }
+    assert_eq!(
+        ferry_tests::count_committed(&topic, Duration::from_secs(3)).await,
+        total as usize,
+        "nothing beyond the rows"
+    );
+    let reconnects = ferry_tests::workload::metric(&metrics, "ferry_capture_reconnects_total").await;
+    assert!(reconnects >= TRANSACTIONS as f64, "reconnected in place {reconnects} times");
+    let passed_over = ferry_tests::workload::metric(&metrics, "ferry_capture_passed_over_total").await;
+    assert!(passed_over > 0.0, "no session ended in the middle of a transaction");
+    assert!(capture.terminate().success());
+}

@@ -3,6 +3,7 @@
 //! resume) and definite ones (the configuration or the data is wrong: fix it).
 
 use ferry_core::meta::TableId;
+use pgwire_replication::PgWireError;
 
 use crate::offsets::OffsetsError;
 use crate::postgres::catalog::CatalogError;
@@ -36,7 +37,7 @@ pub enum CaptureError {
     #[error("PostgreSQL: {}", pg_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("replication connection: {0}")]
-    Replication(#[from] pgwire_replication::PgWireError),
+    Replication(#[from] PgWireError),
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error("{0}")]
@@ -55,11 +56,42 @@ pub enum CaptureError {
     RelationMismatch { table: TableId },
     #[error("a change names relation {0}, which no Relation message described")]
     UnknownRelation(u32),
+    #[error("the server ended the replication stream")]
+    StreamEnded,
 }
 
 pub use ferry_core::pg::pg_message;
 
+/// SQLSTATEs of a session the server ended or cannot serve yet: connection
+/// exceptions (class 08), an administrator's or a crash's shutdown, a
+/// server starting up, and a slot still held by the walsender of a session
+/// just lost (object in use).
+const SESSION_LOST: [&str; 5] = ["08", "57P01", "57P02", "57P03", "55006"];
+
+fn session_lost(sqlstate: &str) -> bool {
+    SESSION_LOST.iter().any(|s| sqlstate.starts_with(s))
+}
+
 impl CaptureError {
+    /// Whether the connections to the source went away while the rest
+    /// stands: the stream reconnects in place (a failed publisher, or a
+    /// definite error, ends the run instead).
+    pub fn is_reconnectable(&self) -> bool {
+        match self {
+            CaptureError::Connect(e) => e.is_retryable(),
+            CaptureError::StreamEnded => true,
+            CaptureError::Postgres(e) => e
+                .as_db_error()
+                .is_none_or(|db| session_lost(db.code().code())),
+            CaptureError::Replication(PgWireError::Io(_) | PgWireError::Task(_)) => true,
+            CaptureError::Replication(PgWireError::Server(message)) => message
+                .split("SQLSTATE ")
+                .nth(1)
+                .is_some_and(session_lost),
+            _ => false,
+        }
+    }
+
     /// Whether restarting may succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {

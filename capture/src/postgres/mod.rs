@@ -45,7 +45,7 @@ use ferry_core::meta::TableId;
 use ferry_core::metrics::Phase;
 use ferry_core::position::{PgLsn, SourcePosition};
 use ferry_core::registry::RegistryClient;
-use pgwire_replication::Lsn;
+use pgwire_replication::{Lsn, ReplicationClient};
 
 use crate::offsets::{load_capture, Offsets, Resume, SnapshotState};
 use crate::policy::Scope;
@@ -53,6 +53,9 @@ use crate::publish::Publisher;
 use crate::settings::CaptureSettings;
 
 pub use error::CaptureError;
+
+/// Back-off between reconnects to a source that went away.
+const RECONNECT: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
 /// Everything `run` needs, already validated by the binary.
 #[derive(Debug, Clone)]
@@ -144,7 +147,11 @@ async fn capture(
         &config.common.source,
         &config.slot,
         &config.publication,
-        if new_slot { None } else { stored_lsn },
+        if new_slot {
+            None
+        } else {
+            stored_lsn.map(|lsn| replication::Start { from: lsn, acked: lsn })
+        },
     )
     .await?;
     let spec = |snapshot_name, at| snapshot::SnapshotSpec {
@@ -223,25 +230,90 @@ async fn capture(
         })
         .collect();
     phase.send_replace(Phase::Streaming);
-    repl = stream::Streamer::new(
-        &client,
+    let mut streamer = stream::Streamer::new(
+        client,
         &config.common.prefix,
         &database,
         &config.slot,
         config.heartbeat,
         from,
         snapshotted_at,
-    )
-    .run(repl, &mut publisher, shutdown)
-    .await?;
+    );
+    tokio::pin!(shutdown);
+    let repl = stream_reconnecting(&config, &mut streamer, repl, &mut publisher, &mut shutdown).await?;
     // A clean stop: wait until everything sent is in Kafka, then tell the slot.
     phase.send_replace(Phase::Stopping);
     publisher.finish().await?;
     let last = acked.borrow().clone();
-    if let Some(SourcePosition::Postgres { lsn }) = last {
+    if let (Some(mut repl), Some(SourcePosition::Postgres { lsn })) = (repl, last) {
         repl.update_applied_lsn(Lsn(lsn.0));
         tracing::info!(%lsn, "acknowledged up to");
+        repl.shutdown().await?;
     }
-    repl.shutdown().await?;
     Ok(())
+}
+
+/// Streams until `shutdown`, reopening lost connections (with back-off)
+/// after the last checkpoint sent (see `stream.rs`). Gives back the
+/// replication session, if one is open, for the final acknowledgement.
+async fn stream_reconnecting(
+    config: &PgCaptureConfig,
+    streamer: &mut stream::Streamer<'_>,
+    mut repl: ReplicationClient,
+    publisher: &mut Publisher,
+    mut shutdown: impl Future<Output = ()> + Unpin,
+) -> Result<Option<ReplicationClient>, CaptureError> {
+    let reconnects = metrics::counter!("ferry_capture_reconnects_total");
+    loop {
+        let lost = match streamer.run(repl, publisher, &mut shutdown).await {
+            Ok(repl) => return Ok(Some(repl)),
+            Err(e) if e.is_reconnectable() => e,
+            Err(e) => return Err(e),
+        };
+        tracing::warn!(error = %lost, from = %streamer.checkpointed(), "lost the source; resuming after the last checkpoint");
+        streamer.interrupted();
+        let mut backoff = RECONNECT.0;
+        repl = loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(None),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            let acked = match publisher.acknowledged().borrow().clone() {
+                Some(SourcePosition::Postgres { lsn }) => lsn,
+                _ => streamer.checkpointed(),
+            };
+            match reopen(config, streamer.checkpointed(), acked).await {
+                Ok((client, repl)) => {
+                    streamer.client = client;
+                    break repl;
+                }
+                Err(e) if e.is_reconnectable() => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach the source; retrying");
+                    backoff = (backoff * 2).min(RECONNECT.1);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        reconnects.increment(1);
+        tracing::info!(from = %streamer.checkpointed(), "streaming again");
+    }
+}
+
+/// A new query connection and a started replication session from `from`,
+/// telling the slot that Kafka holds everything up to `acked`.
+async fn reopen(
+    config: &PgCaptureConfig,
+    from: PgLsn,
+    acked: PgLsn,
+) -> Result<(tokio_postgres::Client, ReplicationClient), CaptureError> {
+    let client = replication::connect(&config.common.source).await?;
+    let mut repl = replication::replication(
+        &config.common.source,
+        &config.slot,
+        &config.publication,
+        Some(replication::Start { from, acked }),
+    )
+    .await?;
+    repl.start().await?;
+    Ok((client, repl))
 }

@@ -39,12 +39,22 @@ pub async fn connect(url: &SecretUrl) -> Result<Client, CaptureError> {
     Ok(ferry_core::pg::connect(&config, url).await?)
 }
 
+/// Where a replication session starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    /// The stream begins after this position.
+    pub from: PgLsn,
+    /// What the slot is told Kafka holds: `from` at a start, older after a
+    /// reconnect (the publisher still makes what lies between durable).
+    pub acked: PgLsn,
+}
+
 /// A gated replication session (SQL and replication commands until `start`).
 pub async fn replication(
     url: &SecretUrl,
     slot: &str,
     publication: &str,
-    start: Option<PgLsn>,
+    start: Option<Start>,
 ) -> Result<ReplicationClient, CaptureError> {
     let PgConfig { session: config, tls } = parsed(url)?;
     let host = match config.get_hosts().first() {
@@ -69,8 +79,8 @@ pub async fn replication(
     .with_application_name("ferry-capture-postgres")
     .with_status_interval(Duration::from_secs(1))
     .with_tls(replication_tls(tls, &host));
-    if let Some(lsn) = start {
-        repl = repl.with_start_lsn(Lsn(lsn.0)).with_ack_lsn(Lsn(lsn.0));
+    if let Some(Start { from, acked }) = start {
+        repl = repl.with_start_lsn(Lsn(from.0)).with_ack_lsn(Lsn(acked.0));
     }
     Ok(ReplicationClient::connect_gated(repl).await?)
 }

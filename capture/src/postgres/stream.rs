@@ -24,6 +24,15 @@
 //! it also reports the slot's lag in bytes and the age of the oldest change
 //! not yet acknowledged by Kafka.
 //!
+//! A lost connection (a restarting server, a terminated session) is reopened
+//! in place by the caller (`mod.rs`), from the last checkpoint sent, which
+//! the publisher still makes durable: nothing after it was published, except
+//! the first events of a transaction cut short. That transaction is read
+//! again from its start; [`Streamer::interrupted`] keeps it, and its events
+//! already published are passed over (the server decodes a committed
+//! transaction the same way each time), so nothing is published twice and
+//! its `transaction` blocks count on where they stopped.
+//!
 //! A Relation message comes before the first change that uses a table's
 //! (new) shape, so a new schema version is registered before any event that
 //! needs it. On an idle database the server's keepalives carry its WAL end;
@@ -66,12 +75,29 @@ struct Tx {
     xid: u32,
     /// The commit record's LSN.
     final_lsn: PgLsn,
+    /// Its events (and transactional messages) reached so far.
+    reached: u64,
+    /// Those already published before the connection was lost: passed over.
+    published: u64,
+}
+
+impl Tx {
+    /// Counts the next event; whether it was published before a reconnect.
+    fn published_before(&mut self) -> bool {
+        self.reached += 1;
+        let again = self.reached <= self.published;
+        if again {
+            metrics::counter!("ferry_capture_passed_over_total").increment(1);
+        }
+        again
+    }
 }
 
 /// Turns the replication stream into published events.
 #[derive(Debug)]
 pub struct Streamer<'a> {
-    pub client: &'a Client,
+    /// For catalog lookups, heartbeats and the slot's lag; replaced on a reconnect.
+    pub client: Client,
     pub prefix: &'a str,
     pub database: &'a str,
     pub slot: &'a str,
@@ -82,6 +108,8 @@ pub struct Streamer<'a> {
     relations: HashMap<u32, Arc<PgTable>>,
     names: TypeNames,
     tx: Option<Tx>,
+    /// A transaction cut short by a lost connection, until it is read again.
+    interrupted: Option<Tx>,
     checkpointed: PgLsn,
     /// Tables whose snapshot was read after `from`, with its point.
     snapshotted_at: HashMap<TableId, PgLsn>,
@@ -91,7 +119,7 @@ impl<'a> Streamer<'a> {
     /// `snapshotted_at`: where each table's snapshot was read; changes
     /// committed before it are skipped.
     pub fn new(
-        client: &'a Client,
+        client: Client,
         prefix: &'a str,
         database: &'a str,
         slot: &'a str,
@@ -109,15 +137,35 @@ impl<'a> Streamer<'a> {
             relations: HashMap::new(),
             names: TypeNames::default(),
             tx: None,
+            interrupted: None,
             checkpointed: from,
             snapshotted_at: snapshotted_at.into_iter().filter(|(_, at)| *at > from).collect(),
         }
     }
 
-    /// Streams until `shutdown` resolves or the server ends the stream; gives
-    /// the session back so the caller can acknowledge the last position.
+    /// Where a reconnected stream starts: the last checkpoint sent.
+    pub fn checkpointed(&self) -> PgLsn {
+        self.checkpointed
+    }
+
+    /// The connection was lost: the stream starts again after the last
+    /// checkpoint, with Relation messages anew. A transaction being read is
+    /// kept, to pass over its events already published when it comes again.
+    pub fn interrupted(&mut self) {
+        self.relations.clear();
+        if let Some(mut tx) = self.tx.take() {
+            tx.published = tx.published.max(tx.reached);
+            tx.reached = 0;
+            tracing::info!(xid = tx.xid, events = tx.published, "a transaction was cut short; its published events will be passed over");
+            self.interrupted = Some(tx);
+        }
+    }
+
+    /// Streams until `shutdown` resolves; gives the session back so the
+    /// caller can acknowledge the last position. The server ending the
+    /// stream is an error: the caller reconnects.
     pub async fn run(
-        mut self,
+        &mut self,
         mut repl: ReplicationClient,
         publisher: &mut Publisher,
         shutdown: impl Future<Output = ()>,
@@ -143,7 +191,7 @@ impl<'a> Streamer<'a> {
                 _ = commit.tick() => publisher.tick().await?,
                 _ = heartbeat.tick(), if self.heartbeat.is_some() => self.beat().await,
                 event = repl.recv() => match event? {
-                    None | Some(ReplicationEvent::StoppedAt { .. }) => break,
+                    None | Some(ReplicationEvent::StoppedAt { .. }) => return Err(CaptureError::StreamEnded),
                     Some(event) => self.handle(event, publisher).await?,
                 },
             }
@@ -158,15 +206,28 @@ impl<'a> Streamer<'a> {
                 xid,
                 commit_time_micros,
             } => {
-                self.tx = Some(Tx {
-                    // `xid:final_lsn`: an xid alone repeats after wraparound.
-                    open: OpenTransaction::new(
-                        format!("{xid}:{}", PgLsn(final_lsn.0)),
-                        (commit_time_micros + PG_EPOCH_MICROS) / 1000,
-                    ),
-                    xid,
-                    final_lsn: PgLsn(final_lsn.0),
-                });
+                let final_lsn = PgLsn(final_lsn.0);
+                self.tx = match self.interrupted.take() {
+                    Some(again) if again.final_lsn == final_lsn => Some(again),
+                    other => {
+                        if let Some(lost) = other {
+                            // Never seen: the first transaction after the
+                            // checkpoint is the one cut short.
+                            tracing::warn!(xid = lost.xid, "a transaction cut short did not come again first; its events may be published twice");
+                        }
+                        Some(Tx {
+                            // `xid:final_lsn`: an xid alone repeats after wraparound.
+                            open: OpenTransaction::new(
+                                format!("{xid}:{final_lsn}"),
+                                (commit_time_micros + PG_EPOCH_MICROS) / 1000,
+                            ),
+                            xid,
+                            final_lsn,
+                            reached: 0,
+                            published: 0,
+                        })
+                    }
+                };
             }
             ReplicationEvent::Commit { end_lsn, .. } => {
                 if let Some(tx) = self.tx.take() {
@@ -191,6 +252,9 @@ impl<'a> Streamer<'a> {
                     if self.tx.is_none() {
                         self.checkpoint(lsn, publisher).await?;
                     }
+                    return Ok(());
+                }
+                if self.tx.as_mut().is_some_and(Tx::published_before) {
                     return Ok(());
                 }
                 let (ts_ms, tx_id) = self
@@ -280,7 +344,7 @@ impl<'a> Streamer<'a> {
     async fn change(&mut self, message: Message, lsn: PgLsn, publisher: &mut Publisher) -> Result<(), CaptureError> {
         let (table, op, before, after, unchanged) = match message {
             Message::Relation(rel) => {
-                let table = relation_table(self.client, &mut self.names, &rel).await?;
+                let table = relation_table(&self.client, &mut self.names, &rel).await?;
                 if publisher.table(&table.meta.id) != Some(&table.meta) {
                     tracing::info!(table = %table.meta.id, "registering a new schema version");
                     publisher.register_table(table.meta.clone()).await?;
@@ -348,6 +412,9 @@ impl<'a> Streamer<'a> {
         publisher: &mut Publisher,
     ) -> Result<(), CaptureError> {
         let id = &table.meta.id;
+        if self.tx.as_mut().is_some_and(Tx::published_before) {
+            return Ok(());
+        }
         if let (Some(tx), Some(at)) = (&self.tx, self.snapshotted_at.get(id)) {
             if tx.final_lsn < *at {
                 return Ok(());
