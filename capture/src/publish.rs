@@ -470,10 +470,14 @@ impl Publisher {
         };
         let key_row: Option<&[Datum]> = event.after.as_deref().or(event.before.as_deref());
         let key = match (key_row, t.key_id) {
-            (Some(row), Some(id)) => codec.encode_key(row)?.map(|k| wire::encode(id, &k)),
+            (Some(row), Some(id)) => {
+                let mut key = wire::framed(id, 16);
+                codec.encode_key_into(row, &mut key)?.then_some(key)
+            }
             _ => None,
         };
-        let value = wire::encode(t.value_id, &codec.encode_value(event)?);
+        let mut value = wire::framed(t.value_id, 256);
+        codec.encode_value_into(event, &mut value)?;
         let lag = (event.source.snapshot == Snapshot::False).then_some(event.ts_ms - event.source.ts_ms);
         self.publish(&t, key, value, event.op, lag, None).await
     }

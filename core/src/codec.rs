@@ -22,7 +22,6 @@ use crate::names::unique_avro_names;
 use crate::read::{check_lengths, BadDatum, Cursor};
 use crate::schema::{envelope_schema, key_schema, table_meta, NotAnEnvelope};
 use crate::value::{from_avro, to_avro, to_avro_branch, Datum, Decimal, Special, ValueError};
-use num_bigint::BigInt;
 
 /// Why an event could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -462,7 +461,7 @@ impl TableCodec {
             (DataType::Decimal { precision, scale, .. }, Datum::Decimal(d)) => {
                 match d.rescale(scale).filter(|exact| exact.precision() <= precision) {
                     Some(exact) => {
-                        write_bytes(&exact.unscaled().to_signed_bytes_be(), out);
+                        exact.with_signed_bytes_be(|b| write_bytes(b, out));
                         true
                     }
                     None => false,
@@ -506,22 +505,29 @@ impl TableCodec {
 
     /// The Avro key of `row` (a full row in column order), or `None` for a keyless table.
     pub fn encode_key(&self, row: &[Datum]) -> Result<Option<Vec<u8>>, CodecError> {
+        let mut out = Vec::with_capacity(16);
+        Ok(self.encode_key_into(row, &mut out)?.then_some(out))
+    }
+
+    /// Appends the Avro key of `row` to `out`; false (nothing written) for a
+    /// keyless table.
+    pub fn encode_key_into(&self, row: &[Datum], out: &mut Vec<u8>) -> Result<bool, CodecError> {
         let Some(key) = &self.key else {
-            return Ok(None);
+            return Ok(false);
         };
         self.check_arity(row)?;
-        let mut out = Vec::with_capacity(16);
+        let start = out.len();
         for &i in &self.meta.key {
-            self.write_column(i, &row[i], false, &mut out)?;
+            self.write_column(i, &row[i], false, out)?;
         }
         if cfg!(debug_assertions) {
             assert_eq!(
-                out,
+                out[start..],
                 key.encode(&self.row_to_avro(row, &self.meta.key, false)?)?,
                 "direct key encoding differs"
             );
         }
-        Ok(Some(out))
+        Ok(true)
     }
 
     /// The Avro value (envelope) of `event`.
@@ -531,6 +537,13 @@ impl TableCodec {
     /// both give the same bytes.
     pub fn encode_value(&self, event: &ChangeEvent) -> Result<Vec<u8>, CodecError> {
         let mut out = Vec::with_capacity(256);
+        self.encode_value_into(event, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the Avro value of `event` to `out` (see [`TableCodec::encode_value`]).
+    pub fn encode_value_into(&self, event: &ChangeEvent, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let start = out.len();
         for row in [&event.before, &event.after] {
             match row {
                 None => out.push(0),
@@ -538,30 +551,30 @@ impl TableCodec {
                     self.check_arity(r)?;
                     out.push(2); // union branch 1, zig-zag encoded
                     for (i, datum) in r.iter().enumerate() {
-                        self.write_column(i, datum, true, &mut out)?;
+                        self.write_column(i, datum, true, out)?;
                     }
                 }
             }
         }
-        write_source(&event.source, &mut out);
-        write_datum(&transaction_to_avro(event.transaction.as_ref()), &mut out)?;
-        write_bytes(event.op.code().as_bytes(), &mut out);
-        write_long(event.ts_ms, &mut out);
+        write_source(&event.source, out);
+        write_datum(&transaction_to_avro(event.transaction.as_ref()), out)?;
+        write_bytes(event.op.code().as_bytes(), out);
+        write_long(event.ts_ms, out);
         if !event.unchanged.is_empty() {
-            write_long(event.unchanged.len() as i64, &mut out);
+            write_long(event.unchanged.len() as i64, out);
             for column in &event.unchanged {
-                write_bytes(column.as_bytes(), &mut out);
+                write_bytes(column.as_bytes(), out);
             }
         }
         out.push(0);
         if cfg!(debug_assertions) {
             assert_eq!(
-                out,
+                out[start..],
                 self.value.encode(&self.envelope(event)?)?,
                 "direct envelope encoding differs"
             );
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The envelope as an Avro value (the reference for [`TableCodec::encode_value`]).
@@ -776,7 +789,7 @@ fn read_value(c: &mut Cursor<'_>, ty: DataType) -> Result<Datum, CodecError> {
         DataType::Float32 => Datum::Float32(c.float()?),
         DataType::Float64 => Datum::Float64(c.double()?),
         DataType::Decimal { scale, .. } => {
-            Datum::Decimal(Decimal::new(BigInt::from_signed_bytes_be(c.bytes()?), scale))
+            Datum::Decimal(Decimal::from_signed_bytes_be(c.bytes()?, scale))
         }
         DataType::Numeric => {
             let text = c.str()?;

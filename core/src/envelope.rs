@@ -265,13 +265,21 @@ impl Field<'_> {
 
 /// The fields of `source`, in schema order, with their values.
 fn source_fields(info: &SourceInfo) -> Vec<(&'static str, Field<'_>)> {
+    let mut fields = Vec::with_capacity(14);
+    each_source_field(info, |name, field| fields.push((name, field)));
+    fields
+}
+
+/// Calls `visit` with each field of `source`, in schema order: every event
+/// writes its block through here, so nothing is collected.
+fn each_source_field<'a>(info: &'a SourceInfo, mut visit: impl FnMut(&'static str, Field<'a>)) {
     fn s(v: &str) -> Field<'_> {
         Field::Str(Cow::Borrowed(v))
     }
     fn opt(v: &Option<String>) -> Field<'_> {
         Field::OptStr(v.as_deref().map(Cow::Borrowed))
     }
-    let mut fields = vec![
+    let common = [
         ("version", Field::Str(Cow::Borrowed(VERSION))),
         ("connector", Field::Str(Cow::Borrowed(info.detail.connector().name()))),
         ("name", s(&info.name)),
@@ -279,20 +287,21 @@ fn source_fields(info: &SourceInfo) -> Vec<(&'static str, Field<'_>)> {
         ("snapshot", Field::Str(Cow::Borrowed(info.snapshot.as_str()))),
         ("db", s(&info.db)),
     ];
-    match &info.detail {
+    let detail: &mut dyn Iterator<Item = (&'static str, Field<'a>)> = match &info.detail {
         SourceDetail::Postgres {
             schema,
             table,
             tx_id,
             lsn,
-        } => fields.extend([
+        } => &mut [
             ("schema", s(schema)),
             ("table", s(table)),
             ("txId", Field::OptLong(*tx_id)),
             // Debezium writes the LSN as a long. LSNs are u64; the bits are kept
             // as they are, so even one past 2^63 comes back exactly.
             ("lsn", Field::OptLong(lsn.map(|l| l.0 as i64))),
-        ]),
+        ]
+        .into_iter(),
         SourceDetail::Mysql {
             table,
             server_id,
@@ -302,7 +311,7 @@ fn source_fields(info: &SourceInfo) -> Vec<(&'static str, Field<'_>)> {
             row,
             thread,
             query,
-        } => fields.extend([
+        } => &mut [
             ("table", opt(table)),
             ("server_id", Field::Long(*server_id)),
             ("gtid", opt(gtid)),
@@ -311,22 +320,26 @@ fn source_fields(info: &SourceInfo) -> Vec<(&'static str, Field<'_>)> {
             ("row", Field::Int(*row)),
             ("thread", Field::OptLong(*thread)),
             ("query", opt(query)),
-        ]),
+        ]
+        .into_iter(),
         SourceDetail::Mongodb {
             collection,
             ord,
             resume_token,
             lsid,
             txn_number,
-        } => fields.extend([
+        } => &mut [
             ("collection", s(collection)),
             ("ord", Field::Int(*ord)),
             ("resume_token", opt(resume_token)),
             ("lsid", opt(lsid)),
             ("txnNumber", Field::OptLong(*txn_number)),
-        ]),
+        ]
+        .into_iter(),
+    };
+    for (name, field) in common.into_iter().chain(detail) {
+        visit(name, field);
     }
-    fields
 }
 
 /// A `source` block of each connector with placeholder values, from which the
@@ -404,9 +417,7 @@ pub fn transaction_schema() -> Json {
 
 /// Writes the `source` record of `info` in Avro binary, borrowing its strings.
 pub(crate) fn write_source(info: &SourceInfo, out: &mut Vec<u8>) {
-    for (_, field) in source_fields(info) {
-        field.write(out);
-    }
+    each_source_field(info, |_, field| field.write(out));
 }
 
 pub(crate) fn source_to_avro(info: &SourceInfo) -> Avro {

@@ -19,10 +19,17 @@ pub enum WireError {
 
 /// Frames an Avro datum with its schema id.
 pub fn encode(schema_id: u32, datum: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+    let mut out = framed(schema_id, datum.len());
+    out.extend_from_slice(datum);
+    out
+}
+
+/// A buffer holding the header of `schema_id`, with room for a datum of
+/// `capacity` bytes to be written after it (no second copy of the datum).
+pub fn framed(schema_id: u32, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + capacity);
     out.push(MAGIC);
     out.extend_from_slice(&schema_id.to_be_bytes());
-    out.extend_from_slice(datum);
     out
 }
 

@@ -33,14 +33,15 @@ impl PgTable {
     }
 
     /// A row from text values in column order (`None` = NULL).
-    pub fn parse_row<'a>(&self, values: impl Iterator<Item = Option<&'a [u8]>>) -> Result<Vec<Datum>, CaptureError> {
-        values
-            .zip(&self.types)
-            .map(|(v, ty)| match v {
-                None => Ok(Datum::Null),
-                Some(text) => Ok(parse_text(ty, text)?),
-            })
-            .collect()
+    pub fn parse_row<T: AsRef<[u8]>>(&self, values: impl Iterator<Item = Option<T>>) -> Result<Vec<Datum>, CaptureError> {
+        let mut row = Vec::with_capacity(self.types.len());
+        for (v, ty) in values.zip(&self.types) {
+            row.push(match v {
+                None => Datum::Null,
+                Some(text) => parse_text(ty, text.as_ref())?,
+            });
+        }
+        Ok(row)
     }
 
     /// A row from pgoutput cells. An unchanged TOAST value is taken from the

@@ -24,7 +24,6 @@
 //! before that snapshot (see `stream.rs`). Memory is bounded: workers hand
 //! over rows in batches through a bounded channel.
 
-use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -248,8 +247,7 @@ async fn worker(
             let mut batch = Vec::with_capacity(BATCH_ROWS);
             while let Some(data) = stream.next().await {
                 lines.feed(&data?, |line| {
-                    let values: Vec<Option<Cow<'_, [u8]>>> = fields(line).collect();
-                    batch.push(table.parse_row(values.iter().map(|v| v.as_deref()))?);
+                    batch.push(table.parse_row(fields(line))?);
                     Ok::<_, CaptureError>(())
                 })?;
                 if batch.len() >= BATCH_ROWS {
