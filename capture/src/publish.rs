@@ -174,6 +174,51 @@ struct TableTopic {
     bytes: metrics::Counter,
 }
 
+/// An event in the wire format: its key (none for a keyless table) and value.
+#[derive(Debug, Clone, Default)]
+pub struct Encoded {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+}
+
+/// Encodes one table's events as the publisher would, anywhere (see
+/// [`Publisher::encoder`]).
+#[derive(Clone)]
+pub struct TableEncoder {
+    topic: Arc<TableTopic>,
+    table: TableId,
+}
+
+impl std::fmt::Debug for TableEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TableEncoder").field(&self.topic.topic).finish()
+    }
+}
+
+impl TableEncoder {
+    pub fn encode(&self, event: &ChangeEvent) -> Result<Encoded, PublishError> {
+        encode(&self.topic, &self.table, event)
+    }
+}
+
+/// `event` of `table`: its key (of its row after, else before) and value, framed.
+fn encode(t: &TableTopic, table: &TableId, event: &ChangeEvent) -> Result<Encoded, PublishError> {
+    let TopicCodec::Table(codec) = &t.codec else {
+        return Err(PublishError::UnknownTable(table.clone()));
+    };
+    let key_row: Option<&[Datum]> = event.after.as_deref().or(event.before.as_deref());
+    let key = match (key_row, t.key_id) {
+        (Some(row), Some(id)) => {
+            let mut key = wire::framed(id, 16);
+            codec.encode_key_into(row, &mut key)?.then_some(key)
+        }
+        _ => None,
+    };
+    let mut value = wire::framed(t.value_id, 256);
+    codec.encode_value_into(event, &mut value)?;
+    Ok(Encoded { key, value })
+}
+
 /// A topic of fixed-schema records (`<prefix>.transaction`, `<prefix>.message`)
 /// and its registered schema ids.
 #[derive(Debug)]
@@ -465,21 +510,25 @@ impl Publisher {
             return Ok(());
         }
         let t = self.topic_of(table)?;
-        let TopicCodec::Table(codec) = &t.codec else {
-            return Err(PublishError::UnknownTable(table.clone()));
-        };
-        let key_row: Option<&[Datum]> = event.after.as_deref().or(event.before.as_deref());
-        let key = match (key_row, t.key_id) {
-            (Some(row), Some(id)) => {
-                let mut key = wire::framed(id, 16);
-                codec.encode_key_into(row, &mut key)?.then_some(key)
-            }
-            _ => None,
-        };
-        let mut value = wire::framed(t.value_id, 256);
-        codec.encode_value_into(event, &mut value)?;
+        let Encoded { key, value } = encode(&t, table, event)?;
         let lag = (event.source.snapshot == Snapshot::False).then_some(event.ts_ms - event.source.ts_ms);
-        self.publish(&t, key, value, event.op, lag, None).await
+        self.publish(&t, key.as_deref(), &value, event.op, lag, None).await
+    }
+
+    /// The encoder of table `table`'s events, for encoding away from the
+    /// publisher (a snapshot's workers, in parallel).
+    pub fn encoder(&self, table: &TableId) -> Result<TableEncoder, PublishError> {
+        Ok(TableEncoder {
+            topic: self.topic_of(table)?,
+            table: table.clone(),
+        })
+    }
+
+    /// Queues a snapshot event that a [`TableEncoder`] of `table` encoded.
+    pub async fn send_encoded(&mut self, table: &TableId, encoded: &Encoded) -> Result<(), PublishError> {
+        let t = self.topic_of(table)?;
+        self.publish(&t, encoded.key.as_deref(), &encoded.value, Op::Read, None, None)
+            .await
     }
 
     /// Queues one event of MongoDB collection `collection` (and its tombstone
@@ -500,6 +549,7 @@ impl Publisher {
             .transpose()?;
         let key = key.map(|k| wire::encode(key_id, &k));
         let value = wire::encode(t.value_id, &codec.encode_value(event)?);
+        let key = key.as_deref();
         let lag = (event.source.snapshot == Snapshot::False).then_some(event.ts_ms - event.source.ts_ms);
         let headers = gone.then(|| {
             OwnedHeaders::new().insert(Header {
@@ -507,7 +557,7 @@ impl Publisher {
                 value: Some("true"),
             })
         });
-        self.publish(&t, key, value, event.op, lag, headers).await
+        self.publish(&t, key, &value, event.op, lag, headers).await
     }
 
     /// Queues an encoded event: a truncate into every partition, a delete
@@ -515,8 +565,8 @@ impl Publisher {
     async fn publish(
         &mut self,
         t: &TableTopic,
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
+        key: Option<&[u8]>,
+        value: &[u8],
         op: Op,
         lag_ms: Option<i64>,
         headers: Option<OwnedHeaders>,
@@ -524,8 +574,7 @@ impl Publisher {
         if let Some(i) = OPS.iter().position(|o| *o == op) {
             t.events[i].increment(1);
         }
-        t.bytes
-            .increment((value.len() + key.as_ref().map_or(0, Vec::len)) as u64);
+        t.bytes.increment((value.len() + key.map_or(0, <[u8]>::len)) as u64);
         if let Some(lag) = lag_ms {
             self.lag_ms.set(lag as f64);
         }
@@ -539,7 +588,7 @@ impl Publisher {
                 value: Some(&header),
             });
             for p in 0..t.partitions {
-                self.enqueue(&t.topic, None, Some(&value), Some(p), Some(&headers))
+                self.enqueue(&t.topic, None, Some(value), Some(p), Some(&headers))
                     .await?;
             }
             return Ok(());
@@ -547,10 +596,10 @@ impl Publisher {
         // A keyless table's events have no key to keep them in order by: they
         // all go to partition 0, in source order.
         let partition = key.is_none().then_some(0);
-        self.enqueue(&t.topic, key.as_deref(), Some(&value), partition, headers.as_ref())
+        self.enqueue(&t.topic, key, Some(value), partition, headers.as_ref())
             .await?;
         if op == Op::Delete && self.settings.tombstones && key.is_some() {
-            self.enqueue(&t.topic, key.as_deref(), None, None, None).await?;
+            self.enqueue(&t.topic, key, None, None, None).await?;
         }
         Ok(())
     }

@@ -7,8 +7,9 @@
 //!  coordinator:  BEGIN REPEATABLE READ; SET TRANSACTION SNAPSHOT S; LOCK tables IN ACCESS SHARE MODE;
 //!                re-read columns; split each table into chunks of heap pages (ctid ranges)
 //!  workers 1..N: BEGIN REPEATABLE READ; SET TRANSACTION SNAPSHOT S;
-//!                take a chunk ─► COPY (SELECT ... WHERE ctid in range) TO STDOUT ─► rows ─┐
-//!  coordinator:  rows ─► op "r" events ─► publisher                          ◄─────────────┘
+//!                take a chunk ─► COPY (SELECT ... WHERE ctid in range) TO STDOUT
+//!                ─► rows ─► op "r" events, encoded ─────────────────────────┐
+//!  coordinator:  encoded events ─► publisher                     ◄──────────┘
 //!                a table's last chunk done ─► "table read at L" stored once its events are in Kafka
 //! ```
 //!
@@ -16,6 +17,12 @@
 //! wait until the snapshot commits, so the columns selected cannot be dropped
 //! under it. Chunks are TID range scans (PostgreSQL 14 and later; older servers
 //! read each table whole), so workers read one large table in parallel.
+//!
+//! Workers also encode the events: the coordinator, one task for every
+//! table, then only hands them to the producer. It was the stage that held
+//! the snapshot back: always runnable on a busy machine, while the workers
+//! waited half the time. A batch's last row keeps its values, so that the
+//! snapshot's very last event can be encoded again saying so.
 //!
 //! A table counts as done only when every one of its events is in Kafka:
 //! [`SnapshotState`] is stored through the publisher after them. A crash
@@ -46,8 +53,8 @@ use crate::postgres::error::CaptureError;
 use crate::postgres::replication::connect;
 use crate::postgres::rows::PgTable;
 use crate::postgres::validate::{quote_ident, quoted};
-use crate::publish::Publisher;
-use crate::snapshot::{collect, Collect, FromWorker, TableProgress, BATCH_ROWS};
+use crate::publish::{Encoded, PublishError, Publisher, TableEncoder};
+use crate::snapshot::{collect, Collect, FromWorker, ReadEvent, TableProgress, BATCH_ROWS};
 
 /// Heap pages per chunk by default: 32 MiB at PostgreSQL's 8 KiB pages.
 pub const CHUNK_PAGES: i64 = 4_096;
@@ -86,8 +93,64 @@ impl Chunk {
     }
 }
 
-/// A table's select list and parser, shared with the workers.
-type Query = (Arc<PgTable>, String);
+/// What a worker needs of a table: its parser, its select list, and how
+/// its events look and are encoded.
+struct Query {
+    table: Arc<PgTable>,
+    select: String,
+    template: ChangeEvent,
+    encoder: TableEncoder,
+}
+
+/// A row as a worker hands it over: its event encoded, and for the last row
+/// of a batch also its values. The default is an empty row, from which a
+/// truncate is made.
+#[derive(Debug)]
+struct ReadRow {
+    encoded: Option<Encoded>,
+    values: Option<Vec<Datum>>,
+}
+
+impl Default for ReadRow {
+    fn default() -> Self {
+        Self {
+            encoded: None,
+            values: Some(Vec::new()),
+        }
+    }
+}
+
+/// A snapshot event: as a worker encoded it, or (the very last, a
+/// truncate) the event itself, for the publisher to encode.
+#[derive(Debug)]
+struct PgRead {
+    encoded: Option<Encoded>,
+    event: Option<ChangeEvent>,
+}
+
+impl ReadEvent for PgRead {
+    fn mark_last(&mut self) {
+        if let Some(event) = &mut self.event {
+            event.source.snapshot = Snapshot::Last;
+            self.encoded = None;
+        }
+    }
+
+    fn into_truncate(self) -> Self {
+        Self {
+            encoded: None,
+            event: self.event.map(ReadEvent::into_truncate),
+        }
+    }
+
+    async fn send(&self, table: &TableId, publisher: &mut Publisher) -> Result<(), PublishError> {
+        match (&self.encoded, &self.event) {
+            (Some(encoded), _) => publisher.send_encoded(table, encoded).await,
+            (None, Some(event)) => publisher.send(table, event).await,
+            (None, None) => Ok(()),
+        }
+    }
+}
 
 async fn begin_in(client: &Client, snapshot_name: &str) -> Result<(), CaptureError> {
     client
@@ -162,16 +225,18 @@ pub async fn run(
             chunks.len() - before,
             u64::try_from(estimate).unwrap_or_default(),
         ));
-        queries.push((
-            Arc::new(PgTable::new(meta)),
-            format!("SELECT {} FROM {}", columns.join(", "), quoted(id)),
-        ));
+        queries.push(Query {
+            table: Arc::new(PgTable::new(meta)),
+            select: format!("SELECT {} FROM {}", columns.join(", "), quoted(id)),
+            template: read_event(spec, id, Vec::new()),
+            encoder: publisher.encoder(id)?,
+        });
     }
 
     let queries = Arc::new(queries);
     let workers = spec.workers.clamp(1, chunks.len().max(1));
     let queue = Arc::new(Mutex::new(chunks));
-    let (tx, rx) = mpsc::channel::<FromWorker<CaptureError>>(workers * 4);
+    let (tx, rx) = mpsc::channel::<FromWorker<CaptureError, ReadRow>>(workers * 4);
     let mut tasks = JoinSet::new();
     for _ in 0..workers {
         tasks.spawn(worker(
@@ -189,7 +254,10 @@ pub async fn run(
         at: SourcePosition::Postgres { lsn: spec.at },
         state_key: spec.state_key,
         reread,
-        event: |id: &TableId, row| read_event(spec, id, row),
+        event: |id: &TableId, row: ReadRow| PgRead {
+            encoded: row.encoded,
+            event: row.values.map(|values| read_event(spec, id, values)),
+        },
     };
     let rows = collect(&collecting, &mut tables, rx, publisher, state).await?;
     while let Some(joined) = tasks.join_next().await {
@@ -232,26 +300,39 @@ async fn worker(
     snapshot_name: String,
     queries: Arc<Vec<Query>>,
     queue: Arc<Mutex<VecDeque<Chunk>>>,
-    tx: mpsc::Sender<FromWorker<CaptureError>>,
+    tx: mpsc::Sender<FromWorker<CaptureError, ReadRow>>,
 ) {
     let result = async {
         let client = connect(&source).await?;
         begin_in(&client, &snapshot_name).await?;
         while let Some(chunk) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
-            let (table, select) = &queries[chunk.table];
+            let query = &queries[chunk.table];
             let stream = client
-                .copy_out(&format!("COPY ({select}{}) TO STDOUT", chunk.filter()))
+                .copy_out(&format!("COPY ({}{}) TO STDOUT", query.select, chunk.filter()))
                 .await?;
             tokio::pin!(stream);
             let mut lines = Lines::default();
             let mut batch = Vec::with_capacity(BATCH_ROWS);
+            let mut event = query.template.clone();
+            // The values of the batch's last row so far.
+            let mut last = None;
             while let Some(data) = stream.next().await {
                 lines.feed(&data?, |line| {
-                    batch.push(table.parse_row(fields(line))?);
+                    let now = now_ms();
+                    (event.ts_ms, event.source.ts_ms) = (now, now);
+                    event.after = Some(query.table.parse_row(fields(line))?);
+                    batch.push(ReadRow {
+                        encoded: Some(query.encoder.encode(&event)?),
+                        values: None,
+                    });
+                    last = event.after.take();
                     Ok::<_, CaptureError>(())
                 })?;
                 if batch.len() >= BATCH_ROWS {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                    let mut full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                    if let Some(row) = full.last_mut() {
+                        row.values = last.take();
+                    }
                     if tx.send(Ok((chunk.table, Some(full)))).await.is_err() {
                         return Ok(());
                     }
@@ -260,8 +341,11 @@ async fn worker(
             if lines.has_partial_row() {
                 return Err(CaptureError::Protocol(format!(
                     "COPY of {} ended in the middle of a row",
-                    table.meta.id
+                    query.table.meta.id
                 )));
+            }
+            if let Some(row) = batch.last_mut() {
+                row.values = last.take();
             }
             if !batch.is_empty() && tx.send(Ok((chunk.table, Some(batch)))).await.is_err() {
                 return Ok(());
