@@ -788,9 +788,7 @@ fn read_value(c: &mut Cursor<'_>, ty: DataType) -> Result<Datum, CodecError> {
         DataType::Int64 => Datum::Int(c.long()?),
         DataType::Float32 => Datum::Float32(c.float()?),
         DataType::Float64 => Datum::Float64(c.double()?),
-        DataType::Decimal { scale, .. } => {
-            Datum::Decimal(Decimal::from_signed_bytes_be(c.bytes()?, scale))
-        }
+        DataType::Decimal { scale, .. } => Datum::Decimal(Decimal::from_signed_bytes_be(c.bytes()?, scale)),
         DataType::Numeric => {
             let text = c.str()?;
             match Special::parse(text) {

@@ -90,7 +90,8 @@ impl Decimal {
         match &self.unscaled {
             Unscaled::Small(v) => {
                 let all = v.to_be_bytes();
-                let redundant = |i: usize| (all[i] == 0 && all[i + 1] & 0x80 == 0) || (all[i] == 0xff && all[i + 1] & 0x80 != 0);
+                let redundant =
+                    |i: usize| (all[i] == 0 && all[i + 1] & 0x80 == 0) || (all[i] == 0xff && all[i + 1] & 0x80 != 0);
                 let start = (0..15).find(|&i| !redundant(i)).unwrap_or(15);
                 f(&all[start..])
             }
@@ -420,9 +421,7 @@ pub fn from_avro(value: &Avro, ty: DataType) -> Result<Datum, ValueError> {
         (DataType::Decimal { scale, .. }, Avro::Decimal(d)) => {
             Datum::Decimal(Decimal::new(BigInt::from(d.clone()), scale))
         }
-        (DataType::Decimal { scale, .. }, Avro::Bytes(b)) => {
-            Datum::Decimal(Decimal::from_signed_bytes_be(b, scale))
-        }
+        (DataType::Decimal { scale, .. }, Avro::Bytes(b)) => Datum::Decimal(Decimal::from_signed_bytes_be(b, scale)),
         (DataType::Decimal { special: true, .. } | DataType::Numeric, Avro::String(s))
             if Special::parse(s).is_some() =>
         {

@@ -1247,7 +1247,11 @@ async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() 
     assert_eq!(orders.len(), TRANSACTIONS as usize);
     for (id, mut order) in orders {
         order.sort_unstable();
-        assert_eq!(order, (1..=ROWS).collect::<Vec<_>>(), "transaction {id}'s events numbered once each");
+        assert_eq!(
+            order,
+            (1..=ROWS).collect::<Vec<_>>(),
+            "transaction {id}'s events numbered once each"
+        );
     }
     assert_eq!(
         ferry_tests::count_committed(&topic, Duration::from_secs(3)).await,
@@ -1255,7 +1259,10 @@ async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() 
         "nothing beyond the rows"
     );
     let reconnects = ferry_tests::workload::metric(&metrics, "ferry_capture_reconnects_total").await;
-    assert!(reconnects >= TRANSACTIONS as f64, "reconnected in place {reconnects} times");
+    assert!(
+        reconnects >= TRANSACTIONS as f64,
+        "reconnected in place {reconnects} times"
+    );
     let passed_over = ferry_tests::workload::metric(&metrics, "ferry_capture_passed_over_total").await;
     assert!(passed_over > 0.0, "no session ended in the middle of a transaction");
     assert!(capture.terminate().success());

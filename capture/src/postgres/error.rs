@@ -80,14 +80,11 @@ impl CaptureError {
         match self {
             CaptureError::Connect(e) => e.is_retryable(),
             CaptureError::StreamEnded => true,
-            CaptureError::Postgres(e) => e
-                .as_db_error()
-                .is_none_or(|db| session_lost(db.code().code())),
+            CaptureError::Postgres(e) => e.as_db_error().is_none_or(|db| session_lost(db.code().code())),
             CaptureError::Replication(PgWireError::Io(_) | PgWireError::Task(_)) => true,
-            CaptureError::Replication(PgWireError::Server(message)) => message
-                .split("SQLSTATE ")
-                .nth(1)
-                .is_some_and(session_lost),
+            CaptureError::Replication(PgWireError::Server(message)) => {
+                message.split("SQLSTATE ").nth(1).is_some_and(session_lost)
+            }
             _ => false,
         }
     }

@@ -33,7 +33,10 @@ impl PgTable {
     }
 
     /// A row from text values in column order (`None` = NULL).
-    pub fn parse_row<T: AsRef<[u8]>>(&self, values: impl Iterator<Item = Option<T>>) -> Result<Vec<Datum>, CaptureError> {
+    pub fn parse_row<T: AsRef<[u8]>>(
+        &self,
+        values: impl Iterator<Item = Option<T>>,
+    ) -> Result<Vec<Datum>, CaptureError> {
         let mut row = Vec::with_capacity(self.types.len());
         for (v, ty) in values.zip(&self.types) {
             row.push(match v {

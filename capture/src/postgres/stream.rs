@@ -156,7 +156,11 @@ impl<'a> Streamer<'a> {
         if let Some(mut tx) = self.tx.take() {
             tx.published = tx.published.max(tx.reached);
             tx.reached = 0;
-            tracing::info!(xid = tx.xid, events = tx.published, "a transaction was cut short; its published events will be passed over");
+            tracing::info!(
+                xid = tx.xid,
+                events = tx.published,
+                "a transaction was cut short; its published events will be passed over"
+            );
             self.interrupted = Some(tx);
         }
     }
@@ -213,7 +217,10 @@ impl<'a> Streamer<'a> {
                         if let Some(lost) = other {
                             // Never seen: the first transaction after the
                             // checkpoint is the one cut short.
-                            tracing::warn!(xid = lost.xid, "a transaction cut short did not come again first; its events may be published twice");
+                            tracing::warn!(
+                                xid = lost.xid,
+                                "a transaction cut short did not come again first; its events may be published twice"
+                            );
                         }
                         Some(Tx {
                             // `xid:final_lsn`: an xid alone repeats after wraparound.
