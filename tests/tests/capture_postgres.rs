@@ -1265,5 +1265,8 @@ async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() 
     );
     let passed_over = ferry_tests::workload::metric(&metrics, "ferry_capture_passed_over_total").await;
     assert!(passed_over > 0.0, "no session ended in the middle of a transaction");
+    // Reconnected sessions told the slot only what Kafka holds.
+    let slot = ferry_capture::postgres::PgCaptureConfig::default_name(&prefix);
+    assert_slot_behind_stored_offset(&ferry_tests::brokers(), &db, &slot, &prefix).await;
     assert!(capture.terminate().success());
 }

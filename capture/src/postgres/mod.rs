@@ -278,9 +278,10 @@ async fn stream_reconnecting(
                 () = &mut shutdown => return Ok(None),
                 () = tokio::time::sleep(backoff) => {}
             }
+            // Nothing acknowledged yet: the slot is told nothing (0 never moves it).
             let acked = match publisher.acknowledged().borrow().clone() {
                 Some(SourcePosition::Postgres { lsn }) => lsn,
-                _ => streamer.checkpointed(),
+                _ => PgLsn::default(),
             };
             match reopen(config, streamer.checkpointed(), acked).await {
                 Ok((client, repl)) => {
