@@ -175,7 +175,7 @@ struct TableTopic {
 }
 
 /// An event in the wire format: its key (none for a keyless table) and value.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct Encoded {
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
@@ -183,7 +183,6 @@ pub struct Encoded {
 
 /// Encodes one table's events as the publisher would, anywhere (see
 /// [`Publisher::encoder`]).
-#[derive(Clone)]
 pub struct TableEncoder {
     topic: Arc<TableTopic>,
     table: TableId,
