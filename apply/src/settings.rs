@@ -149,7 +149,7 @@ pub struct ApplyArgs {
     #[arg(long, env = "FERRY_ON_ERROR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_error: Option<OnError>,
-    /// Dead-letter topic [default: _ferry_dlq.<group>].
+    /// Dead-letter topic [default: _ferry_dlq.GROUP].
     #[arg(long, env = "FERRY_DLQ_TOPIC")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dlq_topic: Option<String>,

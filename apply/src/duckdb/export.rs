@@ -33,7 +33,7 @@ pub struct ExportArgs {
     /// The DuckDB file.
     #[arg(long)]
     pub target: PathBuf,
-    /// The directory to write into: DIR/<schema>.<table>/data_N.parquet.
+    /// The directory to write into: DIR/SCHEMA.TABLE/data_N.parquet.
     #[arg(long)]
     pub to: PathBuf,
     /// Largest Parquet file, in MiB; a larger table is split into several.

@@ -92,7 +92,7 @@ impl Mode {
 #[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
 pub struct DuckOptions {
     /// mirror | history | both: each source table's current rows, its change
-    /// history (<table>__history, every event appended), or both [default: mirror].
+    /// history (TABLE__history, every event appended), or both [default: mirror].
     #[arg(long, env = "FERRY_MODE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
