@@ -412,7 +412,11 @@ fn the_binary_brings_its_own_malloc_for_duckdb_and_librdkafka() {
         .arg(&binary)
         .output()
         .expect("nm (binutils) runs");
-    assert!(out.status.success(), "nm failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let symbols = String::from_utf8_lossy(&out.stdout);
     for wanted in ["malloc", "free", "_Znwm"] {
         assert!(
