@@ -283,6 +283,12 @@ async fn run(cli: Cli) -> Result<bool, String> {
     }
 }
 
+/// `ferry migrate` runs captures and applies in this process, so it allocates
+/// as their own binaries do (see `ferry-apply-duckdb`'s allocator): mimalloc,
+/// for Ferry's code and, by its `override` feature, for librdkafka's and DuckDB's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match run(Cli::parse()).await {

@@ -401,28 +401,32 @@ async fn bad_flags_get_one_line_naming_what_to_fix() {
 }
 
 /// DuckDB and librdkafka allocate from mimalloc, not glibc (the workspace's
-/// `mimalloc` feature `override`, worth a sixth of apply's CPU): the binary
-/// defines `malloc`, `free` and `operator new` itself, which only mimalloc's
-/// override puts there, so they come before glibc's for every library in it.
+/// `mimalloc` feature `override`, worth a sixth of apply's CPU), in
+/// `ferry-apply-duckdb` and in `ferry`, whose `migrate` runs the same apply in
+/// its process: each binary defines `malloc`, `free` and `operator new`
+/// itself, which only mimalloc's override puts there, so they come before
+/// glibc's for every library in it.
 #[test]
-fn the_binary_brings_its_own_malloc_for_duckdb_and_librdkafka() {
-    let binary = ferry_tests::binary("ferry-apply-duckdb");
-    let out = std::process::Command::new("nm")
-        .arg("--defined-only")
-        .arg(&binary)
-        .output()
-        .expect("nm (binutils) runs");
-    assert!(
-        out.status.success(),
-        "nm failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let symbols = String::from_utf8_lossy(&out.stdout);
-    for wanted in ["malloc", "free", "_Znwm"] {
+fn the_binaries_bring_their_own_malloc_for_duckdb_and_librdkafka() {
+    for name in ["ferry-apply-duckdb", "ferry"] {
+        let binary = ferry_tests::binary(name);
+        let out = std::process::Command::new("nm")
+            .arg("--defined-only")
+            .arg(&binary)
+            .output()
+            .expect("nm (binutils) runs");
         assert!(
-            symbols.lines().any(|l| l.ends_with(&format!(" T {wanted}"))),
-            "{} does not define {wanted}: DuckDB and librdkafka would allocate from glibc's malloc",
-            binary.display()
+            out.status.success(),
+            "nm failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
+        let symbols = String::from_utf8_lossy(&out.stdout);
+        for wanted in ["malloc", "free", "_Znwm"] {
+            assert!(
+                symbols.lines().any(|l| l.ends_with(&format!(" T {wanted}"))),
+                "{} does not define {wanted}: DuckDB and librdkafka would allocate from glibc's malloc",
+                binary.display()
+            );
+        }
     }
 }
