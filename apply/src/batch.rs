@@ -99,6 +99,10 @@ pub enum RowState {
 pub struct RowChange {
     pub state: RowState,
     pub at: Position,
+    /// The key's first event in the batch created it (`op = "c"`): by the
+    /// source's log the row did not exist before the batch, so a target may
+    /// insert it without looking for it (see [`crate::postgres`]).
+    pub new: bool,
 }
 
 /// One event of a table as a change history keeps it.
@@ -202,6 +206,7 @@ impl TableChanges {
                 self.log.push(RowChange {
                     state: RowState::Delete { row: before },
                     at: at.clone(),
+                    new: false,
                 });
             }
         }
@@ -213,6 +218,7 @@ impl TableChanges {
         if let Some(history) = &mut self.history {
             history.push(HistoryEvent::new(&at, &event, &unchanged));
         }
+        let created = event.op == Op::Create;
         let state = match (event.op, event.after, event.before) {
             (Op::Truncate, _, _) => {
                 self.rows.clear();
@@ -245,9 +251,10 @@ impl TableChanges {
                 };
                 // Replaced in place: the order of different keys does not
                 // matter, as a writer applies all deletes before all upserts.
-                self.rows.insert(k, RowChange { state, at });
+                let new = self.rows.get(&k).map_or(created, |c| c.new);
+                self.rows.insert(k, RowChange { state, at, new });
             }
-            _ => self.log.push(RowChange { state, at }),
+            _ => self.log.push(RowChange { state, at, new: false }),
         }
     }
 }

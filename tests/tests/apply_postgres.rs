@@ -159,6 +159,74 @@ async fn two_groups_fan_out_and_replays_rebuild_an_empty_and_a_stale_target() {
 }
 
 #[tokio::test]
+async fn rows_the_log_creates_are_copied_in_and_merged_where_the_target_has_them() {
+    let (source, target, prefix, capture) = captured(
+        "created",
+        "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL, n int);",
+    )
+    .await;
+    // Inserts (copied straight in), updates and deletes of keys created in
+    // the same batch or an earlier one, a key deleted and created again.
+    for round in 0..10 {
+        let from = round * 50 + 1;
+        source
+            .execute(&format!(
+                "INSERT INTO items SELECT i, 'v' || i, i FROM generate_series({from}, {}) i;
+                 UPDATE items SET n = n + 1000 WHERE id % 7 = 0;
+                 DELETE FROM items WHERE id % 11 = 0;
+                 INSERT INTO items VALUES (11, 'again', {round}) ON CONFLICT (id) DO UPDATE SET v = 'again';",
+                from + 49
+            ))
+            .await;
+    }
+    let apply = start_apply(&target, &prefix, &unique("g"), &[]);
+    wait_equal(&source, &target, &["items"], CATCH_UP).await;
+    assert!(apply.terminate().success());
+    // A stale target that holds keys the log creates, and lacks others: a
+    // second group replays the log into it, merging where copying fails.
+    target
+        .execute("UPDATE items SET v = 'stale', n = -1; DELETE FROM items WHERE id % 3 = 0;")
+        .await;
+    let mend = start_apply(&target, &prefix, &unique("mend"), &["--from", "earliest"]);
+    wait_equal(&source, &target, &["items"], CATCH_UP).await;
+    assert!(mend.terminate().success());
+    assert!(capture.terminate().success());
+}
+
+#[tokio::test]
+async fn only_an_immediate_unique_index_on_exactly_the_key_lets_new_rows_be_copied_in() {
+    use ferry_apply::postgres::schema::unique_on;
+    use ferry_core::meta::TableId;
+    let db = PgDatabase::create();
+    db.execute(
+        "CREATE TABLE pk (a int, b text, c int, PRIMARY KEY (b, a) INCLUDE (c));
+         CREATE TABLE partial (a int, b int); CREATE UNIQUE INDEX ON partial (a) WHERE b > 0;
+         CREATE TABLE deferred (a int UNIQUE DEFERRABLE INITIALLY DEFERRED);
+         CREATE TABLE expression (a text); CREATE UNIQUE INDEX ON expression (lower(a));
+         CREATE TABLE wider (a int, b int, UNIQUE (a, b));
+         CREATE TABLE plain (a int);
+         CREATE TABLE later (a int, b int, UNIQUE (b)); ALTER TABLE later ADD UNIQUE (a);",
+    )
+    .await;
+    let mut client = db.client().await;
+    let tx = client.transaction().await.unwrap();
+    let unique = |table: &'static str, columns: &'static [&'static str]| {
+        let tx = &tx;
+        async move { unique_on(tx, &TableId::new("public", table), columns).await.unwrap() }
+    };
+    assert!(unique("pk", &["a", "b"]).await);
+    assert!(!unique("pk", &["a"]).await);
+    assert!(!unique("pk", &["a", "b", "c"]).await);
+    assert!(!unique("partial", &["a"]).await);
+    assert!(!unique("deferred", &["a"]).await);
+    assert!(!unique("expression", &["a"]).await);
+    assert!(!unique("wider", &["a"]).await);
+    assert!(!unique("plain", &["a"]).await);
+    assert!(unique("later", &["a"]).await);
+    assert!(!unique("absent", &["a"]).await);
+}
+
+#[tokio::test]
 async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
     use ferry_tests::workload::{appended_rows, kill_repeatedly, Workload, TABLES};
     let (source, target, prefix, capture) = captured("kill", TABLES).await;

@@ -747,6 +747,7 @@ impl DuckTarget {
                                 unchanged: Vec::new(),
                             },
                             at: e.at.clone(),
+                            new: false,
                         };
                         refuse(&stand_in, reason);
                     }

@@ -5,8 +5,9 @@
 //! ```text
 //!  per table:  TRUNCATE (if the batch holds one)
 //!              COPY keys INTO a staging table; DELETE ... USING it     keys whose last state is a delete
-//!              COPY rows INTO a staging table; INSERT ... SELECT ...   rows whose last state is a row, one
-//!                ON CONFLICT (key) DO UPDATE SET ...                    merge per set of unchanged columns
+//!              COPY rows INTO the table                                 keys the batch created (see below)
+//!              COPY rows INTO a staging table; INSERT ... SELECT ...   other rows whose last state is a row,
+//!                ON CONFLICT (key) DO UPDATE SET ...                    one merge per set of unchanged columns
 //!              (keyless tables: COPY straight in; a delete removes one equal row)
 //!  offsets:    INSERT INTO _ferry_offsets ... ON CONFLICT DO UPDATE ... WHERE next_offset <= batch start
 //!  COMMIT
@@ -20,6 +21,15 @@
 //! use. The other candidate, one `INSERT ... SELECT FROM unnest($1::text[],
 //! ...)` with every column a text array cast on the server, was 15-20% slower
 //! in `scripts/bench apply-paths` (inserts and updates of a 17-column table).
+//!
+//! A key whose first event in the batch is an insert (`op = "c"`) did not
+//! exist before it, by the source's log, so its row is copied straight into
+//! the table: no staging, no conflict check (an `INSERT ... ON CONFLICT` costs
+//! about twice a `COPY` into the table). That holds only while the target
+//! follows the log, so it is done only where a unique index on the key would
+//! refuse a second row; a key already there (a target loaded beforehand,
+//! offsets reset) fails the batch, which is written again with that table's
+//! new rows merged like the others, as they are from then on.
 //!
 //! Ferry's offsets table, `_ferry_offsets` in the target's default schema,
 //! holds one row per consumer group, topic and partition: the next offset to
@@ -35,6 +45,7 @@ use ferry_core::config::SecretUrl;
 use ferry_core::meta::TableId;
 use ferry_core::pg::{pg_message, quote_ident, quoted, ConnectError, PgConfig};
 use ferry_core::value::Datum;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement, Transaction};
 
@@ -139,6 +150,7 @@ impl Connect for PgConnect {
             plans: HashMap::new(),
             statements: HashMap::new(),
             stages: HashSet::new(),
+            merged: HashSet::new(),
         })
     }
 }
@@ -179,10 +191,17 @@ struct Plan {
     columns: Vec<(String, String)>,
     /// Indexes (in the schema's columns) of the key.
     key: Vec<usize>,
+    /// A unique index is on exactly the key (see [`schema::unique_on`]).
+    unique_key: bool,
 }
 
 impl Plan {
-    fn new(target: &TableId, table: &TableChanges, existing: &[TargetColumn]) -> Result<Self, TargetError> {
+    fn new(
+        target: &TableId,
+        table: &TableChanges,
+        existing: &[TargetColumn],
+        unique_key: bool,
+    ) -> Result<Self, TargetError> {
         let meta = table.codec.meta();
         let columns = meta
             .columns
@@ -198,6 +217,7 @@ impl Plan {
             name: quoted(target),
             columns,
             key: meta.key.clone(),
+            unique_key,
         })
     }
 
@@ -323,6 +343,9 @@ pub struct PgTarget {
     plans: Plans<Plan>,
     statements: HashMap<String, Statement>,
     stages: HashSet<String>,
+    /// Tables where a key the log said was new was there already: their new
+    /// rows are merged for the rest of the session.
+    merged: HashSet<TableId>,
 }
 
 /// The writes of one transaction, apart from the connection's caches so both
@@ -332,6 +355,9 @@ struct Writes<'a, 't> {
     statements: &'a mut HashMap<String, Statement>,
     /// Staging tables this session has (dropped with a failed transaction).
     stages: &'a mut HashSet<String>,
+    merged: &'a mut HashSet<TableId>,
+    /// Whether rows of keys the batch created may be copied straight in.
+    insert_new: bool,
 }
 
 impl Writes<'_, '_> {
@@ -358,19 +384,15 @@ impl Writes<'_, '_> {
         rows: &[&[Datum]],
         columns: &[usize],
         table: &TableChanges,
-    ) -> Result<(), TargetError> {
+    ) -> Result<(), tokio_postgres::Error> {
         use futures::SinkExt;
-        let err = |e: tokio_postgres::Error| classify(&e, &table.target);
         let sink = self
             .tx
             .copy_in::<_, bytes::Bytes>(&format!("COPY {into} ({names}) FROM STDIN"))
-            .await
-            .map_err(err)?;
+            .await?;
         let mut sink = std::pin::pin!(sink);
-        sink.send(bytes::Bytes::from(copy_text(rows, columns, table)))
-            .await
-            .map_err(err)?;
-        sink.as_mut().finish().await.map_err(err)?;
+        sink.send(bytes::Bytes::from(copy_text(rows, columns, table))).await?;
+        sink.as_mut().finish().await?;
         Ok(())
     }
 
@@ -390,7 +412,9 @@ impl Writes<'_, '_> {
             self.tx.batch_execute(&create).await.map_err(err)?;
             self.stages.insert(stage.clone());
         }
-        self.copy(&stage, &plan.names(columns), rows, columns, table).await?;
+        self.copy(&stage, &plan.names(columns), rows, columns, table)
+            .await
+            .map_err(err)?;
         self.run(then(&stage), &[], &table.target).await?;
         self.tx.batch_execute(&format!("TRUNCATE {stage}")).await.map_err(err)?;
         Ok(())
@@ -411,10 +435,26 @@ impl Writes<'_, '_> {
                 self.staged(plan, &deletes, &plan.key, table, |stage| plan.delete_staged(stage))
                     .await?;
             }
+            let insert_new = self.insert_new && plan.unique_key && !self.merged.contains(&table.target);
+            let mut new: Vec<&[Datum]> = Vec::new();
             let mut upserts: BTreeMap<&[usize], Vec<&[Datum]>> = BTreeMap::new();
             for c in changes {
                 if let RowState::Upsert { row, unchanged } = &c.state {
-                    upserts.entry(unchanged).or_default().push(row);
+                    if insert_new && c.new && unchanged.is_empty() {
+                        new.push(row);
+                    } else {
+                        upserts.entry(unchanged).or_default().push(row);
+                    }
+                }
+            }
+            if !new.is_empty() {
+                if let Err(e) = self.copy(&plan.name, &plan.names(&all), &new, &all, table).await {
+                    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                        tracing::info!(table = %table.target, "a key the log says is new is in the target already: \
+                            its new rows are merged from now on");
+                        self.merged.insert(table.target.clone());
+                    }
+                    return Err(classify(&e, &table.target));
                 }
             }
             for (unchanged, rows) in upserts {
@@ -431,7 +471,9 @@ impl Writes<'_, '_> {
                 RowState::Upsert { row, .. } => inserts.push(row),
                 RowState::Delete { row } => {
                     if !inserts.is_empty() {
-                        self.copy(&plan.name, &names, &inserts, &all, table).await?;
+                        self.copy(&plan.name, &names, &inserts, &all, table)
+                            .await
+                            .map_err(|e| classify(&e, &table.target))?;
                         inserts.clear();
                     }
                     let meta = table.codec.meta();
@@ -446,13 +488,65 @@ impl Writes<'_, '_> {
             }
         }
         if !inserts.is_empty() {
-            self.copy(&plan.name, &names, &inserts, &all, table).await?;
+            self.copy(&plan.name, &names, &inserts, &all, table)
+                .await
+                .map_err(|e| classify(&e, &table.target))?;
         }
         Ok(())
     }
 }
 
 impl PgTarget {
+    /// Writes `batch` in one transaction (see [`Target::transact`]).
+    async fn attempt(&mut self, group: &str, batch: &Batch, barrier: Option<&Barrier>) -> Result<bool, TargetError> {
+        let offsets = self.offsets.clone();
+        let result = async {
+            let tx = self.client.transaction().await.map_err(|e| classify(&e, &offsets))?;
+            let done = match barrier {
+                Some(b) => Self::reach(&tx, &self.barriers, group, batch, b).await?,
+                None => true,
+            };
+            let mut fresh = Vec::new();
+            let mut writes = Writes {
+                tx: &tx,
+                statements: &mut self.statements,
+                stages: &mut self.stages,
+                merged: &mut self.merged,
+                insert_new: true,
+            };
+            for table in batch.tables.values() {
+                let plan = Self::plan(&self.plans, writes.tx, table).await?;
+                if table.truncate.is_some() && done {
+                    writes
+                        .tx
+                        .batch_execute(&format!("TRUNCATE {}", plan.name))
+                        .await
+                        .map_err(|e| classify(&e, &table.target))?;
+                }
+                let changes: Vec<&RowChange> = table.changes().collect();
+                writes.rows(&plan, table, &changes).await?;
+                fresh.push((table.plan_key(), plan));
+            }
+            Self::store_offsets(&tx, &self.offsets, group, batch).await?;
+            tx.commit().await.map_err(|e| classify(&e, &offsets))?;
+            Ok((fresh, done))
+        }
+        .await;
+        match result {
+            Ok((fresh, done)) => {
+                self.plans.extend(fresh);
+                Ok(done)
+            }
+            Err(e) => {
+                // The failed transaction may have taken DDL the plans relied
+                // on, and the staging tables it created.
+                self.plans.clear();
+                self.stages.clear();
+                Err(e)
+            }
+        }
+    }
+
     /// The plan for `table`'s schema version, making the target table fit it.
     async fn plan(
         plans: &HashMap<(TableId, usize), Arc<Plan>>,
@@ -466,7 +560,9 @@ impl PgTarget {
         let meta = table.codec.meta();
         let connector = table.codec.connector();
         let existing = schema::ensure(tx, &table.target, meta, connector).await?;
-        Ok(Arc::new(Plan::new(&table.target, table, &existing)?))
+        let key: Vec<&str> = meta.key.iter().map(|&i| meta.columns[i].name.as_str()).collect();
+        let unique_key = !key.is_empty() && schema::unique_on(tx, &table.target, &key).await?;
+        Ok(Arc::new(Plan::new(&table.target, table, &existing, unique_key)?))
     }
 
     /// Stores the arrival of the batch's partition at `barrier`; true if it is
@@ -585,48 +681,12 @@ impl Target for PgTarget {
     }
 
     async fn transact(&mut self, group: &str, batch: &Batch, barrier: Option<&Barrier>) -> Result<bool, TargetError> {
-        let offsets = self.offsets.clone();
-        let result = async {
-            let tx = self.client.transaction().await.map_err(|e| classify(&e, &offsets))?;
-            let done = match barrier {
-                Some(b) => Self::reach(&tx, &self.barriers, group, batch, b).await?,
-                None => true,
-            };
-            let mut fresh = Vec::new();
-            let mut writes = Writes {
-                tx: &tx,
-                statements: &mut self.statements,
-                stages: &mut self.stages,
-            };
-            for table in batch.tables.values() {
-                let plan = Self::plan(&self.plans, writes.tx, table).await?;
-                if table.truncate.is_some() && done {
-                    writes
-                        .tx
-                        .batch_execute(&format!("TRUNCATE {}", plan.name))
-                        .await
-                        .map_err(|e| classify(&e, &table.target))?;
-                }
-                let changes: Vec<&RowChange> = table.changes().collect();
-                writes.rows(&plan, table, &changes).await?;
-                fresh.push((table.plan_key(), plan));
-            }
-            Self::store_offsets(&tx, &self.offsets, group, batch).await?;
-            tx.commit().await.map_err(|e| classify(&e, &offsets))?;
-            Ok((fresh, done))
-        }
-        .await;
-        match result {
-            Ok((fresh, done)) => {
-                self.plans.extend(fresh);
-                Ok(done)
-            }
-            Err(e) => {
-                // The failed transaction may have taken DDL the plans relied
-                // on, and the staging tables it created.
-                self.plans.clear();
-                self.stages.clear();
-                Err(e)
+        loop {
+            let merged = self.merged.len();
+            match self.attempt(group, batch, barrier).await {
+                // A key the log says is new was there: again, merging that table's new rows.
+                Err(_) if self.merged.len() > merged => continue,
+                result => return result,
             }
         }
     }
@@ -664,6 +724,9 @@ impl Target for PgTarget {
                 tx: &tx,
                 statements: &mut self.statements,
                 stages: &mut self.stages,
+                merged: &mut self.merged,
+                // Row by row, each merged: a new key already there is no rejected row.
+                insert_new: false,
             };
             let mut rejected = Vec::new();
             for table in batch.tables.values() {

@@ -59,6 +59,30 @@ pub fn pg_type(ty: DataType) -> String {
     }
 }
 
+/// Whether a unique index of `table` that is checked at once (not deferred)
+/// and holds for every row (no predicate) is on exactly `columns`: then an
+/// insert of a key already there fails instead of making a second row.
+pub async fn unique_on(tx: &Transaction<'_>, table: &TableId, columns: &[&str]) -> Result<bool, TargetError> {
+    let mut columns: Vec<&str> = columns.to_vec();
+    columns.sort_unstable();
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (
+                SELECT 1 FROM pg_index i
+                JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indimmediate
+                  AND i.indpred IS NULL AND i.indexprs IS NULL
+                  AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text)
+                       FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+                       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                       WHERE k.n <= i.indnkeyatts) = $3::text[])",
+            &[&table.schema, &table.table, &columns],
+        )
+        .await
+        .map_err(|e| classify(&e, table))?;
+    Ok(row.get(0))
+}
+
 /// The target's columns of `table`, or `None` if it has no such table.
 pub async fn columns(tx: &Transaction<'_>, table: &TableId) -> Result<Option<Vec<TargetColumn>>, TargetError> {
     let exists = tx
