@@ -1,5 +1,6 @@
 //! What each capture and apply process is doing, for `ferry status`: every
-//! few seconds it writes a [`Report`] to the compacted topic `_ferry_status`,
+//! [`EVERY`], and at once when its phase changes, it writes a [`Report`] to
+//! the compacted topic `_ferry_status`,
 //! keyed by what it is (`capture/<prefix>`, `apply/<group>/<host>:<pid>`).
 //!
 //! A report is the process's phase, its position, and what its own metrics
@@ -26,8 +27,12 @@ use crate::position::SourcePosition;
 
 /// The topic reports go to.
 pub const TOPIC: &str = "_ferry_status";
-/// How often a process reports.
-pub const EVERY: Duration = Duration::from_secs(2);
+/// How often a process reports when its phase has not changed (a change is
+/// reported at once). Not more often: Kafka appends a report for nothing, but
+/// a broker that keeps its state in one file (the development broker) writes
+/// all of it again after every change, and a report every 2 s kept that at
+/// half a core for each idle apply.
+pub const EVERY: Duration = Duration::from_secs(10);
 
 /// One process's latest report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -165,13 +170,22 @@ impl Reporter {
         };
         let task = producer.clone().map(|producer| {
             let (key, report) = (key.clone(), Arc::clone(&report));
+            let mut phase = phase;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(EVERY);
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        changed = phase.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            tick.reset();
+                        }
+                    }
                     let snapshot = {
                         let Ok(mut r) = report.lock() else { return };
-                        r.phase = phase.borrow().as_str().to_owned();
+                        r.phase = phase.borrow_and_update().as_str().to_owned();
                         read_metrics(&mut r, &metrics.render());
                         r.updated_ms = now_ms();
                         r.clone()
