@@ -181,8 +181,11 @@ mod tests {
             updated_ms,
             ..Report::default()
         };
+        // Silent once the last report is three periods old.
+        let periods = 3 * EVERY.as_millis() as i64;
         assert_eq!(state(&report("streaming", 10_000), 11_000), "streaming");
-        assert_eq!(state(&report("streaming", 10_000), 20_000), "silent");
+        assert_eq!(state(&report("streaming", 10_000), 10_000 + periods), "streaming");
+        assert_eq!(state(&report("streaming", 10_000), 10_001 + periods), "silent");
         assert_eq!(state(&report("failed", 10_000), 99_000), "failed");
         assert_eq!(state(&report("stopped", 10_000), 99_000), "stopped");
     }
