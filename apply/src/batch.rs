@@ -233,7 +233,9 @@ impl TableChanges {
         };
         match key {
             Some(k) if self.keyed() => {
-                let state = match (state, self.rows.get(&k).map(|c| &c.state)) {
+                let previous = self.rows.get(&k);
+                let new = previous.map_or(created, |c| c.new);
+                let state = match (state, previous.map(|c| &c.state)) {
                     (
                         RowState::Upsert { mut row, unchanged },
                         Some(RowState::Upsert {
@@ -251,7 +253,6 @@ impl TableChanges {
                 };
                 // Replaced in place: the order of different keys does not
                 // matter, as a writer applies all deletes before all upserts.
-                let new = self.rows.get(&k).map_or(created, |c| c.new);
                 self.rows.insert(k, RowChange { state, at, new });
             }
             _ => self.log.push(RowChange { state, at, new: false }),
@@ -515,6 +516,35 @@ mod tests {
                 unchanged: vec![]
             })
         );
+    }
+
+    #[test]
+    fn a_key_is_new_when_its_first_event_in_the_batch_created_it() {
+        let c = codec(true);
+        let mut batch = Batch::default();
+        // Created, then updated: still new (it did not exist before the batch).
+        batch.add(change(&c, 1, Op::Create, None, Some(row(1, "a", None))));
+        batch.add(change(
+            &c,
+            2,
+            Op::Update,
+            Some(row(1, "a", None)),
+            Some(row(1, "b", None)),
+        ));
+        // Updated first, or deleted and created again: it existed before.
+        batch.add(change(
+            &c,
+            3,
+            Op::Update,
+            Some(row(2, "a", None)),
+            Some(row(2, "b", None)),
+        ));
+        batch.add(change(&c, 4, Op::Delete, Some(row(3, "a", None)), None));
+        batch.add(change(&c, 5, Op::Create, None, Some(row(3, "c", None))));
+        // A snapshot read is not a creation.
+        batch.add(change(&c, 6, Op::Read, None, Some(row(4, "r", None))));
+        let new: Vec<bool> = batch.tables[0].changes().map(|c| c.new).collect();
+        assert_eq!(new, vec![true, false, false, false]);
     }
 
     #[test]
