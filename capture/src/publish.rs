@@ -174,6 +174,16 @@ struct TableTopic {
     bytes: metrics::Counter,
 }
 
+impl TableTopic {
+    /// Counts `events` events of `op` of `bytes` bytes in all.
+    fn count(&self, op: Op, events: u64, bytes: usize) {
+        if let Some(i) = OPS.iter().position(|o| *o == op) {
+            self.events[i].increment(events);
+        }
+        self.bytes.increment(bytes as u64);
+    }
+}
+
 /// An event in the wire format: its key (none for a keyless table) and value.
 #[derive(Debug)]
 pub struct Encoded {
@@ -523,11 +533,28 @@ impl Publisher {
         })
     }
 
-    /// Queues a snapshot event that a [`TableEncoder`] of `table` encoded.
-    pub async fn send_encoded(&mut self, table: &TableId, encoded: &Encoded) -> Result<(), PublishError> {
+    /// Queues snapshot events that a [`TableEncoder`] of `table` encoded, in
+    /// order. A worker's whole batch at once: each event is handed to the
+    /// producer directly and counted once per batch, since this runs for
+    /// every row of a snapshot.
+    pub async fn send_encoded<'e>(
+        &mut self,
+        table: &TableId,
+        events: impl IntoIterator<Item = &'e Encoded> + Send,
+    ) -> Result<(), PublishError> {
         let t = self.topic_of(table)?;
-        self.publish(&t, encoded.key.as_deref(), &encoded.value, Op::Read, None, None)
-            .await
+        let (mut count, mut bytes) = (0u64, 0usize);
+        for encoded in events {
+            let (key, value) = (encoded.key.as_deref(), Some(encoded.value.as_slice()));
+            let partition = partition_of(key);
+            if !self.produce(&t.topic, key, value, partition, None)? {
+                self.enqueue(&t.topic, key, value, partition, None).await?;
+            }
+            count += 1;
+            bytes += encoded.value.len() + key.map_or(0, <[u8]>::len);
+        }
+        t.count(Op::Read, count, bytes);
+        Ok(())
     }
 
     /// Queues one event of MongoDB collection `collection` (and its tombstone
@@ -570,10 +597,7 @@ impl Publisher {
         lag_ms: Option<i64>,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), PublishError> {
-        if let Some(i) = OPS.iter().position(|o| *o == op) {
-            t.events[i].increment(1);
-        }
-        t.bytes.increment((value.len() + key.map_or(0, <[u8]>::len)) as u64);
+        t.count(op, 1, value.len() + key.map_or(0, <[u8]>::len));
         if let Some(lag) = lag_ms {
             self.lag_ms.set(lag as f64);
         }
@@ -592,10 +616,7 @@ impl Publisher {
             }
             return Ok(());
         }
-        // A keyless table's events have no key to keep them in order by: they
-        // all go to partition 0, in source order.
-        let partition = key.is_none().then_some(0);
-        self.enqueue(&t.topic, key, Some(value), partition, headers.as_ref())
+        self.enqueue(&t.topic, key, Some(value), partition_of(key), headers.as_ref())
             .await?;
         if op == Op::Delete && self.settings.tombstones && key.is_some() {
             self.enqueue(&t.topic, key, None, None, None).await?;
@@ -641,6 +662,7 @@ impl Publisher {
         sent
     }
 
+    /// Hands one message to the producer, waiting while its queue is full.
     async fn enqueue(
         &mut self,
         topic: &str,
@@ -649,38 +671,57 @@ impl Publisher {
         partition: Option<i32>,
         headers: Option<&OwnedHeaders>,
     ) -> Result<(), PublishError> {
+        while !self.produce(topic, key, value, partition, headers)? {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    /// Hands one message to the producer; false, with nothing sent, when its
+    /// queue is full.
+    fn produce(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partition: Option<i32>,
+        headers: Option<&OwnedHeaders>,
+    ) -> Result<bool, PublishError> {
         if let Some(t) = &mut self.transaction {
             if t.open.is_none() {
                 self.producer.begin_transaction()?;
                 t.open = Some(std::time::Instant::now());
             }
-            t.events += 1;
-            t.since_checkpoint += 1;
         }
         let epoch = self.epoch;
-        loop {
-            let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, epoch as usize);
-            if let Some(k) = key {
-                record = record.key(k);
+        let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, epoch as usize);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h.clone());
+        }
+        self.deliveries.sending(epoch);
+        match self.producer.send(record) {
+            Ok(()) => {
+                if let Some(t) = &mut self.transaction {
+                    t.events += 1;
+                    t.since_checkpoint += 1;
+                }
+                Ok(true)
             }
-            if let Some(v) = value {
-                record = record.payload(v);
-            }
-            if let Some(p) = partition {
-                record = record.partition(p);
-            }
-            if let Some(h) = headers {
-                record = record.headers(h.clone());
-            }
-            self.deliveries.sending(epoch);
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((e, _)) => {
-                    self.deliveries.refused(epoch);
-                    if e != KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) {
-                        return Err(e.into());
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+            Err((e, _)) => {
+                self.deliveries.refused(epoch);
+                if e == KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) {
+                    Ok(false)
+                } else {
+                    Err(e.into())
                 }
             }
         }
@@ -836,6 +877,13 @@ impl Publisher {
 
 /// Creates the topic if needed; its number of partitions (it may have existed
 /// with another).
+/// The partition an event's key asks for: a keyless table's events have no
+/// key to keep them in order by, so they all go to partition 0, in source
+/// order; the others go where the partitioner puts their key.
+fn partition_of(key: Option<&[u8]>) -> Option<i32> {
+    key.is_none().then_some(0)
+}
+
 async fn create_topic(
     admin: &AdminClient<DefaultClientContext>,
     name: &str,

@@ -38,7 +38,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub type FromWorker<E, R = Vec<Datum>> = Result<(usize, Option<Vec<R>>), E>;
 
 /// A snapshot's event, as a source builds it from a row.
-pub trait ReadEvent: Sized {
+pub trait ReadEvent: Sized + Sync {
     /// This event, made the snapshot's very last.
     fn mark_last(&mut self);
     /// The truncate event of the table this event's row belongs to.
@@ -49,6 +49,20 @@ pub trait ReadEvent: Sized {
         table: &TableId,
         publisher: &mut Publisher,
     ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send;
+    /// Queues `events`, in order, on `table`'s topic: one by one unless a
+    /// source has a faster way.
+    fn send_all(
+        events: &[Self],
+        table: &TableId,
+        publisher: &mut Publisher,
+    ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send {
+        async move {
+            for event in events {
+                event.send(table, publisher).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// [`ReadEvent`] for an event type with `op`, `source` and `after` fields,
@@ -169,15 +183,17 @@ where
                     publisher.commit_snapshot_rows().await?;
                 }
                 rows += batch.len() as u64;
-                for row in batch {
-                    let event = (spec.event)(&tables[t].id, row);
-                    if let Some((previous_table, previous)) = held.replace((t, event)) {
-                        previous.send(&tables[previous_table].id, publisher).await?;
-                        for done in waiting.drain(..) {
-                            complete(spec, &tables[done], publisher, state).await?;
-                        }
+                let id = &tables[t].id;
+                let mut events: Vec<V> = batch.into_iter().map(|row| (spec.event)(id, row)).collect();
+                // The batch's last event is held back, the one held before goes first.
+                let Some(last) = events.pop() else { continue };
+                if let Some((previous_table, previous)) = held.replace((t, last)) {
+                    previous.send(&tables[previous_table].id, publisher).await?;
+                    for done in waiting.drain(..) {
+                        complete(spec, &tables[done], publisher, state).await?;
                     }
                 }
+                V::send_all(&events, &tables[t].id, publisher).await?;
             }
             Some(Ok((t, None))) => {
                 tables[t].chunks_left -= 1;

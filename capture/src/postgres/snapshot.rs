@@ -121,11 +121,18 @@ impl Default for ReadRow {
 }
 
 /// A snapshot event: as a worker encoded it, or (the very last, a
-/// truncate) the event itself, for the publisher to encode.
+/// truncate) the event itself, for the publisher to encode. Boxed, since
+/// almost every row has none and the collector moves every row.
 #[derive(Debug)]
 struct PgRead {
     encoded: Option<Encoded>,
-    event: Option<ChangeEvent>,
+    event: Option<Box<ChangeEvent>>,
+}
+
+impl PgRead {
+    fn encoded(&self) -> Option<&Encoded> {
+        self.encoded.as_ref()
+    }
 }
 
 impl ReadEvent for PgRead {
@@ -139,16 +146,32 @@ impl ReadEvent for PgRead {
     fn into_truncate(self) -> Self {
         Self {
             encoded: None,
-            event: self.event.map(ReadEvent::into_truncate),
+            event: self.event.map(|event| Box::new((*event).into_truncate())),
         }
     }
 
     async fn send(&self, table: &TableId, publisher: &mut Publisher) -> Result<(), PublishError> {
         match (&self.encoded, &self.event) {
-            (Some(encoded), _) => publisher.send_encoded(table, encoded).await,
+            (Some(encoded), _) => publisher.send_encoded(table, [encoded]).await,
             (None, Some(event)) => publisher.send(table, event).await,
             (None, None) => Ok(()),
         }
+    }
+
+    /// Runs of encoded events go to the publisher as one.
+    async fn send_all(events: &[Self], table: &TableId, publisher: &mut Publisher) -> Result<(), PublishError> {
+        for run in events.chunk_by(|a, b| a.encoded.is_some() == b.encoded.is_some()) {
+            if run[0].encoded.is_some() {
+                publisher
+                    .send_encoded(table, run.iter().filter_map(PgRead::encoded))
+                    .await?;
+            } else {
+                for event in run {
+                    event.send(table, publisher).await?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -256,7 +279,7 @@ pub async fn run(
         reread,
         event: |id: &TableId, row: ReadRow| PgRead {
             encoded: row.encoded,
-            event: row.values.map(|values| read_event(spec, id, values)),
+            event: row.values.map(|values| Box::new(read_event(spec, id, values))),
         },
     };
     let rows = collect(&collecting, &mut tables, rx, publisher, state).await?;
