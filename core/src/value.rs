@@ -69,6 +69,14 @@ impl Decimal {
         }
     }
 
+    /// `unscaled × 10^-scale`.
+    pub fn from_unscaled(unscaled: i128, scale: u32) -> Self {
+        Self {
+            unscaled: Unscaled::Small(unscaled),
+            scale,
+        }
+    }
+
     /// The decimal whose unscaled value is the big-endian two's complement
     /// `bytes` (Avro's decimal).
     pub fn from_signed_bytes_be(bytes: &[u8], scale: u32) -> Self {

@@ -45,6 +45,8 @@ pub enum CaptureError {
     #[error(transparent)]
     Type(#[from] TypeError),
     #[error(transparent)]
+    Copy(#[from] crate::postgres::binary::Malformed),
+    #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Publish(#[from] PublishError),

@@ -24,6 +24,7 @@
 //! again on restart, and a crash in a table's snapshot reads that table again
 //! (apply's stored offsets keep targets exactly-once).
 
+pub mod binary;
 pub mod catalog;
 pub mod copy;
 pub mod error;

@@ -1,5 +1,6 @@
-//! Rows of one table version: text values (from pgoutput or a snapshot
-//! cursor) to [`Datum`]s, and the table version a Relation message describes.
+//! Rows of one table version: text values (from pgoutput or a snapshot's
+//! COPY) and COPY's binary values to [`Datum`]s, and the table version a
+//! Relation message describes.
 
 use std::collections::HashMap;
 
@@ -7,16 +8,20 @@ use ferry_core::meta::{Column, TableId, TableMeta};
 use ferry_core::value::Datum;
 use tokio_postgres::Client;
 
+use crate::postgres::binary::{binary_form, decode, Binary, Fields, Tuples};
 use crate::postgres::catalog::{table_meta, CatalogError};
+use crate::postgres::copy::{fields, Lines};
 use crate::postgres::error::CaptureError;
 use crate::postgres::pgoutput::{Cell, Relation};
-use crate::postgres::types::{parse_text, pg_type, PgType};
+use crate::postgres::types::{parse_text, pg_type, PgType, TypeError};
 
 /// A table version with its column types ready for parsing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PgTable {
     pub meta: TableMeta,
     types: Vec<PgType>,
+    /// How each column is read in COPY's binary format, when every one is.
+    binary: Option<Vec<Binary>>,
 }
 
 impl PgTable {
@@ -28,8 +33,44 @@ impl PgTable {
                 data_type: c.data_type,
                 source_type: c.source_type.clone(),
             })
-            .collect();
-        Self { meta, types }
+            .collect::<Vec<_>>();
+        let binary = types.iter().map(binary_form).collect();
+        Self { meta, types, binary }
+    }
+
+    /// Whether a snapshot reads the table in COPY's binary format.
+    pub fn reads_binary(&self) -> bool {
+        self.binary.is_some()
+    }
+
+    /// A row from COPY's binary format (see [`PgTable::reads_binary`]).
+    pub fn binary_row(&self, fields: Fields<'_>) -> Result<Vec<Datum>, CaptureError> {
+        let Some(forms) = &self.binary else {
+            return Err(CaptureError::Protocol(format!(
+                "table {} has columns COPY's binary format is not read for",
+                self.meta.id
+            )));
+        };
+        let mut row = Vec::with_capacity(forms.len());
+        for ((value, form), ty) in fields.zip(forms).zip(&self.types) {
+            row.push(match value {
+                None => Datum::Null,
+                Some(bytes) => decode(*form, bytes).map_err(|reason| TypeError::Unparsable {
+                    source_type: ty.source_type.clone(),
+                    text: format!("{} bytes in COPY's binary format", bytes.len()),
+                    reason,
+                })?,
+            });
+        }
+        if row.len() != forms.len() {
+            return Err(CaptureError::Protocol(format!(
+                "COPY of {} gave a row of {} values, not {}",
+                self.meta.id,
+                row.len(),
+                forms.len()
+            )));
+        }
+        Ok(row)
     }
 
     /// A row from text values in column order (`None` = NULL).
@@ -81,6 +122,45 @@ impl PgTable {
             });
         }
         Ok((row, unchanged))
+    }
+}
+
+/// A chunk's COPY data as rows: in the binary format where the table's
+/// columns allow it (see `binary.rs`), else in the text format.
+#[derive(Debug)]
+pub enum CopyRows {
+    Text(Lines),
+    Binary(Tuples),
+}
+
+impl CopyRows {
+    pub fn of(table: &PgTable) -> Self {
+        if table.reads_binary() {
+            CopyRows::Binary(Tuples::default())
+        } else {
+            CopyRows::Text(Lines::default())
+        }
+    }
+
+    /// Adds `data` and calls `row` with the values of every row it completes.
+    pub fn feed(
+        &mut self,
+        table: &PgTable,
+        data: &[u8],
+        mut row: impl FnMut(Vec<Datum>) -> Result<(), CaptureError>,
+    ) -> Result<(), CaptureError> {
+        match self {
+            CopyRows::Text(lines) => lines.feed(data, |line| row(table.parse_row(fields(line))?)),
+            CopyRows::Binary(tuples) => tuples.feed(data, |values| row(table.binary_row(values)?)),
+        }
+    }
+
+    /// Whether the data ended in the middle of a row.
+    pub fn unfinished(&self) -> bool {
+        match self {
+            CopyRows::Text(lines) => lines.has_partial_row(),
+            CopyRows::Binary(tuples) => tuples.unfinished(),
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //!  coordinator:  BEGIN REPEATABLE READ; SET TRANSACTION SNAPSHOT S; LOCK tables IN ACCESS SHARE MODE;
 //!                re-read columns; split each table into chunks of heap pages (ctid ranges)
 //!  workers 1..N: BEGIN REPEATABLE READ; SET TRANSACTION SNAPSHOT S;
-//!                take a chunk ─► COPY (SELECT ... WHERE ctid in range) TO STDOUT
+//!                take a chunk ─► COPY (SELECT ... WHERE ctid in range) TO STDOUT [(FORMAT binary)]
 //!                ─► rows ─► op "r" events, encoded ─────────────────────────┐
 //!  coordinator:  encoded events ─► publisher                     ◄──────────┘
 //!                a table's last chunk done ─► "table read at L" stored once its events are in Kafka
@@ -17,6 +17,10 @@
 //! wait until the snapshot commits, so the columns selected cannot be dropped
 //! under it. Chunks are TID range scans (PostgreSQL 14 and later; older servers
 //! read each table whole), so workers read one large table in parallel.
+//!
+//! A table whose every column has a type `binary.rs` reads is copied in the
+//! binary format, which costs a worker far less to parse than text; any
+//! other table is copied as text and parsed by the stream's code.
 //!
 //! Workers also encode the events: the coordinator, one task for every
 //! table, then only hands them to the producer. It was the stage that held
@@ -48,10 +52,9 @@ use tokio_postgres::Client;
 use crate::now_ms;
 use crate::offsets::SnapshotState;
 use crate::postgres::catalog::table_meta;
-use crate::postgres::copy::{fields, Lines};
 use crate::postgres::error::CaptureError;
 use crate::postgres::replication::connect;
-use crate::postgres::rows::PgTable;
+use crate::postgres::rows::{CopyRows, PgTable};
 use crate::postgres::validate::{quote_ident, quoted};
 use crate::publish::{Encoded, PublishError, Publisher, TableEncoder};
 use crate::snapshot::{collect, Collect, FromWorker, ReadEvent, TableProgress, BATCH_ROWS};
@@ -330,26 +333,31 @@ async fn worker(
         begin_in(&client, &snapshot_name).await?;
         while let Some(chunk) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
             let query = &queries[chunk.table];
+            let mut rows = CopyRows::of(&query.table);
+            let format = if query.table.reads_binary() {
+                " (FORMAT binary)"
+            } else {
+                ""
+            };
             let stream = client
-                .copy_out(&format!("COPY ({}{}) TO STDOUT", query.select, chunk.filter()))
+                .copy_out(&format!("COPY ({}{}) TO STDOUT{format}", query.select, chunk.filter()))
                 .await?;
             tokio::pin!(stream);
-            let mut lines = Lines::default();
             let mut batch = Vec::with_capacity(BATCH_ROWS);
             let mut event = query.template.clone();
             // The values of the batch's last row so far.
             let mut last = None;
             while let Some(data) = stream.next().await {
-                lines.feed(&data?, |line| {
+                rows.feed(&query.table, &data?, |values| {
                     let now = now_ms();
                     (event.ts_ms, event.source.ts_ms) = (now, now);
-                    event.after = Some(query.table.parse_row(fields(line))?);
+                    event.after = Some(values);
                     batch.push(ReadRow {
                         encoded: Some(query.encoder.encode(&event)?),
                         values: None,
                     });
                     last = event.after.take();
-                    Ok::<_, CaptureError>(())
+                    Ok(())
                 })?;
                 if batch.len() >= BATCH_ROWS {
                     let mut full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
@@ -361,7 +369,7 @@ async fn worker(
                     }
                 }
             }
-            if lines.has_partial_row() {
+            if rows.unfinished() {
                 return Err(CaptureError::Protocol(format!(
                     "COPY of {} ended in the middle of a row",
                     query.table.meta.id
