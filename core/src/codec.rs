@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 
 use crate::envelope::{
     read_source, read_transaction, source_from_avro, source_to_avro, transaction_from_avro, transaction_to_avro,
-    write_source, ChangeEvent, Connector, MalformedBlock, Op,
+    write_source, write_transaction, ChangeEvent, Connector, MalformedBlock, Op,
 };
 use crate::meta::{DataType, TableId, TableMeta};
 use crate::names::unique_avro_names;
@@ -557,7 +557,7 @@ impl TableCodec {
             }
         }
         write_source(&event.source, out);
-        write_datum(&transaction_to_avro(event.transaction.as_ref()), out)?;
+        write_transaction(event.transaction.as_ref(), out);
         write_bytes(event.op.code().as_bytes(), out);
         write_long(event.ts_ms, out);
         if !event.unchanged.is_empty() {
