@@ -17,10 +17,12 @@
 //!  BEGIN
 //!  barrier:    the partition's arrival at a truncate (see crate::target)
 //!  mirror:     DELETE FROM t                                   the batch holds a truncate
-//!              appender → temp staging table (every key's last state, op u/d)
-//!              UPDATE staging ← t                                unchanged TOAST values, when any
-//!              DELETE FROM t USING staging (key)                 every key of the batch
-//!              INSERT INTO t SELECT ... FROM staging WHERE op = 'u'
+//!              appender → temp key table                        every key of the batch
+//!              appender → temp staging table                    rows with unchanged TOAST values, if any
+//!              UPDATE staging ← t                                 their target values
+//!              DELETE FROM t USING key table                     every key's old row
+//!              INSERT INTO t SELECT ... FROM staging              the rows with TOAST values
+//!              appender → t                                      every other key's last state
 //!              (keyless tables: the appender straight into t; a delete removes one row
 //!               equal to the old row, found by joining it from the staging table)
 //!  history:    appender → t__history                            every event, in order
@@ -290,8 +292,10 @@ struct Plan {
     columns: Vec<(String, Slot)>,
     /// Indexes (in the schema's columns) of the key.
     key: Vec<usize>,
-    /// The mirror's staging table (temporary, this connection's).
+    /// The mirror's staging table and, for a keyed table, its key table
+    /// (temporary, this connection's).
     stage: Option<String>,
+    keys: Option<String>,
     /// The history table, unquoted, when the mode keeps one.
     history: Option<TableId>,
     /// The source columns in the history table, quoted, and their slots.
@@ -323,22 +327,28 @@ fn slots(
         .collect()
 }
 
-/// Appends `values` (of `slots`) as one row, after `head`; a value DuckDB
-/// cannot hold is a rejected row naming its column.
+/// Appends one row: `head`, then each value in its column's slot; a value
+/// DuckDB cannot hold is a rejected row naming its column.
 fn append<'a>(
     appender: &mut Appender<'_>,
     head: Vec<ToSqlOutput<'a>>,
-    values: &'a [Datum],
-    slots: &[(String, Slot)],
+    values: impl Iterator<Item = (&'a Datum, &'a (String, Slot))>,
 ) -> Result<(), TargetError> {
     let mut row = head;
-    for (i, (name, slot)) in slots.iter().enumerate() {
-        let datum = values.get(i).unwrap_or(&Datum::Null);
+    for (datum, (name, slot)) in values {
         row.push(cell(datum, *slot).map_err(|reason| TargetError::Rejected(format!("column {name}: {reason}")))?);
     }
     appender
         .append_row(appender_params_from_iter(row.iter()))
         .map_err(|e| TargetError::Rejected(e.to_string()))
+}
+
+/// A whole row's values with their columns' slots (a value the row lacks is null).
+fn whole<'a>(values: &'a [Datum], slots: &'a [(String, Slot)]) -> impl Iterator<Item = (&'a Datum, &'a (String, Slot))> {
+    slots
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| (values.get(i).unwrap_or(&Datum::Null), slot))
 }
 
 /// One connection to the DuckDB file.
@@ -377,6 +387,7 @@ impl DuckTarget {
                 columns: Vec::new(),
                 key: meta.key.clone(),
                 stage: None,
+                keys: None,
                 history: None,
                 history_columns: Vec::new(),
                 source_names: meta.columns.iter().map(|c| c.name.clone()).collect(),
@@ -384,29 +395,33 @@ impl DuckTarget {
             if self.mode.mirror() {
                 let existing = schema::ensure_mirror(&self.conn, target, meta)?;
                 plan.columns = slots(target, meta, &existing)?;
-                {
-                    self.stages += 1;
-                    let stage = format!("_ferry_stage_{}", self.stages);
-                    let defs: Vec<String> = meta
-                        .columns
+                self.stages += 1;
+                let def = |c: &ferry_core::meta::Column| {
+                    let ty = existing
                         .iter()
-                        .map(|c| {
-                            let ty = existing
-                                .iter()
-                                .find(|t| t.name == c.name)
-                                .map_or("VARCHAR", |t| t.data_type.as_str());
-                            format!("{} {ty}", quote_ident(&c.name))
-                        })
-                        .collect();
+                        .find(|t| t.name == c.name)
+                        .map_or("VARCHAR", |t| t.data_type.as_str());
+                    format!("{} {ty}", quote_ident(&c.name))
+                };
+                let stage = format!("_ferry_stage_{}", self.stages);
+                let defs: Vec<String> = meta.columns.iter().map(def).collect();
+                self.sql(
+                    &format!(
+                        "CREATE OR REPLACE TEMP TABLE {} (__ferry_keep VARCHAR, {})",
+                        quote_ident(&stage),
+                        defs.join(", ")
+                    ),
+                    target,
+                )?;
+                plan.stage = Some(stage);
+                if !meta.key.is_empty() {
+                    let keys = format!("_ferry_keys_{}", self.stages);
+                    let defs: Vec<String> = meta.key.iter().map(|&k| def(&meta.columns[k])).collect();
                     self.sql(
-                        &format!(
-                            "CREATE OR REPLACE TEMP TABLE {} (__ferry_op VARCHAR, __ferry_keep VARCHAR, {})",
-                            quote_ident(&stage),
-                            defs.join(", ")
-                        ),
+                        &format!("CREATE OR REPLACE TEMP TABLE {} ({})", quote_ident(&keys), defs.join(", ")),
                         target,
                     )?;
-                    plan.stage = Some(stage);
+                    plan.keys = Some(keys);
                 }
             }
             if self.mode.history() {
@@ -423,65 +438,97 @@ impl DuckTarget {
     }
 
     /// Writes `changes` of `table` (a subset of its batch, in order) into its mirror table.
+    ///
+    /// Every key's old row is deleted (joined from the key table), then each
+    /// key's last state appended straight into the table; only rows that keep
+    /// target values (unchanged TOAST) pass through the staging table, where
+    /// those values are filled in before the delete.
     fn write_mirror(&self, plan: &Plan, table: &TableChanges, changes: &[&RowChange]) -> Result<(), TargetError> {
         let target = &table.target;
         let err = |e| classify(&e, target);
         let Some(stage) = &plan.stage else {
             return Err(TargetError::Permanent(format!("table {target} has no staging table")));
         };
-        if plan.key.is_empty() {
+        let Some(keys) = &plan.keys else {
             return self.write_keyless(plan, stage, table, changes);
-        }
+        };
         let mut kept: Vec<usize> = Vec::new();
         {
-            let mut appender = self
-                .conn
-                .appender_to_catalog_and_db(stage, "temp", "main")
-                .map_err(err)?;
+            let mut key_rows = self.conn.appender_to_catalog_and_db(keys, "temp", "main").map_err(err)?;
+            let mut staged = None;
             for c in changes {
-                let (op, values, keep) = match &c.state {
-                    RowState::Upsert { row, unchanged } => ("u", row, unchanged.as_slice()),
-                    RowState::Delete { row } => ("d", row, &[][..]),
+                let (RowState::Upsert { row, .. } | RowState::Delete { row }) = &c.state;
+                let key = plan.key.iter().map(|&k| (row.get(k).unwrap_or(&Datum::Null), &plan.columns[k]));
+                append(&mut key_rows, Vec::new(), key)?;
+                let RowState::Upsert { row, unchanged } = &c.state else {
+                    continue;
                 };
-                let keep = (!keep.is_empty()).then(|| {
-                    kept.extend(keep);
-                    let list: Vec<String> = keep.iter().map(usize::to_string).collect();
-                    format!(",{},", list.join(","))
-                });
-                let head = vec![
-                    ToSqlOutput::from(op),
-                    keep.map_or(ToSqlOutput::Owned(Value::Null), ToSqlOutput::from),
-                ];
-                append(&mut appender, head, values, &plan.columns)?;
+                if unchanged.is_empty() {
+                    continue;
+                }
+                kept.extend(unchanged);
+                let list: Vec<String> = unchanged.iter().map(usize::to_string).collect();
+                let head = vec![ToSqlOutput::from(format!(",{},", list.join(",")))];
+                let staged = match &mut staged {
+                    Some(a) => a,
+                    None => staged.insert(self.conn.appender_to_catalog_and_db(stage, "temp", "main").map_err(err)?),
+                };
+                append(staged, head, whole(row, &plan.columns))?;
             }
-            appender.flush().map_err(err)?;
+            key_rows.flush().map_err(err)?;
+            if let Some(mut staged) = staged {
+                staged.flush().map_err(err)?;
+            }
         }
-        let stage = quote_ident(stage);
-        let on: Vec<String> = plan
-            .key
-            .iter()
-            .map(|&k| format!("t.{0} = s.{0}", plan.columns[k].0))
-            .collect();
-        let on = on.join(" AND ");
+        let (stage, keys) = (quote_ident(stage), quote_ident(keys));
+        let on = |other: &str| {
+            let on: Vec<String> = plan
+                .key
+                .iter()
+                .map(|&k| format!("t.{0} = {other}.{0}", plan.columns[k].0))
+                .collect();
+            on.join(" AND ")
+        };
         let mut sql = String::new();
+        let toasted = !kept.is_empty();
         kept.sort_unstable();
         kept.dedup();
         for i in kept {
             // Unchanged TOAST values: what the target holds.
             sql.push_str(&format!(
-                "UPDATE {stage} AS s SET {0} = t.{0} FROM {1} AS t WHERE {on} AND contains(s.__ferry_keep, ',{i},');",
-                plan.columns[i].0, plan.name
+                "UPDATE {stage} AS s SET {0} = t.{0} FROM {1} AS t WHERE {2} AND contains(s.__ferry_keep, ',{i},');",
+                plan.columns[i].0,
+                plan.name,
+                on("s")
             ));
         }
-        let names: Vec<&str> = plan.columns.iter().map(|(n, _)| n.as_str()).collect();
-        let names = names.join(", ");
-        sql.push_str(&format!(
-            "DELETE FROM {0} AS t USING {stage} AS s WHERE {on};
-             INSERT INTO {0} ({names}) SELECT {names} FROM {stage} WHERE __ferry_op = 'u';
-             DELETE FROM {stage};",
-            plan.name
-        ));
-        self.sql(&sql, target)
+        sql.push_str(&format!("DELETE FROM {} AS t USING {keys} AS k WHERE {}; DELETE FROM {keys};", plan.name, on("k")));
+        if toasted {
+            let names: Vec<&str> = plan.columns.iter().map(|(n, _)| n.as_str()).collect();
+            let names = names.join(", ");
+            sql.push_str(&format!(
+                "INSERT INTO {0} ({names}) SELECT {names} FROM {stage}; DELETE FROM {stage};",
+                plan.name
+            ));
+        }
+        self.sql(&sql, target)?;
+        let mut rows = self.table_appender(plan, target)?;
+        for c in changes {
+            if let RowState::Upsert { row, unchanged } = &c.state {
+                if unchanged.is_empty() {
+                    append(&mut rows, Vec::new(), whole(row, &plan.columns))?;
+                }
+            }
+        }
+        rows.flush().map_err(err)
+    }
+
+    /// An appender into the mirror table, of the source's columns.
+    fn table_appender(&self, plan: &Plan, target: &TableId) -> Result<Appender<'_>, TargetError> {
+        let names: Vec<&str> = plan.source_names.iter().map(String::as_str).collect();
+        self.conn
+            .appender_with_columns_to_db(&target.table, &target.schema, &names)
+            .map_err(|e| classify(&e, target))
     }
 
     /// A keyless table: runs of inserts appended, each delete removing one
@@ -496,7 +543,6 @@ impl DuckTarget {
     ) -> Result<(), TargetError> {
         let target = &table.target;
         let err = |e| classify(&e, target);
-        let names: Vec<&str> = plan.source_names.iter().map(String::as_str).collect();
         let conditions: Vec<String> = plan
             .columns
             .iter()
@@ -509,21 +555,18 @@ impl DuckTarget {
             quote_ident(stage),
             conditions.join(" AND ")
         );
-        let mut appender = self
-            .conn
-            .appender_with_columns_to_db(&target.table, &target.schema, &names)
-            .map_err(err)?;
+        let mut appender = self.table_appender(plan, target)?;
         for c in changes {
             match &c.state {
-                RowState::Upsert { row, .. } => append(&mut appender, Vec::new(), row, &plan.columns)?,
+                RowState::Upsert { row, .. } => append(&mut appender, Vec::new(), whole(row, &plan.columns))?,
                 RowState::Delete { row } => {
                     appender.flush().map_err(err)?;
                     let mut staged = self
                         .conn
                         .appender_to_catalog_and_db(stage, "temp", "main")
                         .map_err(err)?;
-                    let head = vec![ToSqlOutput::from("d"), ToSqlOutput::Owned(Value::Null)];
-                    append(&mut staged, head, row, &plan.columns)?;
+                    let head = vec![ToSqlOutput::Owned(Value::Null)];
+                    append(&mut staged, head, whole(row, &plan.columns))?;
                     staged.flush().map_err(err)?;
                     self.sql(&delete, target)?;
                 }
@@ -573,7 +616,7 @@ impl DuckTarget {
                 text(unchanged),
             ];
             debug_assert_eq!(head.len(), HISTORY_COLUMNS.len());
-            append(&mut appender, head, &e.row, &plan.history_columns).map_err(|x| match x {
+            append(&mut appender, head, whole(&e.row, &plan.history_columns)).map_err(|x| match x {
                 TargetError::Rejected(m) => TargetError::Rejected(format!("table {history}: {m}")),
                 other => other,
             })?;
