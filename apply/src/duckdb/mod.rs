@@ -115,6 +115,15 @@ pub struct DuckOptions {
 /// temporary directory beyond its limit).
 pub const CHECKPOINT_MB: u64 = 1024;
 
+/// DuckDB's worker threads. A batch is a few statements over tens of
+/// thousands of rows; while DuckDB's workers run a statement's tasks, the
+/// calling thread polls for more under a mutex, and on a machine of few cores
+/// that polling took more than the parallel work gave back (`scripts/bench
+/// apply-duckdb`, runs alternated on 2 cores: 6.2 and 5.7 µs of CPU per event
+/// with one thread, 7.4 and 6.7 with two, and faster each time). Reads of the
+/// file by other processes have their own setting.
+pub const THREADS: u32 = 1;
+
 /// `--target`: the DuckDB file's path.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -227,6 +236,7 @@ impl DuckConnect {
         let checkpoint = format!("{}MiB", options.checkpoint_mb.unwrap_or(CHECKPOINT_MB));
         let settings = config(AccessMode::ReadWrite)?
             .with("checkpoint_threshold", &checkpoint)
+            .and_then(|c| c.with("threads", &THREADS.to_string()))
             .map_err(|e| format!("DuckDB settings: {e}"))?;
         let db = Connection::open_with_flags(&path, settings).map_err(|e| {
             format!(
