@@ -236,7 +236,7 @@ impl DuckConnect {
         let checkpoint = format!("{}MiB", options.checkpoint_mb.unwrap_or(CHECKPOINT_MB));
         let settings = config(AccessMode::ReadWrite)?
             .with("checkpoint_threshold", &checkpoint)
-            .and_then(|c| c.with("threads", &THREADS.to_string()))
+            .and_then(|c| c.with("threads", THREADS.to_string()))
             .map_err(|e| format!("DuckDB settings: {e}"))?;
         let db = Connection::open_with_flags(&path, settings).map_err(|e| {
             format!(
@@ -302,9 +302,9 @@ struct Plan {
     columns: Vec<(String, Slot)>,
     /// Indexes (in the schema's columns) of the key.
     key: Vec<usize>,
-    /// The mirror's staging table and, for a keyed table, its key table
-    /// (temporary, this connection's).
+    /// The mirror's staging table (temporary, this connection's).
     stage: Option<String>,
+    /// A keyed table's key table (temporary, this connection's): every key of a batch.
     keys: Option<String>,
     /// The history table, unquoted, when the mode keeps one.
     history: Option<TableId>,
@@ -354,7 +354,10 @@ fn append<'a>(
 }
 
 /// A whole row's values with their columns' slots (a value the row lacks is null).
-fn whole<'a>(values: &'a [Datum], slots: &'a [(String, Slot)]) -> impl Iterator<Item = (&'a Datum, &'a (String, Slot))> {
+fn whole<'a>(
+    values: &'a [Datum],
+    slots: &'a [(String, Slot)],
+) -> impl Iterator<Item = (&'a Datum, &'a (String, Slot))> {
     slots
         .iter()
         .enumerate()
@@ -428,7 +431,11 @@ impl DuckTarget {
                     let keys = format!("_ferry_keys_{}", self.stages);
                     let defs: Vec<String> = meta.key.iter().map(|&k| def(&meta.columns[k])).collect();
                     self.sql(
-                        &format!("CREATE OR REPLACE TEMP TABLE {} ({})", quote_ident(&keys), defs.join(", ")),
+                        &format!(
+                            "CREATE OR REPLACE TEMP TABLE {} ({})",
+                            quote_ident(&keys),
+                            defs.join(", ")
+                        ),
                         target,
                     )?;
                     plan.keys = Some(keys);
@@ -464,11 +471,17 @@ impl DuckTarget {
         };
         let mut kept: Vec<usize> = Vec::new();
         {
-            let mut key_rows = self.conn.appender_to_catalog_and_db(keys, "temp", "main").map_err(err)?;
+            let mut key_rows = self
+                .conn
+                .appender_to_catalog_and_db(keys, "temp", "main")
+                .map_err(err)?;
             let mut staged = None;
             for c in changes {
                 let (RowState::Upsert { row, .. } | RowState::Delete { row }) = &c.state;
-                let key = plan.key.iter().map(|&k| (row.get(k).unwrap_or(&Datum::Null), &plan.columns[k]));
+                let key = plan
+                    .key
+                    .iter()
+                    .map(|&k| (row.get(k).unwrap_or(&Datum::Null), &plan.columns[k]));
                 append(&mut key_rows, Vec::new(), key)?;
                 let RowState::Upsert { row, unchanged } = &c.state else {
                     continue;
@@ -481,7 +494,11 @@ impl DuckTarget {
                 let head = vec![ToSqlOutput::from(format!(",{},", list.join(",")))];
                 let staged = match &mut staged {
                     Some(a) => a,
-                    None => staged.insert(self.conn.appender_to_catalog_and_db(stage, "temp", "main").map_err(err)?),
+                    None => staged.insert(
+                        self.conn
+                            .appender_to_catalog_and_db(stage, "temp", "main")
+                            .map_err(err)?,
+                    ),
                 };
                 append(staged, head, whole(row, &plan.columns))?;
             }
@@ -512,7 +529,11 @@ impl DuckTarget {
                 on("s")
             ));
         }
-        sql.push_str(&format!("DELETE FROM {} AS t USING {keys} AS k WHERE {}; DELETE FROM {keys};", plan.name, on("k")));
+        sql.push_str(&format!(
+            "DELETE FROM {} AS t USING {keys} AS k WHERE {}; DELETE FROM {keys};",
+            plan.name,
+            on("k")
+        ));
         if toasted {
             let names: Vec<&str> = plan.columns.iter().map(|(n, _)| n.as_str()).collect();
             let names = names.join(", ");
