@@ -1205,7 +1205,15 @@ async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() 
     let prefix = unique("pgreconnect");
     let topic = format!("{prefix}.public.t");
     let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
-    let capture = start_capture(&db, &prefix, &["--metrics", &metrics]);
+    // A short producer queue keeps capture's reading within a thousand
+    // events of what the broker holds: when part of a transaction is in
+    // Kafka, capture is still inside it (with librdkafka's default of
+    // 100,000 it may have read all 20,000 rows and the commit already).
+    let capture = start_capture(
+        &db,
+        &prefix,
+        &["--metrics", &metrics, "--kafka-option", "queue.buffering.max.messages=1000"],
+    );
     ferry_tests::wait_streaming(&db, &prefix).await;
     let client = db.client().await;
     for tx in 0..TRANSACTIONS {
