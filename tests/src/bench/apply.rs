@@ -167,6 +167,7 @@ pub async fn captured_log(events: i64) -> Log {
     .await;
     drop(capture);
     let total = messages();
+    super::settle().await;
     Log {
         _source: source,
         client,
@@ -196,6 +197,7 @@ pub async fn throughput(events: i64) {
     let ferry = started.elapsed();
     let apply_cpu = apply.id().and_then(super::proc_cpu_seconds).unwrap_or(f64::NAN);
     drop(apply);
+    super::settle().await;
     // Kafka's side: a consumer with Ferry's settings reading the same messages.
     let consumed = {
         let topics = [topic("n"), topic("w")];
@@ -242,6 +244,7 @@ pub async fn throughput(events: i64) {
         let shape = shape.replacen(if wide { "w " } else { "n " }, &format!("{name} "), 1);
         target.execute(&format!("CREATE TABLE {shape}")).await;
         let data = copy_out(client, &rows_sql(wide, 1, rows)).await;
+        super::settle().await;
         let started = Instant::now();
         copy_in(&t, name, data, "csv").await;
         copied += started.elapsed();

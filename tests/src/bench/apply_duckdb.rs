@@ -74,6 +74,7 @@ pub async fn throughput(events: i64, mode: &str) {
             "CREATE TABLE {table}_copy AS FROM {table} LIMIT 0; COPY {table} TO '{csv}' (HEADER)"
         ))
         .expect("dump");
+        super::settle().await;
         let started = Instant::now();
         conn.execute_batch(&format!("COPY {table}_copy FROM '{csv}' (HEADER)"))
             .expect("load");

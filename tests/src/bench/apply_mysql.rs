@@ -55,6 +55,7 @@ pub async fn throughput(events: i64) {
         ))
         .await
         .expect("dump");
+        super::settle().await;
         let started = Instant::now();
         conn.query_drop(format!("LOAD DATA INFILE '{file}' INTO TABLE {table}_copy"))
             .await

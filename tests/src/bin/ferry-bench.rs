@@ -333,6 +333,29 @@ fn machine_ticks() -> (u64, u64) {
     (total - idle, total)
 }
 
+/// Waits until the machine is idle (under a fifth of a core busy over a
+/// second; at most two minutes), so that a timed phase does not share the
+/// host with what the one before left running. The development broker, for
+/// one, writes its whole state file again after any change: once a
+/// benchmark's log is in it (hundreds of MB), that takes a core for seconds
+/// after the last message arrived, and it ran through the whole of a timed
+/// apply before this wait.
+async fn settle() {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let before = machine_ticks();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let busy = busy_cores(before, machine_ticks());
+        if busy < 0.2 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("ferry-bench: the host is still busy ({busy:.2} cores) after two minutes; timing anyway");
+            return;
+        }
+    }
+}
+
 /// Cores busy between two [`machine_ticks`] readings.
 fn busy_cores(before: (u64, u64), after: (u64, u64)) -> f64 {
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
