@@ -1212,7 +1212,12 @@ async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() 
     let capture = start_capture(
         &db,
         &prefix,
-        &["--metrics", &metrics, "--kafka-option", "queue.buffering.max.messages=1000"],
+        &[
+            "--metrics",
+            &metrics,
+            "--kafka-option",
+            "queue.buffering.max.messages=1000",
+        ],
     );
     ferry_tests::wait_streaming(&db, &prefix).await;
     let client = db.client().await;
