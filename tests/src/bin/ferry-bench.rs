@@ -600,12 +600,14 @@ async fn capture_snapshot(rows: i64) {
     );
 
     // Reference A: PostgreSQL's own COPY of the table, drained to /dev/null.
+    settle().await;
     let copy = copy_out(&db, &["t"]);
 
     // Ferry: the snapshot alone; the process exits once it is in Kafka.
     let prefix = unique("bench");
     let topics = Topics(prefix.clone());
     let topic = format!("{prefix}.public.t");
+    settle().await;
     let started = Instant::now();
     let machine_before = machine_ticks();
     let mut capture = spawn_capture(&[
@@ -667,6 +669,7 @@ async fn capture_snapshot(rows: i64) {
     )
     .await
     .expect("create the reference topic");
+    settle().await;
     let own_before = proc_cpu_seconds(std::process::id()).unwrap_or(0.0);
     let produce = produce_all(&reference_topic, &sample, rows).await;
     let produce_cpu = proc_cpu_seconds(std::process::id()).unwrap_or(0.0) - own_before;
