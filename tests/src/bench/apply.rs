@@ -186,6 +186,7 @@ pub async fn throughput(events: i64) {
     let target = PgDatabase::create();
     let t = target.client().await;
     let group = unique("bench");
+    let shares = super::CpuShares::start();
     let started = Instant::now();
     let apply = spawn_apply(&target, prefix, &group);
     wait_for(
@@ -196,9 +197,11 @@ pub async fn throughput(events: i64) {
     .await;
     let ferry = started.elapsed();
     let apply_cpu = apply.id().and_then(super::proc_cpu_seconds).unwrap_or(f64::NAN);
+    let shares = shares.report(apply.id(), 0.0);
     drop(apply);
     super::settle().await;
     // Kafka's side: a consumer with Ferry's settings reading the same messages.
+    let reading = super::CpuShares::start();
     let consumed = {
         let topics = [topic("n"), topic("w")];
         tokio::task::spawn_blocking(move || {
@@ -227,6 +230,7 @@ pub async fn throughput(events: i64) {
         .await
         .expect("reader")
     };
+    let reading = reading.report(None, 0.0);
     for table in ["n", "w"] {
         let sql = format!("SELECT count(*) FROM {table}");
         let (got, want): (i64, i64) = (
@@ -271,9 +275,11 @@ pub async fn throughput(events: i64) {
     );
     println!();
     println!(
-        "ferry-apply-postgres used {apply_cpu:.1} s of CPU ({:.1} µs per event).",
+        "ferry-apply-postgres used {apply_cpu:.1} s of CPU ({:.1} µs per event). {shares}.",
         apply_cpu * 1e6 / events as f64
     );
+    println!();
+    println!("The Kafka consumer (reference): {reading}.");
     println!();
     println!(
         "Events: 4/7 inserts, 2/7 updates, 1/7 deletes, on a 3-column and a 17-column table; applied from the \

@@ -24,6 +24,7 @@ pub async fn throughput(events: i64, mode: &str) {
     std::fs::create_dir_all(&dir).expect("bench directory");
     let file = dir.join("bench.duckdb");
     let metrics = format!("127.0.0.1:{}", free_port());
+    let shares = super::CpuShares::start();
     let started = Instant::now();
     let mut apply = spawn_apply_to(
         "ferry-apply-duckdb",
@@ -38,6 +39,7 @@ pub async fn throughput(events: i64, mode: &str) {
     .await;
     let ferry = started.elapsed();
     let apply_cpu = apply.id().and_then(super::proc_cpu_seconds).unwrap_or(f64::NAN);
+    let shares = shares.report(apply.id(), 0.0);
     // SIGTERM: it writes what it holds and closes the file.
     if let Some(pid) = apply.id() {
         let _ = std::process::Command::new("kill")
@@ -97,7 +99,7 @@ pub async fn throughput(events: i64, mode: &str) {
     );
     println!();
     println!(
-        "Ratio: {:.2} x COPY. ferry-apply-duckdb used {apply_cpu:.1} s of CPU ({:.1} µs per event).",
+        "Ratio: {:.2} x COPY. ferry-apply-duckdb used {apply_cpu:.1} s of CPU ({:.1} µs per event). {shares}.",
         ferry_rate / copy_rate,
         apply_cpu * 1e6 / events as f64
     );

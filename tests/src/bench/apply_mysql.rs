@@ -20,6 +20,7 @@ pub async fn throughput(events: i64) {
     let target = MariaDatabase::create().await;
     let conn = target.conn().await;
     let group = unique("bench");
+    let shares = super::CpuShares::start();
     let started = Instant::now();
     let apply = spawn_apply_to("ferry-apply-mysql", &target.url(), &log.prefix, &group, &[]);
     let applied = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM _ferry_offsets WHERE consumer_group = ?";
@@ -34,6 +35,7 @@ pub async fn throughput(events: i64) {
     .await;
     let ferry = started.elapsed();
     let apply_cpu = apply.id().and_then(super::proc_cpu_seconds).unwrap_or(f64::NAN);
+    let shares = shares.report(apply.id(), 0.0);
     drop(apply);
     let mut conn = std::sync::Arc::into_inner(conn).expect("one owner").into_inner();
     let mut rows = 0;
@@ -78,7 +80,7 @@ pub async fn throughput(events: i64) {
     );
     println!();
     println!(
-        "ferry-apply-mysql used {apply_cpu:.1} s of CPU ({:.1} µs per event).",
+        "ferry-apply-mysql used {apply_cpu:.1} s of CPU ({:.1} µs per event). {shares}.",
         apply_cpu * 1e6 / events as f64
     );
     println!();

@@ -316,6 +316,98 @@ fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / hz)
 }
 
+/// Every process alive now, by pid: its command name, when it started (to
+/// tell a pid used again apart) and its CPU seconds.
+fn processes_cpu() -> std::collections::HashMap<u32, (String, u64, f64)> {
+    let mut all = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if let (Some(start), Some(cpu)) = (proc_start_ticks(pid), proc_cpu_seconds(pid)) {
+            all.insert(pid, (comm.trim().to_owned(), start, cpu));
+        }
+    }
+    all
+}
+
+/// Where the machine's CPU went during a timed phase: Ferry's process, the
+/// databases, the broker and everything else, so a figure shows what it
+/// shared the host with. Only processes alive at the end are counted (a
+/// process that ended during the phase is missed).
+struct CpuShares {
+    before: std::collections::HashMap<u32, (String, u64, f64)>,
+    machine: (u64, u64),
+    started: Instant,
+}
+
+impl CpuShares {
+    fn start() -> Self {
+        Self {
+            before: processes_cpu(),
+            machine: machine_ticks(),
+            started: Instant::now(),
+        }
+    }
+
+    /// One line: CPU seconds of Ferry's process (`ferry`, a pid, or the CPU
+    /// `exited` used, read before it ended), PostgreSQL, MariaDB, the broker,
+    /// this benchmark and the rest, against the cores busy.
+    fn report(&self, ferry: Option<u32>, exited: f64) -> String {
+        let busy = busy_cores(self.machine, machine_ticks());
+        let wall = self.started.elapsed().as_secs_f64();
+        let own = std::process::id();
+        let mut by: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+        if exited > 0.0 {
+            by.insert("Ferry".into(), exited);
+        }
+        for (pid, (comm, start, cpu)) in processes_cpu() {
+            let used = cpu
+                - self
+                    .before
+                    .get(&pid)
+                    .filter(|(_, s, _)| *s == start)
+                    .map_or(0.0, |(_, _, c)| *c);
+            let who = match comm.as_str() {
+                _ if Some(pid) == ferry => "Ferry",
+                _ if pid == own => "ferry-bench",
+                "postgres" | "psql" => "PostgreSQL",
+                "mariadbd" | "mysqld" => "MariaDB",
+                "noida-db" => "broker",
+                "ferry-schema-re" => "registry",
+                // Named by what they work on at the moment (writeback, ...).
+                c if c.starts_with("kworker") => "kernel workers",
+                other => other,
+            };
+            *by.entry(who.to_owned()).or_default() += used;
+        }
+        // Processes of their own under a tenth of a second each go together.
+        let mut parts = Vec::new();
+        let mut rest = 0.0;
+        for (who, cpu) in &by {
+            if *cpu >= 0.1 {
+                parts.push(format!("{who} {cpu:.1} s"));
+            } else {
+                rest += cpu;
+            }
+        }
+        parts.push(format!("the rest {rest:.1} s"));
+        format!(
+            "CPU over the {wall:.1} s: {} ({busy:.2} of {} cores busy)",
+            parts.join(", "),
+            std::thread::available_parallelism().map_or(1, usize::from)
+        )
+    }
+}
+
+/// When a process started, in clock ticks after boot (/proc/PID/stat).
+fn proc_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // starttime is field 22 of the line, 20 after the name.
+    stat[stat.rfind(')')? + 2..].split_whitespace().nth(19)?.parse().ok()
+}
+
 /// The machine's busy and total CPU time so far, in clock ticks (/proc/stat).
 fn machine_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -610,6 +702,7 @@ async fn capture_snapshot(rows: i64) {
     settle().await;
     let started = Instant::now();
     let machine_before = machine_ticks();
+    let shares = CpuShares::start();
     let mut capture = spawn_capture(&[
         "--source",
         &db.url(),
@@ -636,6 +729,7 @@ async fn capture_snapshot(rows: i64) {
     };
     let ferry = started.elapsed();
     let machine_busy = busy_cores(machine_before, machine_ticks());
+    let ferry_shares = shares.report(None, cpu);
     assert!(
         status.success(),
         "ferry-capture-postgres --snapshot initial_only failed: {status}"
@@ -671,8 +765,10 @@ async fn capture_snapshot(rows: i64) {
     .expect("create the reference topic");
     settle().await;
     let own_before = proc_cpu_seconds(std::process::id()).unwrap_or(0.0);
+    let shares = CpuShares::start();
     let produce = produce_all(&reference_topic, &sample, rows).await;
     let produce_cpu = proc_cpu_seconds(std::process::id()).unwrap_or(0.0) - own_before;
+    let produce_shares = shares.report(None, 0.0);
     let produced = topic_count(&reference_topic);
     assert_eq!(
         produced, rows,
@@ -717,6 +813,10 @@ async fn capture_snapshot(rows: i64) {
         produce_cpu,
         produce_cpu * 1e6 / rows as f64,
     );
+    println!();
+    println!("Ferry's snapshot: {ferry_shares} (Ferry's as last read before it exited).");
+    println!();
+    println!("The reference producer: {produce_shares}.");
 }
 
 async fn capture_rss(rows: i64) {
