@@ -32,7 +32,7 @@ use ferry_core::status::Reporter;
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use crate::batch::{Barrier, Batch, Change, ChangeKind};
 use crate::consumer::{Applied, ConsumerThread, Polled};
@@ -164,28 +164,18 @@ async fn session<C: Connect>(
     let mut to_writers = Vec::with_capacity(settings.workers);
     for _ in 0..settings.workers {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-        let target = connect.connect().await?;
-        let (jobs, to_do) = mpsc::channel(1);
         let writer = Writer {
-            jobs,
-            writing: None,
-            history: target.keeps_history(),
+            target: connect.connect().await?,
+            group: settings.group.clone(),
             batch_size: settings.batch_size,
             batch_wait: settings.batch_wait,
+            dead_letters: dead_letters.clone(),
+            applied: Arc::clone(&applied),
             held: HashMap::new(),
             checked: HashSet::new(),
             released: VecDeque::new(),
         };
-        let flusher = Flusher {
-            target,
-            group: settings.group.clone(),
-            dead_letters: dead_letters.clone(),
-            applied: Arc::clone(&applied),
-        };
-        // A task of its own, so that a target writing on the runtime's thread
-        // (DuckDB, in `block_in_place`) does not stop its writer batching.
-        let flusher = tokio::spawn(flusher.run(to_do));
-        writers.spawn(writer.run(rx, flusher));
+        writers.spawn(writer.run(rx));
         to_writers.push(tx);
     }
     let (tx, mut polled) = mpsc::channel(POLL_QUEUE);
@@ -347,39 +337,7 @@ struct Held {
     queue: VecDeque<Change>,
 }
 
-/// What a writer asks of its [`Flusher`], which owns the target connection.
-/// Jobs are done in order, so a question about barriers is answered after
-/// every batch sent before it is written.
-enum Job {
-    /// Write the batch with its offsets; answer once it is written.
-    Write(Batch, oneshot::Sender<()>),
-    /// Answer once everything sent before is written.
-    Flush(oneshot::Sender<()>),
-    OpenBarriers {
-        topic: Arc<str>,
-        partition: i32,
-        reply: oneshot::Sender<Vec<String>>,
-    },
-    Arrive {
-        arrival: Batch,
-        barrier: Barrier,
-        reply: oneshot::Sender<bool>,
-    },
-    BarrierDone {
-        topic: Arc<str>,
-        id: String,
-        reply: oneshot::Sender<bool>,
-    },
-}
-
-/// One writer: batches its partitions' changes and hands each full batch to
-/// its flusher, then goes on batching while the flusher writes it. So the
-/// target works on one batch while the next is decoded and collapsed: one
-/// at a time, each writer alone waited for its write, and so did every
-/// writer behind it in the dispatcher, which blocked on its full queue (a
-/// run of 20,000 messages of one partition, as a fetch returns them, held
-/// all the others up while the target wrote). At most two batches per
-/// writer are in memory: one being written, one being filled.
+/// One writer: batches its partitions' changes and writes them.
 ///
 /// A truncate is a barrier (see [`crate::batch::Barrier`]): on reaching it a
 /// partition's writer records its arrival in the target, in the transaction
@@ -388,14 +346,13 @@ enum Job {
 /// holds its later messages, so nothing written after the truncate is lost to
 /// it and nothing written before it survives it. A partition whose arrival is
 /// stored is held again after a restart, before its first message.
-struct Writer {
-    jobs: mpsc::Sender<Job>,
-    /// The batch being written, until it is.
-    writing: Option<oneshot::Receiver<()>>,
-    /// Whether the target keeps every event (its batches are not collapsed).
-    history: bool,
+struct Writer<T> {
+    target: T,
+    group: String,
     batch_size: usize,
     batch_wait: Duration,
+    dead_letters: Option<Arc<DeadLetters>>,
+    applied: Applied,
     held: HashMap<(Arc<str>, i32), Held>,
     /// Partitions whose stored barriers were looked up this session.
     checked: HashSet<(Arc<str>, i32)>,
@@ -403,46 +360,17 @@ struct Writer {
     released: VecDeque<Change>,
 }
 
-/// The flusher ended: its own error is what the writer returns (see [`Writer::run`]).
-fn flusher_gone<E>(_: E) -> ApplyError {
-    TargetError::Unavailable("the writer's target connection ended".into()).into()
-}
-
-impl Writer {
+impl<T: Target> Writer<T> {
     /// A batch of the kind the target needs (with every event, or collapsed only).
     fn empty_batch(&self) -> Batch {
-        if self.history {
+        if self.target.keeps_history() {
             Batch::with_history()
         } else {
             Batch::default()
         }
     }
 
-    /// Sends `job` to the flusher and waits for its answer.
-    async fn ask<R>(&self, job: impl FnOnce(oneshot::Sender<R>) -> Job) -> Result<R, ApplyError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs.send(job(reply)).await.map_err(flusher_gone)?;
-        answer.await.map_err(flusher_gone)
-    }
-
-    /// Batches until the pipeline is gone or the flusher fails, then waits
-    /// for the flusher to write what it was given: the flusher's error, if
-    /// it had one, is the writer's.
-    async fn run(
-        mut self,
-        rx: mpsc::Receiver<ToWriter>,
-        flusher: JoinHandle<Result<(), ApplyError>>,
-    ) -> Result<(), ApplyError> {
-        let batched = self.batch(rx).await;
-        drop(self.jobs);
-        match flusher.await {
-            Ok(Ok(())) => batched,
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(ApplyError::Config(format!("a writer's flusher panicked: {e}"))),
-        }
-    }
-
-    async fn batch(&mut self, mut rx: mpsc::Receiver<ToWriter>) -> Result<(), ApplyError> {
+    async fn run(mut self, mut rx: mpsc::Receiver<ToWriter>) -> Result<(), ApplyError> {
         let mut batch = self.empty_batch();
         let mut opened = Instant::now();
         let mut asked = Instant::now();
@@ -454,7 +382,7 @@ impl Writer {
             let next = if !self.released.is_empty() {
                 Some(ToWriter::Changes(self.released.drain(..).collect()))
             } else if batch.is_empty() && self.held.is_empty() {
-                self.recv(&mut rx).await?
+                rx.recv().await
             } else {
                 match rx.try_recv() {
                     Ok(m) => Some(m),
@@ -464,8 +392,8 @@ impl Writer {
                         if !self.held.is_empty() {
                             left = left.max(BARRIER_POLL);
                         }
-                        match tokio::time::timeout(left, self.recv(&mut rx)).await {
-                            Ok(m) => m?,
+                        match tokio::time::timeout(left, rx.recv()).await {
+                            Ok(m) => m,
                             Err(_) => {
                                 self.write(&mut batch).await?;
                                 continue;
@@ -475,9 +403,8 @@ impl Writer {
                 }
             };
             match next {
-                // The pipeline is gone: the session ended; the batch being
-                // filled is dropped and read again from the stored offsets
-                // (one handed over already is written with its offsets).
+                // The pipeline is gone: the session ended; pending changes are
+                // dropped and read again from the stored offsets.
                 None => return Ok(()),
                 Some(ToWriter::Flush(ack)) => {
                     self.write(&mut batch).await?;
@@ -486,7 +413,6 @@ impl Writer {
                     self.held.clear();
                     self.checked.clear();
                     self.released.clear();
-                    self.ask(Job::Flush).await?;
                     let _ = ack.send(());
                 }
                 Some(ToWriter::Changes(changes)) => {
@@ -498,39 +424,18 @@ impl Writer {
         }
     }
 
-    /// The next message from the pipeline (`None`: it is gone), meanwhile
-    /// watching the batch being written: its failure ends the writer at once,
-    /// not when the next batch is handed over (which, on an idle stream,
-    /// might never be).
-    async fn recv(&mut self, rx: &mut mpsc::Receiver<ToWriter>) -> Result<Option<ToWriter>, ApplyError> {
-        loop {
-            let Some(writing) = self.writing.as_mut() else {
-                return Ok(rx.recv().await);
-            };
-            tokio::select! {
-                next = rx.recv() => return Ok(next),
-                written = writing => {
-                    self.writing = None;
-                    written.map_err(flusher_gone)?;
-                }
-            }
-        }
-    }
-
     /// Adds `change` to the batch (writing it when full), or holds it, or
     /// makes its partition arrive at its barrier.
     async fn take(&mut self, change: Change, batch: &mut Batch, opened: &mut Instant) -> Result<(), ApplyError> {
         let partition = (Arc::clone(&change.at.topic), change.at.partition);
         if self.checked.insert(partition.clone()) {
-            let (topic, p) = (Arc::clone(&partition.0), partition.1);
-            let open = self
-                .ask(|reply| Job::OpenBarriers {
-                    topic,
-                    partition: p,
-                    reply,
-                })
-                .await?;
-            if let Some(barrier) = open.into_iter().next() {
+            if let Some(barrier) = self
+                .target
+                .open_barriers(&self.group, &partition.0, partition.1)
+                .await?
+                .into_iter()
+                .next()
+            {
                 tracing::info!(topic = %partition.0, partition = partition.1, "partition waits at a truncate for the others");
                 self.held.insert(
                     partition.clone(),
@@ -567,19 +472,14 @@ impl Writer {
         let partition = (Arc::clone(&change.at.topic), change.at.partition);
         let mut arrival = self.empty_batch();
         arrival.add(change);
-        let id = barrier.id.clone();
-        let done = self
-            .ask(|reply| Job::Arrive {
-                arrival,
-                barrier,
-                reply,
-            })
-            .await?;
+        let started = Instant::now();
+        let done = self.target.arrive(&self.group, &arrival, &barrier).await?;
+        self.record(&arrival, started.elapsed());
         if !done {
             self.held.insert(
                 partition,
                 Held {
-                    barrier: id,
+                    barrier: barrier.id,
                     queue: VecDeque::new(),
                 },
             );
@@ -589,16 +489,10 @@ impl Writer {
 
     /// Lets go of the partitions whose barrier is done.
     async fn release(&mut self) -> Result<(), ApplyError> {
-        let waiting: Vec<_> = self
-            .held
-            .iter()
-            .map(|(p, held)| (p.clone(), held.barrier.clone()))
-            .collect();
         let mut done = Vec::new();
-        for (partition, id) in waiting {
-            let topic = Arc::clone(&partition.0);
-            if self.ask(|reply| Job::BarrierDone { topic, id, reply }).await? {
-                done.push(partition);
+        for ((topic, partition), held) in &self.held {
+            if self.target.barrier_done(&self.group, topic, &held.barrier).await? {
+                done.push((Arc::clone(topic), *partition));
             }
         }
         for partition in done {
@@ -610,71 +504,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Hands `batch` to the flusher once the one before is written, and
-    /// empties it.
-    async fn write(&mut self, batch: &mut Batch) -> Result<(), ApplyError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        if let Some(before) = self.writing.take() {
-            before.await.map_err(flusher_gone)?;
-        }
-        let empty = batch.emptied();
-        let full = std::mem::replace(batch, empty);
-        let (written, wait) = oneshot::channel();
-        self.jobs.send(Job::Write(full, written)).await.map_err(flusher_gone)?;
-        self.writing = Some(wait);
-        Ok(())
-    }
-}
-
-/// The target side of a writer: does its [`Job`]s in order on its own
-/// connection.
-struct Flusher<T> {
-    target: T,
-    group: String,
-    dead_letters: Option<Arc<DeadLetters>>,
-    applied: Applied,
-}
-
-impl<T: Target> Flusher<T> {
-    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) -> Result<(), ApplyError> {
-        while let Some(job) = jobs.recv().await {
-            match job {
-                Job::Write(mut batch, written) => {
-                    self.write(&mut batch).await?;
-                    let _ = written.send(());
-                }
-                Job::Flush(reply) => {
-                    let _ = reply.send(());
-                }
-                Job::OpenBarriers {
-                    topic,
-                    partition,
-                    reply,
-                } => {
-                    let _ = reply.send(self.target.open_barriers(&self.group, &topic, partition).await?);
-                }
-                Job::Arrive {
-                    arrival,
-                    barrier,
-                    reply,
-                } => {
-                    let started = Instant::now();
-                    let done = self.target.arrive(&self.group, &arrival, &barrier).await?;
-                    self.record(&arrival, started.elapsed());
-                    let _ = reply.send(done);
-                }
-                Job::BarrierDone { topic, id, reply } => {
-                    let _ = reply.send(self.target.barrier_done(&self.group, &topic, &id).await?);
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Writes `batch` (setting aside rows the target rejects, with `--on-error
-    /// dlq`).
+    /// dlq`) and empties it.
     async fn write(&mut self, batch: &mut Batch) -> Result<(), ApplyError> {
         if batch.is_empty() {
             return Ok(());
@@ -710,6 +541,7 @@ impl<T: Target> Flusher<T> {
             }
         }
         self.record(batch, started.elapsed());
+        *batch = batch.emptied();
         Ok(())
     }
 
