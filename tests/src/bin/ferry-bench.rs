@@ -303,8 +303,13 @@ fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / clock_ticks())
+}
+
+/// Clock ticks per second, the unit of /proc/PID/stat's times.
+fn clock_ticks() -> f64 {
     static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let hz = *HZ.get_or_init(|| {
+    *HZ.get_or_init(|| {
         Command::new("getconf")
             .arg("CLK_TCK")
             .output()
@@ -312,8 +317,7 @@ fn proc_cpu_seconds(pid: u32) -> Option<f64> {
             .and_then(|o| String::from_utf8(o.stdout).ok())
             .and_then(|s| s.trim().parse::<f64>().ok())
             .unwrap_or(100.0)
-    });
-    Some(ticks as f64 / hz)
+    })
 }
 
 /// Every process alive now, by pid: its command name, when it started (to
@@ -325,8 +329,14 @@ fn processes_cpu() -> std::collections::HashMap<u32, (String, u64, f64)> {
             continue;
         };
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if let (Some(start), Some(cpu)) = (proc_start_ticks(pid), proc_cpu_seconds(pid)) {
-            all.insert(pid, (comm.trim().to_owned(), start, cpu));
+        let comm = comm.trim().to_owned();
+        if let (Some(start), Some(mut cpu)) = (proc_start_ticks(pid), proc_cpu_seconds(pid)) {
+            // PostgreSQL's ended backends (a snapshot's COPY sessions): the
+            // postmaster reaped them, so their CPU is its children's.
+            if comm == "postgres" {
+                cpu += proc_children_cpu_seconds(pid).unwrap_or(0.0);
+            }
+            all.insert(pid, (comm, start, cpu));
         }
     }
     all
@@ -335,7 +345,8 @@ fn processes_cpu() -> std::collections::HashMap<u32, (String, u64, f64)> {
 /// Where the machine's CPU went during a timed phase: Ferry's process, the
 /// databases, the broker and everything else, so a figure shows what it
 /// shared the host with. Only processes alive at the end are counted (a
-/// process that ended during the phase is missed).
+/// process that ended during the phase is missed), and PostgreSQL's
+/// backends that ended (counted as the postmaster's reaped children).
 struct CpuShares {
     before: std::collections::HashMap<u32, (String, u64, f64)>,
     machine: (u64, u64),
@@ -399,6 +410,15 @@ impl CpuShares {
             std::thread::available_parallelism().map_or(1, usize::from)
         )
     }
+}
+
+/// User + system CPU seconds of a process's children it has waited for.
+fn proc_children_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    // cutime and cstime are fields 16 and 17 of the line, 14 and 15 after the name.
+    let ticks: u64 = fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / clock_ticks())
 }
 
 /// When a process started, in clock ticks after boot (/proc/PID/stat).
