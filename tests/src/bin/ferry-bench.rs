@@ -295,15 +295,26 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-/// User + system CPU seconds a process has used so far (/proc/PID/stat).
-fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+/// The fields of /proc/PID/stat after the command name (which is in
+/// parentheses and may hold spaces) and the state: field N of the line is
+/// index N - 4.
+fn proc_stat(pid: u32) -> Option<Vec<u64>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / clock_ticks())
+    // The first one (the state) is a letter.
+    Some(
+        rest.split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// User + system CPU seconds a process has used so far.
+fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    let fields = proc_stat(pid)?;
+    // utime and stime: fields 14 and 15.
+    Some((fields.get(10)? + fields.get(11)?) as f64 / clock_ticks())
 }
 
 /// Clock ticks per second, the unit of /proc/PID/stat's times.
@@ -330,14 +341,17 @@ fn processes_cpu() -> std::collections::HashMap<u32, (String, u64, f64)> {
         };
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         let comm = comm.trim().to_owned();
-        if let (Some(start), Some(mut cpu)) = (proc_start_ticks(pid), proc_cpu_seconds(pid)) {
-            // PostgreSQL's ended backends (a snapshot's COPY sessions): the
-            // postmaster reaped them, so their CPU is its children's.
-            if comm == "postgres" {
-                cpu += proc_children_cpu_seconds(pid).unwrap_or(0.0);
-            }
-            all.insert(pid, (comm, start, cpu));
-        }
+        let Some(fields) = proc_stat(pid) else {
+            continue;
+        };
+        // utime and stime (fields 14, 15), and for PostgreSQL cutime and
+        // cstime (16, 17): its ended backends (a snapshot's COPY sessions)
+        // were reaped by the postmaster, so their CPU is its children's.
+        let counted = if comm == "postgres" { 10..14 } else { 10..12 };
+        let ticks: u64 = fields.get(counted).map_or(0, |f| f.iter().sum());
+        // starttime (field 22) tells a pid used again apart.
+        let start = fields.get(18).copied().unwrap_or(0);
+        all.insert(pid, (comm, start, ticks as f64 / clock_ticks()));
     }
     all
 }
@@ -410,22 +424,6 @@ impl CpuShares {
             std::thread::available_parallelism().map_or(1, usize::from)
         )
     }
-}
-
-/// User + system CPU seconds of a process's children it has waited for.
-fn proc_children_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    // cutime and cstime are fields 16 and 17 of the line, 14 and 15 after the name.
-    let ticks: u64 = fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / clock_ticks())
-}
-
-/// When a process started, in clock ticks after boot (/proc/PID/stat).
-fn proc_start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // starttime is field 22 of the line, 20 after the name.
-    stat[stat.rfind(')')? + 2..].split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The machine's busy and total CPU time so far, in clock ticks (/proc/stat).
