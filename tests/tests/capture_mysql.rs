@@ -623,3 +623,86 @@ async fn writes_during_a_chunked_snapshot_and_a_kill_in_it_lose_nothing() {
     assert!(capture.terminate().success());
     assert!(apply.terminate().success());
 }
+
+/// The server kills the snapshot's connections while it reads: capture
+/// starts again in place (it does not exit), reads the unfinished table
+/// again, and the target ends equal to the source, rows deleted meanwhile
+/// included (a row of the first reading must not outlive its delete).
+#[tokio::test]
+async fn connections_killed_during_the_snapshot_start_it_again_in_place() {
+    use mysql_async::prelude::Queryable;
+    let source = MariaDatabase::create().await;
+    source
+        .execute(
+            "CREATE TABLE big (id INT PRIMARY KEY, v INT NOT NULL);
+             INSERT INTO big SELECT seq, 0 FROM seq_1_to_100000;",
+        )
+        .await;
+    let target = ferry_tests::PgDatabase::create();
+    let prefix = unique("mysnaplost");
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    // Capture connects as a user of its own, so that killing its connections
+    // leaves other tests' alone.
+    let user = unique("ferry_cap");
+    source
+        .execute(&format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'; GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%';"
+        ))
+        .await;
+    let mut args = ferry_tests::mariadb::capture_args(
+        &source,
+        &prefix,
+        server_id(),
+        &[
+            "--metrics",
+            &metrics,
+            "--snapshot-chunk-rows",
+            "10000",
+            // A producer queue of 100 messages paces the snapshot by the
+            // broker's round trips (seconds for these rows), so it is still
+            // reading when its connections are killed.
+            "--kafka-option",
+            "queue.buffering.max.messages=100",
+        ],
+    );
+    let source_at = args.iter().position(|a| a == "--source").unwrap() + 1;
+    args[source_at] = format!("mysql://{user}:pw@127.0.0.1:3306");
+    let capture = ferry_tests::Running::start(
+        "ferry-capture-mysql",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let topic = format!("{prefix}.{}.big", source.name);
+    ferry_tests::wait_for("part of the snapshot", Duration::from_secs(120), || async {
+        (ferry_tests::topic_count(&topic) > 0).then_some(())
+    })
+    .await;
+    let mut conn = source.conn().await;
+    let connections: Vec<u64> = conn
+        .query(format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}'"
+        ))
+        .await
+        .unwrap();
+    assert!(!connections.is_empty(), "the snapshot has connections to kill");
+    conn.query_drop(format!("KILL CONNECTION USER '{user}'")).await.unwrap();
+    conn.query_drop("DELETE FROM big WHERE id <= 1000; UPDATE big SET v = 1 WHERE id BETWEEN 1001 AND 2000")
+        .await
+        .unwrap();
+    conn.disconnect().await.ok();
+
+    let apply = ferry_tests::start_apply(&target, &prefix, &unique("g"), &[]);
+    wait_same(
+        &source,
+        &target,
+        &[("SELECT id, v FROM big", "SELECT id::text, v::text FROM big")],
+        Duration::from_secs(240),
+    )
+    .await;
+    // Only a snapshot that lost its source counts here (the binlog stream
+    // reconnects without it).
+    let restarts = ferry_tests::workload::metric(&metrics, "ferry_capture_reconnects_total").await;
+    assert!(restarts >= 1.0, "the snapshot started again in place {restarts} times");
+    assert!(capture.terminate().success(), "capture ran on and stopped cleanly");
+    assert!(apply.terminate().success());
+    source.execute(&format!("DROP USER '{user}'@'%'")).await;
+}

@@ -1196,6 +1196,75 @@ async fn a_keyless_topic_ending_in_a_transaction_marker_is_read_back() {
 /// row's event is in Kafka once (a keyed table: nothing but that would drop a
 /// second copy) and each transaction's events are numbered 1..n without a
 /// gap or a repeat.
+/// The server ends the snapshot's sessions while it reads: capture starts
+/// again in place (it does not exit), reads the table again in a new
+/// snapshot, and the events rebuild the source, rows deleted meanwhile
+/// included (a row of the first reading must not outlive its delete).
+#[tokio::test]
+async fn sessions_ended_during_the_snapshot_start_it_again_in_place() {
+    const ROWS: i64 = 100_000;
+    let db = PgDatabase::create();
+    db.execute(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, {ROWS}) i;"
+    ))
+    .await;
+    let prefix = unique("pgsnaplost");
+    let topic = format!("{prefix}.public.t");
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    // A producer queue of 100 messages paces the snapshot by the broker's
+    // round trips (seconds for these rows), so it is still reading when its
+    // sessions end.
+    let capture = start_capture(
+        &db,
+        &prefix,
+        &[
+            "--metrics",
+            &metrics,
+            "--kafka-option",
+            "queue.buffering.max.messages=100",
+        ],
+    );
+    wait_for("part of the snapshot in Kafka", Duration::from_secs(60), || async {
+        (ferry_tests::topic_count(&topic) > 0).then_some(())
+    })
+    .await;
+    let client = db.client().await;
+    let ended: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'ferry-capture-postgres'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ended >= 2, "the snapshot's sessions ended ({ended})");
+    assert!(
+        snapshot_state(&prefix)
+            .await
+            .get(&TableId::new("public", "t"))
+            .is_none(),
+        "the snapshot was still being read when its sessions ended"
+    );
+    client
+        .batch_execute("DELETE FROM t WHERE id <= 1000; UPDATE t SET v = 'changed' WHERE id BETWEEN 1001 AND 2000")
+        .await
+        .unwrap();
+
+    let target = PgDatabase::create();
+    let _apply = ferry_tests::start_apply(&target, &prefix, &unique("g"), &[]);
+    ferry_tests::wait_streaming(&db, &prefix).await;
+    client
+        .batch_execute("INSERT INTO t VALUES (0, 'streamed')")
+        .await
+        .unwrap();
+    ferry_tests::wait_equal(&db, &target, &["t"], Duration::from_secs(180)).await;
+    let reconnects = ferry_tests::workload::metric(&metrics, "ferry_capture_reconnects_total").await;
+    assert!(reconnects >= 1.0, "started again in place {reconnects} times");
+    assert!(capture.terminate().success(), "capture ran on and stopped cleanly");
+}
+
 #[tokio::test]
 async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() {
     const TRANSACTIONS: i64 = 4;

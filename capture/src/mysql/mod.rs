@@ -29,7 +29,6 @@ pub mod validate;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ferry_core::envelope::Connector;
 use ferry_core::meta::TableId;
@@ -42,6 +41,7 @@ use crate::offsets::{load_capture, Offsets, Resume, SnapshotState};
 use crate::policy::Scope;
 use crate::publish::Publisher;
 use crate::settings::CaptureSettings;
+use crate::RECONNECT;
 
 pub use binlog::Start;
 pub use error::CaptureError;
@@ -56,24 +56,25 @@ pub struct MysqlCaptureConfig {
     pub server_id: u32,
 }
 
-/// Back-off between reconnects to a source that went away.
-const RECONNECT: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
-
 /// Captures until `shutdown` resolves (or, with `initial_only`, until the
-/// snapshot is in Kafka).
+/// snapshot is in Kafka). A snapshot that loses the source starts again in
+/// this process ([`crate::restarting_snapshots`]).
 pub async fn run(config: MysqlCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
     let common = config.common.clone();
-    crate::supervised(&common, CaptureError::Config, |phase, status| {
-        capture(config, shutdown, phase, status)
+    crate::supervised(&common, CaptureError::Config, |phase, status| async move {
+        crate::restarting_snapshots(&phase, shutdown, CaptureError::is_reconnectable, |shutdown| {
+            capture(&config, shutdown, &phase, &status)
+        })
+        .await
     })
     .await
 }
 
 async fn capture(
-    config: MysqlCaptureConfig,
+    config: &MysqlCaptureConfig,
     shutdown: impl Future<Output = ()>,
-    phase: tokio::sync::watch::Sender<Phase>,
-    status: std::sync::Arc<ferry_core::status::Reporter>,
+    phase: &tokio::sync::watch::Sender<Phase>,
+    status: &std::sync::Arc<ferry_core::status::Reporter>,
 ) -> Result<(), CaptureError> {
     let opts = ferry_core::mysql::opts(&config.common.source, "--source")?;
     let mut conn = ferry_core::mysql::connect(&opts, &config.common.source).await?;
@@ -146,7 +147,11 @@ async fn capture(
                 publisher.checkpoint(position(&start)).await?;
                 phase.send_replace(Phase::Snapshot);
                 tracing::info!(file = %start.binlog.file, pos = start.binlog.pos, tables = tables.len(), "snapshot starting");
-                snapshot::run(&spec, snapshots, &tables, HashSet::new(), &mut publisher, &mut state).await?;
+                if let Err(e) =
+                    snapshot::run(&spec, snapshots, &tables, HashSet::new(), &mut publisher, &mut state).await
+                {
+                    return Err(crate::settle(publisher, e, CaptureError::is_reconnectable).await);
+                }
                 start
             }
         }
@@ -165,7 +170,9 @@ async fn capture(
                     snapshot::open(&opts, &config.common.source, config.common.snapshot_workers, mariadb).await?;
                 phase.send_replace(Phase::Snapshot);
                 tracing::info!(tables = missing.len(), "snapshot of the tables not yet read starting");
-                snapshot::run(&spec, snapshots, &missing, reread, &mut publisher, &mut state).await?;
+                if let Err(e) = snapshot::run(&spec, snapshots, &missing, reread, &mut publisher, &mut state).await {
+                    return Err(crate::settle(publisher, e, CaptureError::is_reconnectable).await);
+                }
             }
             stored
         }

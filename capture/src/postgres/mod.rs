@@ -52,11 +52,9 @@ use crate::offsets::{load_capture, Offsets, Resume, SnapshotState};
 use crate::policy::Scope;
 use crate::publish::Publisher;
 use crate::settings::CaptureSettings;
+use crate::RECONNECT;
 
 pub use error::CaptureError;
-
-/// Back-off between reconnects to a source that went away.
-const RECONNECT: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
 /// Everything `run` needs, already validated by the binary.
 #[derive(Debug, Clone)]
@@ -88,20 +86,24 @@ impl PgCaptureConfig {
 }
 
 /// Captures until `shutdown` resolves (or, with `initial_only`, until the
-/// snapshot is in Kafka).
+/// snapshot is in Kafka). A snapshot that loses the source starts again in
+/// this process ([`crate::restarting_snapshots`]).
 pub async fn run(config: PgCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
     let common = config.common.clone();
-    crate::supervised(&common, CaptureError::Config, |phase, status| {
-        capture(config, shutdown, phase, status)
+    crate::supervised(&common, CaptureError::Config, |phase, status| async move {
+        crate::restarting_snapshots(&phase, shutdown, CaptureError::is_reconnectable, |shutdown| {
+            capture(&config, shutdown, &phase, &status)
+        })
+        .await
     })
     .await
 }
 
 async fn capture(
-    config: PgCaptureConfig,
+    config: &PgCaptureConfig,
     shutdown: impl Future<Output = ()>,
-    phase: tokio::sync::watch::Sender<Phase>,
-    status: std::sync::Arc<ferry_core::status::Reporter>,
+    phase: &tokio::sync::watch::Sender<Phase>,
+    status: &std::sync::Arc<ferry_core::status::Reporter>,
 ) -> Result<(), CaptureError> {
     let client = replication::connect(&config.common.source).await?;
     let (tables, problems) =
@@ -175,14 +177,17 @@ async fn capture(
         if plan.snapshot != Scope::Nothing {
             phase.send_replace(Phase::Snapshot);
             tracing::info!(%consistent, tables = tables.len(), "snapshot starting");
-            snapshot::run(
+            if let Err(e) = snapshot::run(
                 &spec(&snapshot_name, consistent),
                 &tables,
                 HashSet::new(),
                 &mut publisher,
                 &mut state,
             )
-            .await?;
+            .await
+            {
+                return Err(crate::settle(publisher, e, CaptureError::is_reconnectable).await);
+            }
         } else {
             // `never`: no snapshot; every table counts as read from here.
             for table in &tables {
@@ -206,7 +211,10 @@ async fn capture(
                 replication::temporary_snapshot(&config.common.source, &config.slot, &config.publication).await?;
             phase.send_replace(Phase::Snapshot);
             tracing::info!(%at, tables = missing.len(), "snapshot of the tables not yet read starting");
-            snapshot::run(&spec(&snapshot_name, at), &missing, reread, &mut publisher, &mut state).await?;
+            if let Err(e) = snapshot::run(&spec(&snapshot_name, at), &missing, reread, &mut publisher, &mut state).await
+            {
+                return Err(crate::settle(publisher, e, CaptureError::is_reconnectable).await);
+            }
             // Ending the session drops its temporary slot.
             session.abort();
         }
@@ -241,7 +249,7 @@ async fn capture(
         snapshotted_at,
     );
     tokio::pin!(shutdown);
-    let repl = stream_reconnecting(&config, &mut streamer, repl, &mut publisher, &mut shutdown).await?;
+    let repl = stream_reconnecting(config, &mut streamer, repl, &mut publisher, &mut shutdown).await?;
     // A clean stop: wait until everything sent is in Kafka, then tell the slot.
     phase.send_replace(Phase::Stopping);
     publisher.finish().await?;
