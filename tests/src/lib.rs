@@ -11,6 +11,7 @@ pub mod faults;
 pub mod forge;
 pub mod mariadb;
 pub mod pg_types;
+pub mod sweep;
 pub mod workload;
 
 use std::future::Future;

@@ -67,7 +67,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_core::kafka::{ensure_topics, EndIsNoError, IdleFetch, KafkaSettings, TopicSpec};
-use ferry_tests::{binary, brokers, topic_count, unique, wait_for, PgDatabase, SERVICES_REGISTRY};
+use ferry_tests::{binary, brokers, topic_count, unique, wait_for, PgDatabase};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -500,49 +500,10 @@ impl Drop for Topics {
 /// Deletes the topics and registry subjects named `<prefix>.*`; what cannot
 /// be deleted is only noted.
 async fn cleanup(prefix: &str) {
-    use rdkafka::admin::AdminOptions;
-    use rdkafka::consumer::BaseConsumer;
     let start = format!("{prefix}.");
-    let consumer: BaseConsumer = KafkaSettings::new(brokers())
-        .consumer(&unique("cleanup"))
-        .create()
-        .expect("consumer");
-    let topics: Vec<String> = match consumer.fetch_metadata(None, Duration::from_secs(10)) {
-        Ok(md) => md
-            .topics()
-            .iter()
-            .map(|t| t.name().to_owned())
-            .filter(|t| t.starts_with(&start))
-            .collect(),
-        Err(e) => {
-            eprintln!("ferry-bench: cannot list topics to delete: {e}");
-            Vec::new()
-        }
-    };
-    if !topics.is_empty() {
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let admin = KafkaSettings::new(brokers()).admin().expect("admin client");
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
-        match admin.delete_topics(&names, &options).await {
-            Ok(results) => {
-                for r in results {
-                    if let Err((topic, code)) = r {
-                        eprintln!("ferry-bench: topic {topic} not deleted: {code}");
-                    }
-                }
-            }
-            Err(e) => eprintln!("ferry-bench: topics {names:?} not deleted: {e}"),
-        }
-    }
-    let http = reqwest::Client::new();
-    let subjects: Vec<String> = match http.get(format!("{SERVICES_REGISTRY}/subjects")).send().await {
-        Ok(r) => r.json().await.unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
-    for subject in subjects.iter().filter(|s| s.starts_with(&start)) {
-        let url = format!("{SERVICES_REGISTRY}/subjects/{subject}");
-        let _ = http.delete(&url).send().await;
-        let _ = http.delete(format!("{url}?permanent=true")).send().await;
+    let swept = ferry_tests::sweep::delete(|name| name.starts_with(&start)).await;
+    for failure in swept.failures {
+        eprintln!("ferry-bench: not cleaned up: {failure}");
     }
 }
 
