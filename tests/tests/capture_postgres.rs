@@ -1196,6 +1196,31 @@ async fn a_keyless_topic_ending_in_a_transaction_marker_is_read_back() {
 /// row's event is in Kafka once (a keyed table: nothing but that would drop a
 /// second copy) and each transaction's events are numbered 1..n without a
 /// gap or a repeat.
+/// `ferry-capture-postgres` of `db` under `prefix` serving metrics (at the
+/// address returned) with a producer queue of `queued` messages: a short
+/// queue keeps what capture has read close to what the broker holds, so a
+/// test can end its sessions in the middle of what it reads.
+fn start_paced_capture(db: &PgDatabase, prefix: &str, queued: u32) -> (ferry_tests::Running, String) {
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    let queue = format!("queue.buffering.max.messages={queued}");
+    let capture = start_capture(db, prefix, &["--metrics", &metrics, "--kafka-option", &queue]);
+    (capture, metrics)
+}
+
+/// Ends every session of the capture on `client`'s database, as an
+/// administrator's `pg_terminate_backend` would; how many there were.
+async fn end_capture_sessions(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'ferry-capture-postgres'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// The server ends the snapshot's sessions while it reads: capture starts
 /// again in place (it does not exit), reads the table again in a new
 /// snapshot, and the events rebuild the source, rows deleted meanwhile
@@ -1211,34 +1236,15 @@ async fn sessions_ended_during_the_snapshot_start_it_again_in_place() {
     .await;
     let prefix = unique("pgsnaplost");
     let topic = format!("{prefix}.public.t");
-    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
-    // A producer queue of 100 messages paces the snapshot by the broker's
-    // round trips (seconds for these rows), so it is still reading when its
-    // sessions end.
-    let capture = start_capture(
-        &db,
-        &prefix,
-        &[
-            "--metrics",
-            &metrics,
-            "--kafka-option",
-            "queue.buffering.max.messages=100",
-        ],
-    );
+    // A queue of 100 messages paces the snapshot by the broker's round trips
+    // (seconds for these rows), so it is still reading when its sessions end.
+    let (capture, metrics) = start_paced_capture(&db, &prefix, 100);
     wait_for("part of the snapshot in Kafka", Duration::from_secs(60), || async {
         (ferry_tests::topic_count(&topic) > 0).then_some(())
     })
     .await;
     let client = db.client().await;
-    let ended: i64 = client
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE datname = current_database() AND application_name = 'ferry-capture-postgres'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let ended = end_capture_sessions(&client).await;
     assert!(ended >= 2, "the snapshot's sessions ended ({ended})");
     assert!(
         snapshot_state(&prefix)
@@ -1273,21 +1279,10 @@ async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() 
     db.execute("CREATE TABLE t (tx int, n int, PRIMARY KEY (tx, n))").await;
     let prefix = unique("pgreconnect");
     let topic = format!("{prefix}.public.t");
-    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
-    // A short producer queue keeps capture's reading within a thousand
-    // events of what the broker holds: when part of a transaction is in
-    // Kafka, capture is still inside it (with librdkafka's default of
-    // 100,000 it may have read all 20,000 rows and the commit already).
-    let capture = start_capture(
-        &db,
-        &prefix,
-        &[
-            "--metrics",
-            &metrics,
-            "--kafka-option",
-            "queue.buffering.max.messages=1000",
-        ],
-    );
+    // A queue of a thousand: when part of a transaction is in Kafka, capture
+    // is still inside it (with librdkafka's default of 100,000 it may have
+    // read all 20,000 rows and the commit already).
+    let (capture, metrics) = start_paced_capture(&db, &prefix, 1000);
     ferry_tests::wait_streaming(&db, &prefix).await;
     let client = db.client().await;
     for tx in 0..TRANSACTIONS {
@@ -1304,15 +1299,7 @@ async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() 
             (ferry_tests::topic_count(&topic) > before).then_some(())
         })
         .await;
-        let ended: i64 = client
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                 WHERE datname = current_database() AND application_name = 'ferry-capture-postgres'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let ended = end_capture_sessions(&client).await;
         assert!(ended >= 2, "the walsender and the query connection ended ({ended})");
     }
     let total = TRANSACTIONS * ROWS;
