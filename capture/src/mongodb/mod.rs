@@ -104,22 +104,27 @@ async fn connect(config: &MongoCaptureConfig) -> Result<Client, CaptureError> {
 }
 
 /// Captures until `shutdown` resolves (or, with `initial_only`, until the
-/// snapshot is in Kafka).
+/// snapshot is in Kafka). A snapshot that loses the source starts again in
+/// this process ([`crate::restarting_snapshots`]): from the stored starting
+/// point, the collections not yet recorded read again.
 pub async fn run(config: MongoCaptureConfig, shutdown: impl Future<Output = ()>) -> Result<(), CaptureError> {
     let common = config.common.clone();
-    crate::supervised(&common, CaptureError::Config, |phase, status| {
-        capture(config, shutdown, phase, status)
+    crate::supervised(&common, CaptureError::Config, |phase, status| async move {
+        crate::restarting_snapshots(&phase, shutdown, CaptureError::is_reconnectable, |shutdown| {
+            capture(&config, shutdown, &phase, &status)
+        })
+        .await
     })
     .await
 }
 
 async fn capture(
-    config: MongoCaptureConfig,
+    config: &MongoCaptureConfig,
     shutdown: impl Future<Output = ()>,
-    phase: tokio::sync::watch::Sender<Phase>,
-    status: std::sync::Arc<ferry_core::status::Reporter>,
+    phase: &tokio::sync::watch::Sender<Phase>,
+    status: &std::sync::Arc<ferry_core::status::Reporter>,
 ) -> Result<(), CaptureError> {
-    let client = connect(&config).await?;
+    let client = connect(config).await?;
     let collections = validate::validate(&client, &config.common.tables, config.full_document, config.before).await?;
     ferry_core::names::table_topics(&config.common.prefix, &collections).map_err(crate::publish::PublishError::from)?;
 
@@ -159,7 +164,9 @@ async fn capture(
                         "snapshot of the collections not yet read starting"
                     );
                     let at = snapshot::cluster_time(&client).await?;
-                    snapshot::run(&spec(at), &client, &missing, &mut publisher, &mut state).await?;
+                    if let Err(e) = snapshot::run(&spec(at), &client, &missing, &mut publisher, &mut state).await {
+                        return Err(crate::settle(publisher, e, CaptureError::is_reconnectable).await);
+                    }
                 }
                 start
             }
@@ -180,7 +187,9 @@ async fn capture(
                 } else {
                     phase.send_replace(Phase::Snapshot);
                     tracing::info!(collections = collections.len(), t = at.t, i = at.i, "snapshot starting");
-                    snapshot::run(&spec(at), &client, &collections, &mut publisher, &mut state).await?;
+                    if let Err(e) = snapshot::run(&spec(at), &client, &collections, &mut publisher, &mut state).await {
+                        return Err(crate::settle(publisher, e, CaptureError::is_reconnectable).await);
+                    }
                 }
                 start
             }
@@ -189,7 +198,7 @@ async fn capture(
             break;
         }
         phase.send_replace(Phase::Streaming);
-        let mut streamer = stream::Streamer::new(&config, start);
+        let mut streamer = stream::Streamer::new(config, start);
         let ended = streamer.run(&client, &mut publisher, &mut shutdown).await;
         stored = Some(streamer.checkpointed.clone());
         match ended {
@@ -198,7 +207,7 @@ async fn capture(
             Ok(stream::Ended::Reread(collection)) => {
                 state.forget(&collection);
                 publisher.store_after_sent(state_key.clone(), &state).await?;
-                read_one(&config, &client, &collection, &mut publisher, &mut state, &state_key).await?;
+                read_one(config, &client, &collection, &mut publisher, &mut state, &state_key).await?;
             }
             Err(CaptureError::HistoryLost { .. })
                 if config.common.snapshot == SnapshotMode::WhenNeeded && available =>
