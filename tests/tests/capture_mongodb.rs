@@ -455,6 +455,52 @@ async fn mongodb_live_kill9_of_capture_loses_nothing() {
     mongo.database(&db).drop().await.unwrap();
 }
 
+/// A snapshot whose connection the server closes mid-read starts again in
+/// the process: it never exits, counts the restart, and the target ends equal
+/// to the source, deletes made meanwhile included. The server closes it by the
+/// `failCommand` fail point (a test command: docker-compose.yml starts MongoDB
+/// with `enableTestCommands`; on a server without it the test says so and
+/// skips).
+#[tokio::test]
+async fn mongodb_live_snapshot_that_loses_its_connection_starts_again_in_place() {
+    let Some(uri) = live() else { return };
+    let mongo = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let (db, prefix) = (unique("ferry"), unique("mg"));
+    let items = mongo.database(&db).collection::<Document>("items");
+    let docs: Vec<Document> = (0..20_000_i64).map(|i| doc! {"_id": i, "n": i}).collect();
+    items.insert_many(docs).await.unwrap();
+    // The capture's first getMore, the snapshot's second batch, ends with its
+    // connection closed.
+    let fail = mongo
+        .database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": {"times": 1},
+            "data": {"failCommands": ["getMore"], "closeConnection": true, "appName": "ferry-capture-mongodb"},
+        })
+        .await;
+    if let Err(e) = fail {
+        eprintln!("SKIPPED: the server refuses the failCommand fail point (start it with --setParameter enableTestCommands=1): {e}");
+        mongo.database(&db).drop().await.unwrap();
+        return;
+    }
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    let capture = start_capture(&uri, &prefix, &db, &["--metrics", &metrics]);
+    let target = PgDatabase::create();
+    let apply = start_apply(&target, &prefix, &unique("g"), &[]);
+    items.delete_many(doc! {"_id": {"$lt": 1000_i64}}).await.unwrap();
+    items
+        .update_many(doc! {"_id": {"$gte": 19_000_i64}}, doc! {"$set": {"n": -1_i64}})
+        .await
+        .unwrap();
+    wait_target_equals(&mongo, &db, "items", &target).await;
+    let restarts = ferry_tests::workload::metric(&metrics, "ferry_capture_reconnects_total").await;
+    assert!(restarts >= 1.0, "the snapshot started again in place {restarts} times");
+    assert!(capture.terminate().success(), "capture ran on and stopped cleanly");
+    apply.terminate();
+    mongo.database(&db).drop().await.unwrap();
+}
+
 #[tokio::test]
 async fn mongodb_live_history_lost_is_a_clear_error_and_when_needed_reads_again() {
     let Some(uri) = live() else { return };
