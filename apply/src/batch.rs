@@ -26,7 +26,13 @@ use ferry_core::codec::TableCodec;
 use ferry_core::envelope::{ChangeEvent, Op, SourceDetail};
 use ferry_core::meta::TableId;
 use ferry_core::value::Datum;
+use indexmap::map::Entry;
 use indexmap::IndexMap;
+
+/// The hasher of the maps a batch looks up once per event (tables, keys):
+/// foldhash, several times faster than the standard library's SipHash on
+/// short keys, and still seeded per process.
+pub type FastHash = foldhash::fast::RandomState;
 
 /// Where a message is in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -159,7 +165,7 @@ pub struct TableChanges {
     /// Empty the table before the rows below.
     pub truncate: Option<Position>,
     /// Keyed tables: the final state per key, in first-change order.
-    pub rows: IndexMap<Vec<u8>, RowChange>,
+    pub rows: IndexMap<Vec<u8>, RowChange, FastHash>,
     /// Keyless tables: every change, in order.
     pub log: Vec<RowChange>,
     /// Events per op code, for metrics.
@@ -174,7 +180,7 @@ impl TableChanges {
             target,
             codec,
             truncate: None,
-            rows: IndexMap::new(),
+            rows: IndexMap::default(),
             log: Vec::new(),
             ops: BTreeMap::new(),
             history: history.then(Vec::new),
@@ -232,29 +238,38 @@ impl TableChanges {
             _ => return,
         };
         match key {
-            Some(k) if self.keyed() => {
-                let previous = self.rows.get(&k);
-                let new = previous.map_or(created, |c| c.new);
-                let state = match (state, previous.map(|c| &c.state)) {
-                    (
-                        RowState::Upsert { mut row, unchanged },
-                        Some(RowState::Upsert {
-                            row: old,
-                            unchanged: old_u,
-                        }),
-                    ) if !unchanged.is_empty() => {
-                        for &i in &unchanged {
-                            row[i] = old[i].clone();
+            Some(k) if self.keyed() => match self.rows.entry(k) {
+                Entry::Vacant(v) => {
+                    v.insert(RowChange {
+                        state,
+                        at,
+                        new: created,
+                    });
+                }
+                Entry::Occupied(mut o) => {
+                    let previous = o.get();
+                    let new = previous.new;
+                    let state = match (state, &previous.state) {
+                        (
+                            RowState::Upsert { mut row, unchanged },
+                            RowState::Upsert {
+                                row: old,
+                                unchanged: old_u,
+                            },
+                        ) if !unchanged.is_empty() => {
+                            for &i in &unchanged {
+                                row[i] = old[i].clone();
+                            }
+                            let unchanged = unchanged.into_iter().filter(|i| old_u.contains(i)).collect();
+                            RowState::Upsert { row, unchanged }
                         }
-                        let unchanged = unchanged.into_iter().filter(|i| old_u.contains(i)).collect();
-                        RowState::Upsert { row, unchanged }
-                    }
-                    (state, _) => state,
-                };
-                // Replaced in place: the order of different keys does not
-                // matter, as a writer applies all deletes before all upserts.
-                self.rows.insert(k, RowChange { state, at, new });
-            }
+                        (state, _) => state,
+                    };
+                    // Replaced in place: the order of different keys does not
+                    // matter, as a writer applies all deletes before all upserts.
+                    o.insert(RowChange { state, at, new });
+                }
+            },
             _ => self.log.push(RowChange { state, at, new: false }),
         }
     }
@@ -265,7 +280,7 @@ impl TableChanges {
 pub struct Batch {
     /// Whether each table lists every event ([`TableChanges::history`]).
     history: bool,
-    pub tables: IndexMap<TableId, TableChanges>,
+    pub tables: IndexMap<TableId, TableChanges, FastHash>,
     /// Per partition: the offset of its first message in the batch and the next
     /// offset after its last one.
     pub offsets: BTreeMap<(Arc<str>, i32), (i64, i64)>,

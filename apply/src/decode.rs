@@ -80,8 +80,6 @@ pub struct Decoder {
     skipped_topics: HashSet<Arc<str>>,
     /// Whether each topic a message of another shape came on carries table changes.
     table_topics: HashMap<Arc<str>, bool>,
-    /// Topic names, shared by every position in them rather than allocated per message.
-    topics: HashSet<Arc<str>>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -103,24 +101,6 @@ impl Decoder {
             writers: HashMap::new(),
             skipped_topics: HashSet::new(),
             table_topics: HashMap::new(),
-            topics: HashSet::new(),
-        }
-    }
-
-    /// Where a consumed message is.
-    pub fn position(&mut self, topic: &str, partition: i32, offset: i64) -> Position {
-        let topic = match self.topics.get(topic) {
-            Some(t) => Arc::clone(t),
-            None => {
-                let t: Arc<str> = Arc::from(topic);
-                self.topics.insert(Arc::clone(&t));
-                t
-            }
-        };
-        Position {
-            topic,
-            partition,
-            offset,
         }
     }
 

@@ -24,19 +24,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_core::document::DOCUMENT_GONE_HEADER;
-use ferry_core::envelope::TRUNCATE_PARTITIONS_HEADER;
 use ferry_core::metrics::Phase;
 use ferry_core::registry::RegistryClient;
 use ferry_core::status::Reporter;
-use rdkafka::message::{Headers, OwnedMessage};
-use rdkafka::Message;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinSet;
 
-use crate::batch::{Barrier, Batch, Change, ChangeKind};
-use crate::consumer::{Applied, ConsumerThread, Polled};
-use crate::decode::{DecodeFailure, Decoder, MessageHeaders};
+use crate::batch::{Barrier, Batch, Change, ChangeKind, FastHash};
+use crate::consumer::{Applied, ConsumerThread, Polled, Run, RunMessage};
+use crate::decode::{DecodeFailure, Decoder};
 use crate::dlq::DeadLetters;
 use crate::error::ApplyError;
 use crate::settings::{ApplySettings, OnError};
@@ -117,8 +113,10 @@ async fn supervise<C: Connect>(
 /// 3-partition topics on one of two writers for 69% of names.)
 #[derive(Debug)]
 struct Routes {
-    of: HashMap<String, HashMap<i32, usize>>,
+    of: HashMap<(Arc<str>, i32), usize>,
     partitions: Vec<usize>,
+    /// The last partition routed: a run holds long stretches of one.
+    last: Option<(Arc<str>, i32, usize)>,
 }
 
 impl Routes {
@@ -126,11 +124,23 @@ impl Routes {
         Self {
             of: HashMap::new(),
             partitions: vec![0; writers],
+            last: None,
         }
     }
 
-    fn writer(&mut self, topic: &str, partition: i32) -> usize {
-        if let Some(&w) = self.of.get(topic).and_then(|p| p.get(&partition)) {
+    fn writer(&mut self, topic: &Arc<str>, partition: i32) -> usize {
+        if let Some((t, p, w)) = &self.last {
+            if *p == partition && Arc::ptr_eq(t, topic) {
+                return *w;
+            }
+        }
+        let w = self.first_seen(topic, partition);
+        self.last = Some((Arc::clone(topic), partition, w));
+        w
+    }
+
+    fn first_seen(&mut self, topic: &Arc<str>, partition: i32) -> usize {
+        if let Some(&w) = self.of.get(&(Arc::clone(topic), partition)) {
             return w;
         }
         let (w, _) = self
@@ -140,7 +150,7 @@ impl Routes {
             .min_by_key(|&(i, n)| (*n, i))
             .unwrap_or((0, &0));
         self.partitions[w] += 1;
-        self.of.entry(topic.to_owned()).or_default().insert(partition, w);
+        self.of.insert((Arc::clone(topic), partition), w);
         w
     }
 }
@@ -172,7 +182,7 @@ async fn session<C: Connect>(
             dead_letters: dead_letters.clone(),
             applied: Arc::clone(&applied),
             held: HashMap::new(),
-            checked: HashSet::new(),
+            checked: HashSet::default(),
             released: VecDeque::new(),
         };
         writers.spawn(writer.run(rx));
@@ -237,15 +247,15 @@ async fn session<C: Connect>(
 async fn dispatch(
     decoder: &mut Decoder,
     routes: &mut Routes,
-    messages: Vec<OwnedMessage>,
+    messages: Run,
     dead_letters: Option<&DeadLetters>,
     writers: &[mpsc::Sender<ToWriter>],
 ) -> Result<(), ApplyError> {
     let mut shares: Vec<Vec<Change>> = (0..writers.len()).map(|_| Vec::with_capacity(messages.len())).collect();
     let mut stopped = Ok(());
-    for m in &messages {
+    for m in messages.iter() {
         match decode(decoder, m, dead_letters).await {
-            Ok(change) => shares[routes.writer(m.topic(), m.partition())].push(change),
+            Ok(change) => shares[routes.writer(&m.at.topic, m.at.partition)].push(change),
             Err(e) => {
                 stopped = Err(e);
                 break;
@@ -284,22 +294,13 @@ async fn flush_all(writers: &[mpsc::Sender<ToWriter>]) -> Result<(), ApplyError>
 /// message stops apply or becomes a dead letter (and a skip).
 async fn decode(
     decoder: &mut Decoder,
-    m: &OwnedMessage,
+    m: RunMessage<'_>,
     dead_letters: Option<&DeadLetters>,
 ) -> Result<Change, ApplyError> {
-    let at = decoder.position(m.topic(), m.partition(), m.offset());
-    let header = |name: &str| {
-        m.headers()
-            .and_then(|h| h.iter().find(|h| h.key == name))
-            .and_then(|h| std::str::from_utf8(h.value?).ok())
-    };
-    let headers = MessageHeaders {
-        partitions: header(TRUNCATE_PARTITIONS_HEADER).and_then(|v| v.parse().ok()),
-        document_gone: header(DOCUMENT_GONE_HEADER) == Some("true"),
-    };
+    let at = m.at;
     let mut backoff = Duration::from_millis(200);
     loop {
-        match decoder.decode(at.clone(), m.key(), m.payload(), headers).await {
+        match decoder.decode(at.clone(), m.key, m.value, m.headers).await {
             Ok(change) => return Ok(change),
             Err(DecodeFailure::Registry(e)) if backoff < MAX_BACKOFF => {
                 metrics::counter!("ferry_apply_errors_total", "kind" => "registry").increment(1);
@@ -313,13 +314,13 @@ async fn decode(
                 let Some(dlq) = dead_letters else {
                     return Err(ApplyError::Undecodable {
                         at: at.to_string(),
-                        key: m.key().map_or("(none)".into(), |k| format!("{} bytes", k.len())),
+                        key: m.key.map_or("(none)".into(), |k| format!("{} bytes", k.len())),
                         reason: u.0,
                     });
                 };
-                dlq.send(&at, m.key(), m.payload(), &u.0).await?;
+                dlq.send(at, m.key, m.value, &u.0).await?;
                 return Ok(Change {
-                    at,
+                    at: at.clone(),
                     what: ChangeKind::Skip,
                     barrier: None,
                 });
@@ -355,7 +356,7 @@ struct Writer<T> {
     applied: Applied,
     held: HashMap<(Arc<str>, i32), Held>,
     /// Partitions whose stored barriers were looked up this session.
-    checked: HashSet<(Arc<str>, i32)>,
+    checked: HashSet<(Arc<str>, i32), FastHash>,
     /// Released messages, applied before anything new.
     released: VecDeque<Change>,
 }
@@ -566,21 +567,30 @@ impl<T: Target> Writer<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::Routes;
 
     #[test]
     fn partitions_are_shared_evenly_and_stay_on_their_writer() {
         let mut routes = Routes::new(2);
-        let seen: Vec<usize> = [("n", 0), ("n", 1), ("n", 2), ("w", 0), ("w", 1), ("w", 2)]
+        let (n, w): (Arc<str>, Arc<str>) = (Arc::from("n"), Arc::from("w"));
+        let seen: Vec<usize> = [(&n, 0), (&n, 1), (&n, 2), (&w, 0), (&w, 1), (&w, 2)]
             .iter()
             .map(|&(t, p)| routes.writer(t, p))
             .collect();
         assert_eq!(seen, [0, 1, 0, 1, 0, 1]);
-        assert_eq!(routes.writer("n", 1), 1, "a partition keeps its writer");
-        assert_eq!(routes.writer("w", 0), 1);
+        assert_eq!(routes.writer(&n, 1), 1, "a partition keeps its writer");
+        assert_eq!(routes.writer(&n, 1), 1, "and again, from the last one routed");
+        assert_eq!(
+            routes.writer(&Arc::from("w"), 0),
+            1,
+            "a topic is its name, not its allocation"
+        );
         let mut three = Routes::new(3);
+        let t: Arc<str> = Arc::from("t");
         let shares = (0..7).fold([0; 3], |mut n, p| {
-            n[three.writer("t", p)] += 1;
+            n[three.writer(&t, p)] += 1;
             n
         });
         assert_eq!(shares, [3, 2, 2]);
