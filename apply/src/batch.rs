@@ -138,10 +138,10 @@ impl HistoryEvent {
         let tx = event
             .transaction
             .as_ref()
-            .map(|t| t.id.clone())
+            .map(|t| t.id.to_string())
             .or_else(|| match &event.source.detail {
                 SourceDetail::Postgres { tx_id, .. } => tx_id.map(|t| t.to_string()),
-                SourceDetail::Mysql { gtid, .. } => gtid.clone(),
+                SourceDetail::Mysql { gtid, .. } => gtid.as_ref().map(ToString::to_string),
                 SourceDetail::Mongodb { lsid, txn_number, .. } => {
                     lsid.as_ref().zip(*txn_number).map(|(l, n)| format!("{l}:{n}"))
                 }

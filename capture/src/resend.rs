@@ -76,7 +76,7 @@ impl Position {
                 ..
             } => Some(Position::Mysql {
                 server_id: *server_id,
-                file: file.clone(),
+                file: file.to_string(),
                 pos: *pos,
                 row: *row,
             }),

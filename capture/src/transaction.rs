@@ -4,7 +4,7 @@
 //! counts after the last (see `ferry_core::transaction`). Transactions that
 //! touch no captured table publish nothing.
 
-use ferry_core::envelope::TransactionBlock;
+use ferry_core::envelope::{SmolStr, TransactionBlock};
 use ferry_core::meta::TableId;
 use ferry_core::transaction::{TransactionRecord, TxStatus};
 
@@ -44,7 +44,7 @@ impl OpenTransaction {
         });
         self.per_table[at].1 += 1;
         Ok(TransactionBlock {
-            id: self.id.clone(),
+            id: SmolStr::new(&self.id),
             total_order: self.total,
             data_collection_order: self.per_table[at].1,
         })

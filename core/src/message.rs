@@ -122,8 +122,8 @@ mod tests {
                 snapshot: Snapshot::False,
                 db: "db".into(),
                 detail: SourceDetail::Postgres {
-                    schema: String::new(),
-                    table: String::new(),
+                    schema: Default::default(),
+                    table: Default::default(),
                     tx_id: Some(42),
                     lsn: Some(PgLsn(0x16B_3748)),
                 },

@@ -72,7 +72,7 @@ impl Forged {
         let meta = self.codec.meta();
         let detail = match self.codec.connector() {
             Connector::Mysql => SourceDetail::Mysql {
-                table: Some(meta.id.table.clone()),
+                table: Some(meta.id.table.as_str().into()),
                 server_id: 1,
                 gtid: None,
                 file: "forged-bin.000001".into(),
@@ -82,8 +82,8 @@ impl Forged {
                 query: None,
             },
             _ => SourceDetail::Postgres {
-                schema: meta.id.schema.clone(),
-                table: meta.id.table.clone(),
+                schema: meta.id.schema.as_str().into(),
+                table: meta.id.table.as_str().into(),
                 tx_id: None,
                 lsn: None,
             },
@@ -102,7 +102,7 @@ impl Forged {
                 name: "forged".into(),
                 ts_ms: 0,
                 snapshot: Snapshot::False,
-                db: meta.id.schema.clone(),
+                db: meta.id.schema.as_str().into(),
                 detail,
             },
             ts_ms: 0,

@@ -1311,7 +1311,7 @@ async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() 
         let after = event.after.as_ref().unwrap();
         assert!(rows.insert((int(&after[0]), int(&after[1]))), "row {after:?} twice");
         let block = event.transaction.as_ref().unwrap();
-        orders.entry(block.id.clone()).or_default().push(block.total_order);
+        orders.entry(block.id.to_string()).or_default().push(block.total_order);
     }
     assert_eq!(orders.len(), TRANSACTIONS as usize);
     for (id, mut order) in orders {

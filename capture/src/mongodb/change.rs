@@ -20,7 +20,7 @@
 
 use bson::{Bson, Document};
 use ferry_core::document::{extjson, DocumentEvent, UpdateDescription};
-use ferry_core::envelope::{Op, Snapshot, SourceDetail, SourceInfo};
+use ferry_core::envelope::{Op, SmolStr, Snapshot, SourceDetail, SourceInfo};
 use ferry_core::meta::TableId;
 use ferry_core::position::{ClusterTime, ResumeToken};
 
@@ -125,15 +125,15 @@ pub fn read(doc: &Document, how: Reading<'_>) -> Result<StreamEvent, Malformed> 
         after: None,
         update: None,
         source: SourceInfo {
-            name: how.prefix.to_owned(),
+            name: SmolStr::new(how.prefix),
             ts_ms,
             snapshot: Snapshot::False,
-            db: collection.schema.clone(),
+            db: SmolStr::new(&collection.schema),
             detail: SourceDetail::Mongodb {
-                collection: collection.table.clone(),
+                collection: SmolStr::new(&collection.table),
                 ord: cluster_time.i as i32,
-                resume_token: Some(token.0.clone()),
-                lsid: lsid.clone(),
+                resume_token: Some(SmolStr::new(&token.0)),
+                lsid: lsid.as_deref().map(SmolStr::new),
                 txn_number,
             },
         },
@@ -254,12 +254,12 @@ pub fn read_event(prefix: &str, collection: &TableId, doc: Document, ts_ms: i64)
         after: Some(extjson::canonical(&Bson::Document(doc))),
         update: None,
         source: SourceInfo {
-            name: prefix.to_owned(),
+            name: SmolStr::new(prefix),
             ts_ms,
             snapshot: Snapshot::True,
-            db: collection.schema.clone(),
+            db: SmolStr::new(&collection.schema),
             detail: SourceDetail::Mongodb {
-                collection: collection.table.clone(),
+                collection: SmolStr::new(&collection.table),
                 ord: 0,
                 resume_token: None,
                 lsid: None,

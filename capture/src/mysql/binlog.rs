@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::config::SecretUrl;
-use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo};
+use ferry_core::envelope::{ChangeEvent, Op, SmolStr, Snapshot, SourceDetail, SourceInfo};
 use ferry_core::meta::{TableId, TableMeta};
 use ferry_core::mysql::MysqlConfig;
 use ferry_core::position::{BinlogPosition, GtidSet, MariadbGtid, SourcePosition};
@@ -134,7 +134,7 @@ struct Tx {
     open: OpenTransaction,
     /// Where its first event starts: it committed before any position past it.
     start: BinlogPosition,
-    gtid: Option<String>,
+    gtid: Option<SmolStr>,
     mariadb_gtid: Option<MariadbGtid>,
     mysql_gtid: Option<(uuid::Uuid, u64)>,
     /// Opened by a `BEGIN`: ends at its XID or `COMMIT`. Without one (a DDL
@@ -396,6 +396,7 @@ impl<'a> Streamer<'a> {
             return;
         }
         let id = gtid.clone().unwrap_or_else(|| format!("{}:{start_pos}", self.file));
+        let gtid = gtid.map(SmolStr::from);
         self.tx = Some(Tx {
             open: OpenTransaction::new(id, ts_ms),
             start,
@@ -594,15 +595,15 @@ impl<'a> Streamer<'a> {
             None => (now_ms(), None, 0),
         };
         SourceInfo {
-            name: self.prefix.to_owned(),
+            name: SmolStr::new(&self.prefix),
             ts_ms,
             snapshot: Snapshot::False,
-            db: db.to_owned(),
+            db: SmolStr::new(db),
             detail: SourceDetail::Mysql {
-                table: table.map(str::to_owned),
+                table: table.map(SmolStr::new),
                 server_id: i64::from(server_id),
                 gtid,
-                file: self.file.clone(),
+                file: SmolStr::new(&self.file),
                 pos: pos as i64,
                 row: row as i32,
                 thread: None,

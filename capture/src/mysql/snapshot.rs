@@ -22,7 +22,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo};
+use ferry_core::envelope::{ChangeEvent, Op, SmolStr, Snapshot, SourceDetail, SourceInfo};
 use ferry_core::meta::{DataType, TableId};
 use ferry_core::mysql::{quote_ident, quoted};
 use ferry_core::position::{BinlogPosition, GtidSet, SourcePosition};
@@ -343,15 +343,15 @@ fn read_event(prefix: &str, at: &Start, server_id: u32, id: &TableId, row: Vec<D
         before: None,
         after: Some(row),
         source: SourceInfo {
-            name: prefix.to_owned(),
+            name: SmolStr::new(prefix),
             ts_ms: now,
             snapshot: Snapshot::True,
-            db: id.schema.clone(),
+            db: SmolStr::new(&id.schema),
             detail: SourceDetail::Mysql {
-                table: Some(id.table.clone()),
+                table: Some(SmolStr::new(&id.table)),
                 server_id: i64::from(server_id),
                 gtid: None,
-                file: at.binlog.file.clone(),
+                file: SmolStr::new(&at.binlog.file),
                 pos: at.binlog.pos as i64,
                 row: 0,
                 thread: None,

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ferry_core::config::SecretUrl;
-use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo};
+use ferry_core::envelope::{ChangeEvent, Op, SmolStr, Snapshot, SourceDetail, SourceInfo};
 use ferry_core::meta::TableId;
 use ferry_core::position::{PgLsn, SourcePosition};
 use ferry_core::value::Datum;
@@ -302,13 +302,13 @@ fn read_event(spec: &SnapshotSpec<'_>, id: &TableId, row: Vec<Datum>) -> ChangeE
         before: None,
         after: Some(row),
         source: SourceInfo {
-            name: spec.prefix.to_owned(),
+            name: SmolStr::new(spec.prefix),
             ts_ms: now,
             snapshot: Snapshot::True,
-            db: spec.database.to_owned(),
+            db: SmolStr::new(spec.database),
             detail: SourceDetail::Postgres {
-                schema: id.schema.clone(),
-                table: id.table.clone(),
+                schema: SmolStr::new(&id.schema),
+                table: SmolStr::new(&id.table),
                 tx_id: None,
                 lsn: Some(spec.at),
             },

@@ -44,7 +44,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_core::envelope::{ChangeEvent, Op, Snapshot, SourceDetail, SourceInfo};
+use ferry_core::envelope::{ChangeEvent, Op, SmolStr, Snapshot, SourceDetail, SourceInfo};
 use ferry_core::message::LogicalMessage;
 use ferry_core::meta::TableId;
 use ferry_core::position::{PgLsn, SourcePosition};
@@ -271,7 +271,7 @@ impl<'a> Streamer<'a> {
                 let message = LogicalMessage {
                     prefix,
                     content: content.to_vec(),
-                    source: self.source(ts_ms, String::new(), String::new(), tx_id, lsn),
+                    source: self.source(ts_ms, "", "", tx_id, lsn),
                     ts_ms: now_ms(),
                 };
                 publisher.send_message(&message).await?;
@@ -281,15 +281,15 @@ impl<'a> Streamer<'a> {
         Ok(())
     }
 
-    fn source(&self, ts_ms: i64, schema: String, table: String, tx_id: Option<i64>, lsn: PgLsn) -> SourceInfo {
+    fn source(&self, ts_ms: i64, schema: &str, table: &str, tx_id: Option<i64>, lsn: PgLsn) -> SourceInfo {
         SourceInfo {
-            name: self.prefix.to_owned(),
+            name: SmolStr::new(&self.prefix),
             ts_ms,
             snapshot: Snapshot::False,
-            db: self.database.to_owned(),
+            db: SmolStr::new(&self.database),
             detail: SourceDetail::Postgres {
-                schema,
-                table,
+                schema: SmolStr::new(schema),
+                table: SmolStr::new(table),
                 tx_id,
                 lsn: Some(lsn),
             },
@@ -438,7 +438,7 @@ impl<'a> Streamer<'a> {
             op,
             before,
             after,
-            source: self.source(ts_ms, id.schema.clone(), id.table.clone(), tx_id, lsn),
+            source: self.source(ts_ms, &id.schema, &id.table, tx_id, lsn),
             ts_ms: now_ms(),
             transaction,
             unchanged,
