@@ -595,7 +595,7 @@ impl<'a> Streamer<'a> {
             None => (now_ms(), None, 0),
         };
         SourceInfo {
-            name: SmolStr::new(&self.prefix),
+            name: SmolStr::new(self.prefix),
             ts_ms,
             snapshot: Snapshot::False,
             db: SmolStr::new(db),

@@ -283,10 +283,10 @@ impl<'a> Streamer<'a> {
 
     fn source(&self, ts_ms: i64, schema: &str, table: &str, tx_id: Option<i64>, lsn: PgLsn) -> SourceInfo {
         SourceInfo {
-            name: SmolStr::new(&self.prefix),
+            name: SmolStr::new(self.prefix),
             ts_ms,
             snapshot: Snapshot::False,
-            db: SmolStr::new(&self.database),
+            db: SmolStr::new(self.database),
             detail: SourceDetail::Postgres {
                 schema: SmolStr::new(schema),
                 table: SmolStr::new(table),
