@@ -124,15 +124,18 @@ impl Run {
         };
         let key = copy(m.key());
         let value = copy(m.payload());
-        let header = |name: &str| {
-            m.headers()
-                .and_then(|h| h.iter().find(|h| h.key == name))
-                .and_then(|h| std::str::from_utf8(h.value?).ok())
-        };
-        let headers = MessageHeaders {
-            partitions: header(TRUNCATE_PARTITIONS_HEADER).and_then(|v| v.parse().ok()),
-            document_gone: header(DOCUMENT_GONE_HEADER) == Some("true"),
-        };
+        // Read once: librdkafka parses a message's headers at each call.
+        let mut headers = MessageHeaders::default();
+        for h in m.headers().iter().flat_map(|h| h.iter()) {
+            let value = || h.value.and_then(|v| std::str::from_utf8(v).ok());
+            match h.key {
+                TRUNCATE_PARTITIONS_HEADER if headers.partitions.is_none() => {
+                    headers.partitions = value().and_then(|v| v.parse().ok());
+                }
+                DOCUMENT_GONE_HEADER => headers.document_gone |= value() == Some("true"),
+                _ => {}
+            }
+        }
         self.messages.push(Entry {
             at: Position {
                 topic,

@@ -12,7 +12,7 @@ use std::fmt::Write;
 
 use ferry_core::value::Datum;
 
-use crate::calendar::{civil, write_clock, MICROS_PER_DAY};
+use crate::calendar::{civil, push_padded, write_clock, MICROS_PER_DAY};
 
 /// `datum` as PostgreSQL text, `None` for NULL.
 pub fn pg_text(datum: &Datum, with_zone: bool) -> Option<String> {
@@ -29,7 +29,10 @@ pub fn write_pg_text(datum: &Datum, with_zone: bool, out: &mut String) -> bool {
             out.push(if *b { 't' } else { 'f' });
             Ok(())
         }
-        Datum::Int(i) => write!(out, "{i}"),
+        Datum::Int(i) => {
+            out.push_str(itoa::Buffer::new().format(*i));
+            Ok(())
+        }
         Datum::Float32(f) => float(f64::from(*f), out, |out| write!(out, "{f:e}")),
         Datum::Float64(f) => float(*f, out, |out| write!(out, "{f:e}")),
         Datum::Decimal(d) => write!(out, "{d}"),
@@ -54,7 +57,10 @@ pub fn write_pg_text(datum: &Datum, with_zone: bool, out: &mut String) -> bool {
         Datum::Date(d) => match *d {
             i32::MAX => write!(out, "infinity"),
             i32::MIN => write!(out, "-infinity"),
-            d => date(i64::from(d), "", out),
+            d => {
+                date(i64::from(d), out, |_| {});
+                Ok(())
+            }
         },
         Datum::Time(t) => {
             write_clock(*t, out);
@@ -65,16 +71,20 @@ pub fn write_pg_text(datum: &Datum, with_zone: bool, out: &mut String) -> bool {
             i64::MIN => write!(out, "-infinity"),
             t => {
                 let (days, micros) = (t.div_euclid(MICROS_PER_DAY), t.rem_euclid(MICROS_PER_DAY));
-                let mut rest = String::with_capacity(20);
-                rest.push(' ');
-                write_clock(micros, &mut rest);
-                if with_zone {
-                    rest.push_str("+00");
-                }
-                date(days, &rest, out)
+                date(days, out, |out| {
+                    out.push(' ');
+                    write_clock(micros, out);
+                    if with_zone {
+                        out.push_str("+00");
+                    }
+                });
+                Ok(())
             }
         },
-        Datum::Uuid(u) => write!(out, "{}", u.hyphenated()),
+        Datum::Uuid(u) => {
+            out.push_str(u.hyphenated().encode_lower(&mut [0; 36]));
+            Ok(())
+        }
     };
     true
 }
@@ -90,14 +100,19 @@ fn float(f: f64, out: &mut String, shortest: impl FnOnce(&mut String) -> std::fm
     Ok(())
 }
 
-/// The date `days` after 1970-01-01 as `YYYY-MM-DD`, then `rest`, then ` BC`
-/// for years before 1 (PostgreSQL writes the era last).
-fn date(days: i64, rest: &str, out: &mut String) -> std::fmt::Result {
+/// The date `days` after 1970-01-01 as `YYYY-MM-DD`, then what `rest`
+/// writes, then ` BC` for years before 1 (PostgreSQL writes the era last).
+fn date(days: i64, out: &mut String, rest: impl FnOnce(&mut String)) {
     let (y, m, d) = civil(days);
+    let year = if y <= 0 { 1 - y } else { y };
+    push_padded(out, year.unsigned_abs(), 4);
+    out.push('-');
+    push_padded(out, u64::from(m), 2);
+    out.push('-');
+    push_padded(out, u64::from(d), 2);
+    rest(out);
     if y <= 0 {
-        write!(out, "{:04}-{m:02}-{d:02}{rest} BC", 1 - y)
-    } else {
-        write!(out, "{y:04}-{m:02}-{d:02}{rest}")
+        out.push_str(" BC");
     }
 }
 
