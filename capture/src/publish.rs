@@ -184,11 +184,25 @@ impl TableTopic {
     }
 }
 
-/// An event in the wire format: its key (none for a keyless table) and value.
+/// An event in the wire format: its key (none for a keyless table) and value,
+/// framed, one after the other in one buffer: one allocation per event,
+/// which a snapshot's worker makes and the publisher's thread frees.
 #[derive(Debug)]
 pub struct Encoded {
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
+    bytes: Vec<u8>,
+    /// Where the value starts; the key is what comes before it (a framed
+    /// key is never empty, so 0 means none).
+    value: usize,
+}
+
+impl Encoded {
+    pub fn key(&self) -> Option<&[u8]> {
+        (self.value > 0).then(|| &self.bytes[..self.value])
+    }
+
+    pub fn value(&self) -> &[u8] {
+        &self.bytes[self.value..]
+    }
 }
 
 /// Encodes one table's events as the publisher would, anywhere (see
@@ -215,17 +229,19 @@ fn encode(t: &TableTopic, table: &TableId, event: &ChangeEvent) -> Result<Encode
     let TopicCodec::Table(codec) = &t.codec else {
         return Err(PublishError::UnknownTable(table.clone()));
     };
+    // Room for a narrow row's key and envelope.
+    let mut bytes = Vec::with_capacity(288);
     let key_row: Option<&[Datum]> = event.after.as_deref().or(event.before.as_deref());
-    let key = match (key_row, t.key_id) {
-        (Some(row), Some(id)) => {
-            let mut key = wire::framed(id, 16);
-            codec.encode_key_into(row, &mut key)?.then_some(key)
+    if let (Some(row), Some(id)) = (key_row, t.key_id) {
+        wire::frame_into(id, &mut bytes);
+        if !codec.encode_key_into(row, &mut bytes)? {
+            bytes.clear();
         }
-        _ => None,
-    };
-    let mut value = wire::framed(t.value_id, 256);
-    codec.encode_value_into(event, &mut value)?;
-    Ok(Encoded { key, value })
+    }
+    let value = bytes.len();
+    wire::frame_into(t.value_id, &mut bytes);
+    codec.encode_value_into(event, &mut bytes)?;
+    Ok(Encoded { bytes, value })
 }
 
 /// A topic of fixed-schema records (`<prefix>.transaction`, `<prefix>.message`)
@@ -519,9 +535,10 @@ impl Publisher {
             return Ok(());
         }
         let t = self.topic_of(table)?;
-        let Encoded { key, value } = encode(&t, table, event)?;
+        let encoded = encode(&t, table, event)?;
         let lag = (event.source.snapshot == Snapshot::False).then_some(event.ts_ms - event.source.ts_ms);
-        self.publish(&t, key.as_deref(), &value, event.op, lag, None).await
+        self.publish(&t, encoded.key(), encoded.value(), event.op, lag, None)
+            .await
     }
 
     /// The encoder of table `table`'s events, for encoding away from the
@@ -545,13 +562,13 @@ impl Publisher {
         let t = self.topic_of(table)?;
         let (mut count, mut bytes) = (0u64, 0usize);
         for encoded in events {
-            let (key, value) = (encoded.key.as_deref(), Some(encoded.value.as_slice()));
+            let (key, value) = (encoded.key(), Some(encoded.value()));
             let partition = partition_of(key);
             if !self.produce(&t.topic, key, value, partition, None)? {
                 self.enqueue(&t.topic, key, value, partition, None).await?;
             }
             count += 1;
-            bytes += encoded.value.len() + key.map_or(0, <[u8]>::len);
+            bytes += encoded.bytes.len();
         }
         t.count(Op::Read, count, bytes);
         Ok(())
@@ -875,8 +892,6 @@ impl Publisher {
     }
 }
 
-/// Creates the topic if needed; its number of partitions (it may have existed
-/// with another).
 /// The partition an event's key asks for: a keyless table's events have no
 /// key to keep them in order by, so they all go to partition 0, in source
 /// order; the others go where the partitioner puts their key.
@@ -884,6 +899,8 @@ fn partition_of(key: Option<&[u8]>) -> Option<i32> {
     key.is_none().then_some(0)
 }
 
+/// Creates the topic if needed; its number of partitions (it may have existed
+/// with another).
 async fn create_topic(
     admin: &AdminClient<DefaultClientContext>,
     name: &str,

@@ -19,18 +19,17 @@ pub enum WireError {
 
 /// Frames an Avro datum with its schema id.
 pub fn encode(schema_id: u32, datum: &[u8]) -> Vec<u8> {
-    let mut out = framed(schema_id, datum.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+    frame_into(schema_id, &mut out);
     out.extend_from_slice(datum);
     out
 }
 
-/// A buffer holding the header of `schema_id`, with room for a datum of
-/// `capacity` bytes to be written after it (no second copy of the datum).
-pub fn framed(schema_id: u32, capacity: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + capacity);
+/// Appends the header of `schema_id` to `out`, for a datum written straight
+/// after it (no second copy of the datum).
+pub fn frame_into(schema_id: u32, out: &mut Vec<u8>) {
     out.push(MAGIC);
     out.extend_from_slice(&schema_id.to_be_bytes());
-    out
 }
 
 /// Splits a framed message into its schema id and Avro datum.
