@@ -7,7 +7,8 @@
 //! later change: one full run left 432 topics in a 116 MB file, and a broker
 //! restart reads it all back. So `scripts/test` sweeps them before and
 //! between its phases with `ferry-sweep`, and the benchmark deletes its own
-//! as it goes.
+//! as it goes. `scripts/quickstart` leaves its run's topics too (its targets
+//! are there to be queried after it); the sweep deletes those of earlier runs.
 
 use std::time::Duration;
 
@@ -35,6 +36,14 @@ pub fn made_by_a_test(name: &str) -> bool {
                 .is_some_and(|hex| hex.iter().all(|d| matches!(d, b'0'..=b'9' | b'a'..=b'f')))
             && !b.get(i + 13).is_some_and(u8::is_ascii_alphanumeric)
     })
+}
+
+/// Whether `name` is under a topic prefix of `scripts/quickstart`:
+/// `quickstart`, the run's start in Unix seconds, then `.`.
+pub fn made_by_the_quickstart(name: &str) -> bool {
+    name.strip_prefix("quickstart")
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(seconds, _)| !seconds.is_empty() && seconds.bytes().all(|d| d.is_ascii_digit()))
 }
 
 /// Deletes the broker's topics and the registry's subjects whose names are
@@ -127,6 +136,25 @@ mod tests {
             "g_0123456789AB",
         ] {
             assert!(!made_by_a_test(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_quickstarts_prefixes_are_told_apart_from_others() {
+        for name in [
+            "quickstart1796559375.public.orders",
+            "quickstart1796559375.public.orders-value",
+            "quickstart1796559375.transaction",
+        ] {
+            assert!(made_by_the_quickstart(name), "{name}");
+        }
+        for name in [
+            "quickstart.public.orders",
+            "quickstarts1.public.orders",
+            "quickstart12",
+            "shop.public.orders",
+        ] {
+            assert!(!made_by_the_quickstart(name), "{name}");
         }
     }
 }

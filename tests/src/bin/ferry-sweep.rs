@@ -1,13 +1,15 @@
-//! `ferry-sweep`: deletes the topics and registry subjects that tests left on
-//! the development broker and registry (names made by `unique`, see
+//! `ferry-sweep`: deletes the topics and registry subjects that tests and
+//! earlier quickstarts left on the development broker and registry (see
 //! [`ferry_tests::sweep`]). `scripts/test` runs it before and between its
 //! phases; run it by hand after running tests yourself.
 
+use ferry_tests::sweep::{delete, made_by_a_test, made_by_the_quickstart};
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let swept = ferry_tests::sweep::delete(ferry_tests::sweep::made_by_a_test).await;
+    let swept = delete(|name| made_by_a_test(name) || made_by_the_quickstart(name)).await;
     println!(
-        "ferry-sweep: deleted {} topics and {} registry subjects left by tests",
+        "ferry-sweep: deleted {} topics and {} registry subjects left by tests and quickstarts",
         swept.topics, swept.subjects
     );
     for failure in &swept.failures {
