@@ -18,7 +18,7 @@ use std::fmt::Write;
 
 use ferry_core::value::Datum;
 
-use crate::calendar::{civil, write_clock, MICROS_PER_DAY};
+use crate::calendar::{civil, push_padded, write_clock, MICROS_PER_DAY};
 
 /// The longest MariaDB `TIME`: 838:59:59.999999.
 const MAX_TIME_MICROS: i64 = ((838 * 60 + 59) * 60 + 59) * 1_000_000 + 999_999;
@@ -69,9 +69,7 @@ pub fn write_literal(datum: &Datum, fit: Fit, out: &mut String) -> Result<(), St
     match datum {
         Datum::Null => out.push_str("NULL"),
         Datum::Bool(b) => out.push(if *b { '1' } else { '0' }),
-        Datum::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
+        Datum::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
         // The float's exact value as a double, which the server rounds back to
         // the very same float.
         Datum::Float32(f) => float(f64::from(*f), out)?,
@@ -154,7 +152,9 @@ pub fn write_literal(datum: &Datum, fit: Fit, out: &mut String) -> Result<(), St
             out.push('\'');
         }
         Datum::Uuid(u) => {
-            let _ = write!(out, "'{}'", u.hyphenated());
+            out.push('\'');
+            out.push_str(u.hyphenated().encode_lower(&mut [0; 36]));
+            out.push('\'');
         }
     }
     Ok(())
@@ -257,7 +257,12 @@ fn date(days: i64, out: &mut String, kind: &str) -> Result<(), String> {
         };
         return Err(format!("{shown} is outside MariaDB's {kind} range (years 1 to 9999)"));
     }
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    // Years 1 to 9999, as checked above.
+    push_padded(out, y as u64, 4);
+    out.push('-');
+    push_padded(out, m.into(), 2);
+    out.push('-');
+    push_padded(out, d.into(), 2);
     Ok(())
 }
 
