@@ -23,6 +23,11 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a reading waits for the first unapplied message of a partition.
 const AGE_WAIT: Duration = Duration::from_millis(500);
 
+/// A target whose oldest unapplied change has waited less than this keeps
+/// up: the table is streaming, not catching up. While the source takes
+/// writes, a reading almost always finds a few changes on their way.
+const KEEPING_UP_MS: i64 = 1_000;
+
 /// One table topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicProgress {
@@ -266,7 +271,11 @@ impl View {
             let snapshotting = capture == Capture::Snapshot && (estimate == 0 || t.captured < estimate);
             let state = if snapshotting {
                 "snapshotting"
-            } else if t.applied.iter().all(|a| a.complete) {
+            } else if t
+                .applied
+                .iter()
+                .all(|a| a.complete || a.lag_ms.is_some_and(|l| l < KEEPING_UP_MS))
+            {
                 if capture == Capture::Done {
                     "loaded"
                 } else {
@@ -392,6 +401,15 @@ mod tests {
         assert!(target.contains("lag 1.5 s, 2,000 to apply, ETA 9.0 s"), "{text}");
         let done = [topic(10_000, &[(10_000, true)])];
         assert!(view.render(&done, Capture::Streaming).contains("streaming"));
+        // A few changes on their way, the oldest 200 ms old: streaming; 1.5 s: catching up.
+        let mut live = topic(10_000, &[(9_990, false)]);
+        assert!(view.render(&[live.clone()], Capture::Streaming).contains("catching up"));
+        live.applied[0].lag_ms = Some(200);
+        let text = view.render(&[live], Capture::Streaming);
+        assert!(
+            text.contains("streaming") && text.contains("lag 200 ms, 10 to apply"),
+            "{text}"
+        );
         assert!(view.render(&done, Capture::Done).contains("loaded"));
         assert!(view.render(&done, Capture::Done).contains("caught up"));
         assert_eq!(count(1_234_567), "1,234,567");
