@@ -80,7 +80,7 @@ where
     let log_format = file.log_format;
     let (settings, target, options) = file.settings().map_err(ApplyError::Config)?;
     let target = target.ok_or_else(|| ApplyError::Config(format!("--target is required: {target_form}")))?;
-    init_logging(log_format);
+    init_logging(log_format, "info");
     tracing::info!(target = %target, group = %settings.group, ?options, "{name} starting");
     let connect = connect(target, options).map_err(ApplyError::Config)?;
     pipeline::run(settings, connect, shutdown_signal()).await

@@ -26,7 +26,7 @@ use std::time::Duration;
 use std::ops::Range;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
@@ -359,6 +359,7 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
     let mut idle = IdleFetch::new(IDLE_PAUSE);
     // Topic names, each shared by every position in it.
     let mut topics: Vec<Arc<str>> = Vec::new();
+    let mut told_none_match = false;
     while !stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(idle.wait(wait));
         if consumer.context().assigned.swap(false, Ordering::Relaxed) {
@@ -395,6 +396,15 @@ fn poll<T: Target>(consumer: BaseConsumer<Context<T>>, tx: mpsc::Sender<Polled>,
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 if idle.reached_end(&consumer, partition) && !consumer.context().hand_over() {
                     break;
+                }
+            }
+            // No topic matches --topics yet (librdkafka looks again at every
+            // metadata refresh): no error, as the capture may not have made
+            // its topics yet.
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {
+                if !told_none_match {
+                    told_none_match = true;
+                    tracing::info!("no topic matches --topics yet; waiting for one");
                 }
             }
             Some(Err(e)) => {

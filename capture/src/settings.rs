@@ -201,7 +201,7 @@ pub fn load<S: DeserializeOwned>(
     file.file = config.map(std::path::Path::to_path_buf);
     let log_format = file.log_format;
     let settings = file.settings(source_form)?;
-    ferry_core::telemetry::init_logging(log_format);
+    ferry_core::telemetry::init_logging(log_format, "info");
     Ok(settings)
 }
 

@@ -10,6 +10,7 @@ use ferry_core::config::SecretUrl;
 use ferry_core::kafka::KafkaSettings;
 use ferry_core::process::shutdown_signal;
 use ferry_core::registry::RegistryClient;
+use ferry_core::telemetry::{init_logging, LogFormat};
 
 /// Ferry, the operator's tool.
 #[derive(Debug, Parser)]
@@ -291,7 +292,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    init_logging(LogFormat::Human, "warn");
+    match run(cli).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {

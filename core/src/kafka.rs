@@ -198,15 +198,19 @@ impl ClientContext for EndIsNoError {
     }
 }
 
-/// What [`ClientContext::error`] does by default, except for a partition's
-/// end, which librdkafka reports either way as an error too.
+/// What [`ClientContext::error`] does by default, except for two reports
+/// that are no errors: a partition's end, which librdkafka reports either way
+/// as an error too, and a subscription that no topic matches yet (an apply
+/// started before its capture made the topics), which it reports at every
+/// metadata refresh until one does.
 pub fn log_unless_end(error: KafkaError, reason: &str) {
-    let end = matches!(
-        error,
-        KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::error::RDKafkaErrorCode::PartitionEOF)
-    );
-    if !end {
-        tracing::error!("librdkafka: {error}: {reason}");
+    use rdkafka::error::RDKafkaErrorCode::{PartitionEOF, UnknownTopicOrPartition};
+    match error {
+        KafkaError::PartitionEOF(_) | KafkaError::Global(PartitionEOF) => {}
+        KafkaError::Global(UnknownTopicOrPartition) if reason.contains("Subscribed topic not available") => {
+            tracing::debug!("librdkafka: {reason}");
+        }
+        _ => tracing::error!("librdkafka: {error}: {reason}"),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Logging set-up shared by every binary: human-readable lines by default, one
 //! JSON object per line with `--log-format json`, level from `FERRY_LOG` (or
-//! `RUST_LOG`), `info` when neither is set.
+//! `RUST_LOG`), the binary's default when neither is set: `info` for the
+//! capture, apply and registry services, `warn` for the `ferry` tool, whose
+//! own output is what the operator reads (its `migrate` runs a capture and
+//! applies in process: their warnings and errors still show).
 
 use tracing_subscriber::EnvFilter;
 
@@ -25,12 +28,13 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber. Call once, first thing in `main`.
-pub fn init_logging(format: LogFormat) {
+/// Installs the global subscriber, at level `default` unless `FERRY_LOG` or
+/// `RUST_LOG` says otherwise. Call once, first thing in `main`.
+pub fn init_logging(format: LogFormat, default: &str) {
     let filter = std::env::var("FERRY_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+        .unwrap_or_else(|| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -129,7 +129,7 @@ enum MainError {
 
 async fn main_inner(args: Args) -> Result<(), MainError> {
     let file: FileConfig = config::load(args.config.as_deref(), &args)?;
-    init_logging(file.log_format);
+    init_logging(file.log_format, "info");
     let password = config::password(
         file.basic_auth_password,
         file.basic_auth_password_file.as_deref(),

@@ -77,7 +77,7 @@ impl InProcess {
     /// [`InProcess::start`] as the group's static member `instance` (the
     /// instance a killed process was: its partitions come back at once).
     pub fn start_as(file: &Path, prefix: &str, group: &str, mode: Mode, instance: Option<&str>) -> InProcess {
-        ferry_core::telemetry::init_logging(ferry_core::telemetry::LogFormat::Human);
+        ferry_core::telemetry::init_logging(ferry_core::telemetry::LogFormat::Human, "info");
         let connect = DuckConnect::open(
             DuckFile(file.to_owned()),
             DuckOptions {
