@@ -643,3 +643,56 @@ async fn an_idle_member_keeps_fetching_across_rebalances() {
     assert!(first.terminate().success());
     assert!(capture.terminate().success());
 }
+
+#[tokio::test]
+async fn an_apply_started_before_its_topics_exist_waits_without_errors() {
+    use ferry_tests::workload::metric;
+    let (source, target) = (PgDatabase::create(), PgDatabase::create());
+    source
+        .execute("CREATE TABLE early (id int PRIMARY KEY, v text); INSERT INTO early VALUES (1, 'one');")
+        .await;
+    let prefix = unique("early");
+    let metrics = format!("127.0.0.1:{}", ferry_tests::free_port());
+    let log = std::env::temp_dir().join(format!("{prefix}.apply.log"));
+    let (url, brokers) = (target.url(), ferry_tests::brokers());
+    let topics = format!("{prefix}\\..*");
+    let apply = Running::start_logged(
+        "ferry-apply-postgres",
+        &[
+            "--target",
+            &url,
+            "--topics",
+            &topics,
+            "--group",
+            &unique("g"),
+            "--metrics",
+            &metrics,
+        ],
+        &[("FERRY_LOG", "info"), ("FERRY_BROKERS", &brokers)],
+        &log,
+    );
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("apply to say no topic matches yet", CATCH_UP, || {
+        let said = read_log().contains("no topic matches --topics yet");
+        async move { said.then_some(()) }
+    })
+    .await;
+    let capture = start_capture(&source, &prefix, &[]);
+    wait_streaming(&source, &prefix).await;
+    source.execute("INSERT INTO early VALUES (2, 'two')").await;
+    wait_equal(&source, &target, &["early"], CATCH_UP).await;
+    let kafka_errors = metric(&metrics, "ferry_apply_errors_total{kind=\"kafka\"}").await;
+    assert_eq!(kafka_errors, 0.0, "waiting for topics counted as Kafka errors");
+    assert!(apply.terminate().success());
+    assert!(capture.terminate().success());
+    let said = read_log();
+    assert_eq!(
+        said.matches("no topic matches --topics yet").count(),
+        1,
+        "said once, not at every metadata refresh: {said}"
+    );
+    for noise in ["ERROR", "WARN"] {
+        assert!(!said.contains(noise), "apply logged {noise} while it waited: {said}");
+    }
+    let _ = std::fs::remove_file(&log);
+}
