@@ -340,10 +340,28 @@ pub async fn ensure(
         .map_err(ddl)?;
         tracing::info!(table = %target, "created the target table");
     }
-    columns(conn, target)
-        .await?
-        .ok_or_else(|| TargetError::Unavailable(format!("table {target} vanished while it was made to fit")))
+    // MariaDB's information_schema can miss a column another writer's ALTER
+    // has just added (seen once in a full test run, two writers adding the
+    // same column): read again for a moment before the caller calls a missing
+    // column an error.
+    let mut tries = 0;
+    loop {
+        let read = columns(conn, target)
+            .await?
+            .ok_or_else(|| TargetError::Unavailable(format!("table {target} vanished while it was made to fit")))?;
+        let complete = meta.columns.iter().all(|c| read.iter().any(|t| t.name == c.name));
+        tries += 1;
+        if complete || tries == SETTLE_TRIES {
+            return Ok(read);
+        }
+        tokio::time::sleep(SETTLE_PAUSE).await;
+    }
 }
+
+/// How often, and how far apart, a table just made to fit is read again
+/// while a column it should have is not listed.
+const SETTLE_TRIES: u32 = 5;
+const SETTLE_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[cfg(test)]
 mod tests {
