@@ -167,7 +167,7 @@ struct Context<T> {
 
 impl<T: Target> ClientContext for Context<T> {
     fn error(&self, error: KafkaError, reason: &str) {
-        ferry_core::kafka::log_unless_end(error, reason);
+        ferry_core::kafka::log_client_error(error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {

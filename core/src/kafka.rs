@@ -194,7 +194,7 @@ pub struct EndIsNoError;
 
 impl ClientContext for EndIsNoError {
     fn error(&self, error: KafkaError, reason: &str) {
-        log_unless_end(error, reason);
+        log_client_error(error, reason);
     }
 }
 
@@ -203,7 +203,7 @@ impl ClientContext for EndIsNoError {
 /// as an error too, and a subscription that no topic matches yet (an apply
 /// started before its capture made the topics), which it reports at every
 /// metadata refresh until one does.
-pub fn log_unless_end(error: KafkaError, reason: &str) {
+pub fn log_client_error(error: KafkaError, reason: &str) {
     use rdkafka::error::RDKafkaErrorCode::{PartitionEOF, UnknownTopicOrPartition};
     match error {
         KafkaError::PartitionEOF(_) | KafkaError::Global(PartitionEOF) => {}
