@@ -167,6 +167,51 @@ async fn a_schema_change_mid_stream_adds_the_column() {
     assert!(capture.terminate().success());
 }
 
+/// Two writers make one absent table fit two schema versions of it at once
+/// (a partition still on the version before a column was added, another
+/// already past it): whichever `CREATE TABLE` comes first, the writer with
+/// the newer version ends with every column it needs. Many fresh tables, so
+/// that the writers meet in every order.
+#[tokio::test]
+async fn writers_on_two_schema_versions_both_make_a_new_table_fit() {
+    use ferry_apply::mysql::schema::{ensure, Server};
+    use ferry_core::envelope::Connector;
+    use ferry_core::meta::{Column, DataType, TableId, TableMeta};
+    let target = MariaDatabase::create().await;
+    let (mut first, mut second) = (target.conn().await, target.conn().await);
+    let version: String = first.query_first("SELECT VERSION()").await.unwrap().unwrap();
+    let server = Server::parse(&version);
+    let columns = |added: bool| {
+        let mut columns = vec![
+            Column::new("id", DataType::Int64, "bigint"),
+            Column::new("name", DataType::Text, "text"),
+        ];
+        if added {
+            columns.push(Column::new("added", DataType::Text, "text"));
+        }
+        columns
+    };
+    for round in 0..30 {
+        let id = TableId::new(target.name.clone(), format!("t{round}"));
+        let before = TableMeta::new(id.clone(), columns(false), &["id"]).unwrap();
+        let after = TableMeta::new(id.clone(), columns(true), &["id"]).unwrap();
+        let (old, new) = tokio::join!(
+            ensure(&mut first, &id, &before, Connector::Postgres, server),
+            ensure(&mut second, &id, &after, Connector::Postgres, server),
+        );
+        let names = |c: Vec<ferry_apply::mysql::schema::TargetColumn>| -> Vec<String> {
+            c.into_iter().map(|c| c.name).collect()
+        };
+        let (old, new) = (names(old.unwrap()), names(new.unwrap()));
+        assert_eq!(
+            new,
+            ["id", "name", "added"],
+            "round {round}: the newer version's writer"
+        );
+        assert!(old.starts_with(&["id".into(), "name".into()]), "round {round}: {old:?}");
+    }
+}
+
 /// Waits until the target holds the steady workload's tables as the source
 /// does after `rounds` rounds, each append exactly once.
 async fn workload_arrived(source: &PgDatabase, target: &MariaDatabase, rounds: i64) {

@@ -13,7 +13,9 @@
 //!
 //! DDL commits implicitly in MySQL, so tables are made to fit before the
 //! batch's transaction starts; two writers doing it at once both succeed
-//! (`IF NOT EXISTS`, a column someone else just added).
+//! (`IF NOT EXISTS`, a column someone else just added), also when they hold
+//! different schema versions of the table: a table another writer created
+//! a moment before gets the columns it lacks.
 
 use ferry_core::envelope::Connector;
 use ferry_core::meta::{Column, DataType, TableId, TableMeta};
@@ -273,95 +275,104 @@ pub async fn ensure(
 ) -> Result<Vec<TargetColumn>, TargetError> {
     let name = quoted(target);
     let permanent = |e: String| TargetError::Permanent(format!("table {target}: {e}"));
-    let ddl = |e: mysql_async::Error| match classify(&e, target) {
-        TargetError::Rejected(m) => TargetError::Permanent(m),
-        other => other,
+    let vanished = || TargetError::Unavailable(format!("table {target} vanished while it was made to fit"));
+    let existing = match columns(conn, target).await? {
+        Some(existing) => existing,
+        None => {
+            create(conn, target, meta, connector, server).await?;
+            // Another writer may have created it a moment before, from another
+            // schema version of the table (`IF NOT EXISTS` then did nothing):
+            // what it lacks is added below like any new column.
+            columns(conn, target).await?.ok_or_else(vanished)?
+        }
     };
-    if let Some(existing) = columns(conn, target).await? {
-        let mut added = false;
-        for (i, c) in meta.columns.iter().enumerate() {
-            match existing.iter().find(|t| t.name == c.name) {
-                None => {
-                    let ty = column_type(c, meta.key.contains(&i), connector, server)
-                        .map_err(|e| permanent(format!("column {:?}: {e}", c.name)))?;
-                    let sql = format!("ALTER TABLE {name} ADD COLUMN {} {ty}", quote_ident(&c.name));
-                    match conn.query_drop(sql).await {
-                        // Another writer added it meanwhile.
-                        Err(e) if server_code(&e) == Some(1060) => {}
-                        other => other.map_err(ddl)?,
-                    }
-                    tracing::info!(table = %target, column = %c.name, "added a column the source added");
-                    added = true;
+    let mut added = false;
+    for (i, c) in meta.columns.iter().enumerate() {
+        match existing.iter().find(|t| t.name == c.name) {
+            None => {
+                let ty = column_type(c, meta.key.contains(&i), connector, server)
+                    .map_err(|e| permanent(format!("column {:?}: {e}", c.name)))?;
+                let sql = format!("ALTER TABLE {name} ADD COLUMN {} {ty}", quote_ident(&c.name));
+                match conn.query_drop(sql).await {
+                    // Another writer added it meanwhile.
+                    Err(e) if server_code(&e) == Some(1060) => {}
+                    other => other.map_err(|e| ddl_error(&e, target))?,
                 }
-                Some(t) => {
-                    let widen = |p, s| format!("ALTER TABLE {name} MODIFY {} DECIMAL({p},{s})", quote_ident(&c.name));
-                    crate::target::check_decimal(target, c, t.decimal, "DECIMAL", widen)?;
-                }
+                tracing::info!(table = %target, column = %c.name, "added a column the source added");
+                added = true;
+            }
+            Some(t) => {
+                let widen = |p, s| format!("ALTER TABLE {name} MODIFY {} DECIMAL({p},{s})", quote_ident(&c.name));
+                crate::target::check_decimal(target, c, t.decimal, "DECIMAL", widen)?;
             }
         }
-        if !added {
-            return Ok(existing);
-        }
-    } else {
-        let mut defs = Vec::new();
-        for (i, c) in meta.columns.iter().enumerate() {
-            let ty = column_type(c, meta.key.contains(&i), connector, server)
-                .map_err(|e| permanent(format!("column {:?}: {e}", c.name)))?;
-            let null = if c.nullable { "" } else { " NOT NULL" };
-            defs.push(format!("{} {ty}{null}", quote_ident(&c.name)));
-        }
-        if !meta.key.is_empty() {
-            let key: Vec<_> = meta.key.iter().map(|&i| quote_ident(&meta.columns[i].name)).collect();
-            defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
-        }
-        // A database named by --table-map may not exist yet; asked first, so
-        // that a user with rights on its own database only needs no more.
-        let database: Option<String> = conn
-            .exec_first(
-                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-                (&target.schema,),
-            )
-            .await
-            .map_err(|e| classify(&e, target))?;
-        if database.is_none() {
-            conn.query_drop(format!(
-                "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4",
-                quote_ident(&target.schema)
-            ))
-            .await
-            .map_err(ddl)?;
-        }
+    }
+    if !added {
+        return Ok(existing);
+    }
+    columns(conn, target).await?.ok_or_else(vanished)
+}
+
+/// Creates the table of `meta` unless it exists (and its database unless
+/// that exists).
+async fn create(
+    conn: &mut Conn,
+    target: &TableId,
+    meta: &TableMeta,
+    connector: Connector,
+    server: Server,
+) -> Result<(), TargetError> {
+    let ddl = |e: mysql_async::Error| ddl_error(&e, target);
+    let mut defs = Vec::new();
+    for (i, c) in meta.columns.iter().enumerate() {
+        let ty = column_type(c, meta.key.contains(&i), connector, server)
+            .map_err(|e| TargetError::Permanent(format!("table {target}: column {:?}: {e}", c.name)))?;
+        let null = if c.nullable { "" } else { " NOT NULL" };
+        defs.push(format!("{} {ty}{null}", quote_ident(&c.name)));
+    }
+    if !meta.key.is_empty() {
+        let key: Vec<_> = meta.key.iter().map(|&i| quote_ident(&meta.columns[i].name)).collect();
+        defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    // A database named by --table-map may not exist yet; asked first, so
+    // that a user with rights on its own database only needs no more.
+    let database: Option<String> = conn
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (&target.schema,),
+        )
+        .await
+        .map_err(|e| classify(&e, target))?;
+    if database.is_none() {
         conn.query_drop(format!(
-            "CREATE TABLE IF NOT EXISTS {name} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}",
-            defs.join(", "),
-            server.collation()
+            "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4",
+            quote_ident(&target.schema)
         ))
         .await
         .map_err(ddl)?;
+    }
+    conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}",
+        quoted(target),
+        defs.join(", "),
+        server.collation()
+    ))
+    .await
+    .map_err(ddl)?;
+    // Warning 1050 ("already exists") when another writer was first.
+    if conn.get_warnings() == 0 {
         tracing::info!(table = %target, "created the target table");
     }
-    // MariaDB's information_schema can miss a column another writer's ALTER
-    // has just added (seen once in a full test run, two writers adding the
-    // same column): read again for a moment before the caller calls a missing
-    // column an error.
-    let mut tries = 0;
-    loop {
-        let read = columns(conn, target)
-            .await?
-            .ok_or_else(|| TargetError::Unavailable(format!("table {target} vanished while it was made to fit")))?;
-        let complete = meta.columns.iter().all(|c| read.iter().any(|t| t.name == c.name));
-        tries += 1;
-        if complete || tries == SETTLE_TRIES {
-            return Ok(read);
-        }
-        tokio::time::sleep(SETTLE_PAUSE).await;
-    }
+    Ok(())
 }
 
-/// How often, and how far apart, a table just made to fit is read again
-/// while a column it should have is not listed.
-const SETTLE_TRIES: u32 = 5;
-const SETTLE_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// A failed DDL statement: a refusal is permanent, not a rejected row.
+fn ddl_error(e: &mysql_async::Error, target: &TableId) -> TargetError {
+    match classify(e, target) {
+        TargetError::Rejected(m) => TargetError::Permanent(m),
+        other => other,
+    }
+}
 
 #[cfg(test)]
 mod tests {
