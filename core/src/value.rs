@@ -107,6 +107,15 @@ impl Decimal {
         }
     }
 
+    /// `f` of the sign (true: negative) and the decimal digits of the
+    /// unscaled value's magnitude: `-12.34` at scale 2 is `(true, b"1234")`.
+    pub fn with_magnitude_digits<R>(&self, f: impl FnOnce(bool, &[u8]) -> R) -> R {
+        match &self.unscaled {
+            Unscaled::Small(v) => f(*v < 0, itoa::Buffer::new().format(v.unsigned_abs()).as_bytes()),
+            Unscaled::Big(b) => f(b.sign() == Sign::Minus, b.magnitude().to_str_radix(10).as_bytes()),
+        }
+    }
+
     /// The unscaled value's bytes, as [`Decimal::with_signed_bytes_be`] gives them.
     pub fn to_signed_bytes_be(&self) -> Vec<u8> {
         self.with_signed_bytes_be(<[u8]>::to_vec)

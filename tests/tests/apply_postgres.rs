@@ -226,6 +226,214 @@ async fn only_an_immediate_unique_index_on_exactly_the_key_lets_new_rows_be_copi
     assert!(!unique("absent", &["a"]).await);
 }
 
+/// Values through binary `COPY` land as the same values as through text `COPY`:
+/// for every pair of Ferry type and column type apply writes in binary, the
+/// edges of each (infinities, BC, NaN, the widest numbers, escapes).
+#[tokio::test]
+async fn binary_copy_writes_what_text_copy_writes() {
+    use ferry_apply::postgres::binary::{copy_binary, Wire};
+    use ferry_apply::postgres::text::copy_text;
+    use ferry_core::meta::DataType;
+    use ferry_core::value::{Datum, Special};
+    use futures::SinkExt;
+    let db = PgDatabase::create();
+    let client = db.client().await;
+    let copy = |table: String, data: Vec<u8>, binary: bool| {
+        let client = &client;
+        async move {
+            let format = if binary { " (FORMAT binary)" } else { "" };
+            let sink = client
+                .copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN{format}"))
+                .await
+                .unwrap();
+            let mut sink = std::pin::pin!(sink);
+            sink.send(bytes::Bytes::from(data)).await.unwrap();
+            sink.as_mut().finish().await.unwrap();
+        }
+    };
+    let dec = |s: &str| Datum::Decimal(s.parse().unwrap());
+    let decimal = DataType::Decimal {
+        precision: 12,
+        scale: 2,
+        special: false,
+    };
+    let stamps = || {
+        [
+            -1,
+            0,
+            1_700_000_000_123_456,
+            -62_135_596_800_000_001,
+            -210_866_803_200_000_000,
+            i64::MIN,
+            i64::MAX,
+        ]
+        .map(Datum::Timestamp)
+        .to_vec()
+    };
+    let cases: Vec<(&str, DataType, Vec<Datum>)> = vec![
+        (
+            "boolean",
+            DataType::Boolean,
+            vec![Datum::Bool(true), Datum::Bool(false)],
+        ),
+        (
+            "smallint",
+            DataType::Int16,
+            vec![Datum::Int(-32_768), Datum::Int(32_767), Datum::Int(0)],
+        ),
+        (
+            "integer",
+            DataType::Int32,
+            vec![Datum::Int(i64::from(i32::MIN)), Datum::Int(i64::from(i32::MAX))],
+        ),
+        ("integer", DataType::Int16, vec![Datum::Int(-7)]),
+        (
+            "bigint",
+            DataType::Int64,
+            vec![Datum::Int(i64::MIN), Datum::Int(i64::MAX)],
+        ),
+        (
+            "real",
+            DataType::Float32,
+            [0.1, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-45, f32::MAX]
+                .map(Datum::Float32)
+                .to_vec(),
+        ),
+        (
+            "double precision",
+            DataType::Float64,
+            [0.1, -0.0, f64::NAN, f64::NEG_INFINITY, f64::MAX, 5e-324, 1.0 / 3.0]
+                .map(Datum::Float64)
+                .to_vec(),
+        ),
+        (
+            "numeric",
+            DataType::Numeric,
+            vec![
+                dec("0"),
+                dec("-0.00"),
+                dec("12345.25"),
+                dec("-0.00001"),
+                dec("142857.14285714285714285714"),
+                dec("100000000.000100"),
+                dec("-123456789012345678901234567890123456789012345678901234567890.123456789"),
+                Datum::Special(Special::NaN),
+                Datum::Special(Special::Infinity),
+                Datum::Special(Special::NegInfinity),
+                Datum::Int(-5),
+            ],
+        ),
+        (
+            "numeric(12,2)",
+            decimal,
+            vec![dec("1234567890.12"), dec("-0.01"), dec("0.50")],
+        ),
+        (
+            "text",
+            DataType::Text,
+            ["héllo\ttab\\back\nnew\rline", "", "\\N", "ünïcødé 😀"]
+                .map(|s| Datum::Text(s.into()))
+                .to_vec(),
+        ),
+        ("varchar(10)", DataType::Text, vec![Datum::Text("abc".into())]),
+        ("char(5)", DataType::Text, vec![Datum::Text("ab".into())]),
+        (
+            "json",
+            DataType::Text,
+            vec![Datum::Text(r#"{"b": 1,  "a": [1, 2.50]}"#.into())],
+        ),
+        (
+            "jsonb",
+            DataType::Text,
+            vec![Datum::Text(r#"{"b": 1,  "a": [1, 2.50], "c": "\t"}"#.into())],
+        ),
+        (
+            "bytea",
+            DataType::Bytes,
+            vec![Datum::Bytes(vec![0, 255, 92, 9]), Datum::Bytes(vec![])],
+        ),
+        (
+            "date",
+            DataType::Date,
+            [0, 19_000, -719_163, -2_440_588, i32::MIN, i32::MAX]
+                .map(Datum::Date)
+                .to_vec(),
+        ),
+        (
+            "time",
+            DataType::Time,
+            [0, 86_400_000_000, 45_296_789_001].map(Datum::Time).to_vec(),
+        ),
+        ("timestamp", DataType::Timestamp, stamps()),
+        ("timestamptz", DataType::TimestampTz, stamps()),
+        ("timestamptz", DataType::Timestamp, stamps()),
+        ("timestamp", DataType::TimestampTz, stamps()),
+        (
+            "uuid",
+            DataType::Uuid,
+            vec![Datum::Uuid(uuid::Uuid::from_u128(
+                0x0123_4567_89ab_cdef_0011_2233_4455_6677,
+            ))],
+        ),
+    ];
+    client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+    for (n, (column, data_type, values)) in cases.into_iter().enumerate() {
+        let rows: Vec<Vec<Datum>> = values
+            .into_iter()
+            .chain([Datum::Null])
+            .enumerate()
+            .map(|(i, v)| vec![Datum::Int(i as i64), v])
+            .collect();
+        let rows: Vec<&[Datum]> = rows.iter().map(Vec::as_slice).collect();
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE b{n} (i integer, v {column}); CREATE TABLE t{n} (i integer, v {column});"
+            ))
+            .await
+            .unwrap();
+        let cast: String = client
+            .query_one(&format!("SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = 't{n}'::regclass AND attname = 'v'"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        let cast = if cast == "character" { "bpchar".to_owned() } else { cast };
+        let wire = Wire::of(data_type, &cast).unwrap_or_else(|| panic!("{column} ({cast}): no binary form"));
+        let binary = copy_binary(&rows, &[0, 1], &[Wire::Int4, wire])
+            .unwrap_or_else(|| panic!("{column}: a value has no binary form"));
+        copy(format!("b{n}"), binary, true).await;
+        let zone = data_type == DataType::TimestampTz;
+        copy(format!("t{n}"), copy_text(&rows, &[0, 1], &[false, zone]), false).await;
+        let differ: Vec<(i32, Option<String>, Option<String>)> = client
+            .query(
+                &format!(
+                    "SELECT i, b.v::text, t.v::text FROM b{n} b FULL JOIN t{n} t USING (i)
+                     WHERE b.v::text IS DISTINCT FROM t.v::text OR b.i IS NULL OR t.i IS NULL"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{column} from {data_type}: binary, text differ: {differ:?}"
+        );
+        let count: i64 = client
+            .query_one(&format!("SELECT count(*) FROM b{n}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, rows.len() as i64, "{column}");
+    }
+    // Pairs without a binary form here, and values a narrower column cannot take.
+    assert_eq!(Wire::of(DataType::Text, "integer"), None);
+    assert_eq!(Wire::of(DataType::Float32, "double precision"), None);
+    assert_eq!(Wire::of(DataType::Duration, "interval"), None);
+    assert_eq!(copy_binary(&[&[Datum::Int(40_000)]], &[0], &[Wire::Int2]), None);
+}
+
 #[tokio::test]
 async fn kill_9_mid_batch_applies_nothing_twice_and_loses_nothing() {
     use ferry_tests::workload::{appended_rows, kill_repeatedly, Workload, TABLES};

@@ -13,8 +13,10 @@
 //!  COMMIT
 //! ```
 //!
-//! Values go in `COPY`'s text form (see [`text`]), so every type — built-in,
-//! array, enum, domain, range — goes through its own input function, with one
+//! Values go in `COPY`'s binary form where every column copied has one Ferry
+//! writes (see [`binary`]: the server's work of reading them is about half),
+//! else in its text form (see [`text`]), so that every type — built-in,
+//! array, enum, domain, range — goes through its own input function; one
 //! round trip per table whatever the batch size. The staging tables are
 //! temporary tables of the session with the target's column types and no
 //! constraints (an update's unchanged columns are NULL there), created on first
@@ -35,6 +37,7 @@
 //! holds one row per consumer group, topic and partition: the next offset to
 //! read. Its update is the compare-and-set described in [`crate::target`].
 
+pub mod binary;
 pub mod schema;
 pub mod text;
 
@@ -52,8 +55,9 @@ use tokio_postgres::{Client, Statement, Transaction};
 use crate::batch::{Barrier, Batch, RowChange, RowState, TableChanges};
 use crate::target::{key_text, offsets_of, sql, Connect, Plans, Rejected, Target, TargetError};
 
+use self::binary::Wire;
 use self::schema::TargetColumn;
-use self::text::{pg_text, write_pg_text};
+use self::text::{copy_text, pg_text};
 
 pub use crate::target::{BARRIERS_TABLE, OFFSETS_TABLE};
 
@@ -193,6 +197,8 @@ struct Plan {
     key: Vec<usize>,
     /// A unique index is on exactly the key (see [`schema::unique_on`]).
     unique_key: bool,
+    /// Per column of the schema version, its values' binary form, if they have one.
+    wires: Vec<Option<Wire>>,
 }
 
 impl Plan {
@@ -203,21 +209,22 @@ impl Plan {
         unique_key: bool,
     ) -> Result<Self, TargetError> {
         let meta = table.codec.meta();
-        let columns = meta
+        let (columns, wires) = meta
             .columns
             .iter()
             .map(|c| {
                 let t = existing.iter().find(|t| t.name == c.name).ok_or_else(|| {
                     TargetError::Permanent(format!("table {target} has no column {:?} after adding it", c.name))
                 })?;
-                Ok((quote_ident(&c.name), t.cast.clone()))
+                Ok(((quote_ident(&c.name), t.cast.clone()), Wire::of(c.data_type, &t.cast)))
             })
-            .collect::<Result<_, TargetError>>()?;
+            .collect::<Result<(Vec<_>, Vec<_>), TargetError>>()?;
         Ok(Self {
             name: quoted(target),
             columns,
             key: meta.key.clone(),
             unique_key,
+            wires,
         })
     }
 
@@ -296,42 +303,6 @@ impl Plan {
     }
 }
 
-/// `rows`' values in the schema columns `columns` in `COPY`'s text format.
-fn copy_text(rows: &[&[Datum]], columns: &[usize], table: &TableChanges) -> Vec<u8> {
-    let meta = table.codec.meta();
-    let zones: Vec<bool> = columns
-        .iter()
-        .map(|&c| meta.columns[c].data_type == ferry_core::meta::DataType::TimestampTz)
-        .collect();
-    let mut out = String::with_capacity(rows.len() * columns.len() * 12);
-    let mut value = String::new();
-    for row in rows {
-        for (j, &c) in columns.iter().enumerate() {
-            if j > 0 {
-                out.push('\t');
-            }
-            value.clear();
-            if !write_pg_text(&row[c], zones[j], &mut value) {
-                out.push_str("\\N");
-            } else if !value.bytes().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) {
-                out.push_str(&value);
-            } else {
-                for ch in value.chars() {
-                    match ch {
-                        '\\' => out.push_str("\\\\"),
-                        '\t' => out.push_str("\\t"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        ch => out.push(ch),
-                    }
-                }
-            }
-        }
-        out.push('\n');
-    }
-    out.into_bytes()
-}
-
 /// One connection to a PostgreSQL target.
 #[derive(Debug)]
 pub struct PgTarget {
@@ -376,22 +347,39 @@ impl Writes<'_, '_> {
             .map_err(|e| classify(&e, table))
     }
 
-    /// `COPY`s `rows` (their `columns`) into `into`.
+    /// `COPY`s `rows` (their `columns`) into `into`: binary when every
+    /// column and value has a binary form, else as text.
     async fn copy(
         &mut self,
+        plan: &Plan,
         into: &str,
-        names: &str,
         rows: &[&[Datum]],
         columns: &[usize],
         table: &TableChanges,
     ) -> Result<(), tokio_postgres::Error> {
         use futures::SinkExt;
+        let binary = columns
+            .iter()
+            .map(|&c| plan.wires[c])
+            .collect::<Option<Vec<Wire>>>()
+            .and_then(|wires| binary::copy_binary(rows, columns, &wires));
+        let (format, data) = match binary {
+            Some(data) => (" (FORMAT binary)", data),
+            None => {
+                let meta = table.codec.meta();
+                let zones: Vec<bool> = columns
+                    .iter()
+                    .map(|&c| meta.columns[c].data_type == ferry_core::meta::DataType::TimestampTz)
+                    .collect();
+                ("", copy_text(rows, columns, &zones))
+            }
+        };
         let sink = self
             .tx
-            .copy_in::<_, bytes::Bytes>(&format!("COPY {into} ({names}) FROM STDIN"))
+            .copy_in::<_, bytes::Bytes>(&format!("COPY {into} ({}) FROM STDIN{format}", plan.names(columns)))
             .await?;
         let mut sink = std::pin::pin!(sink);
-        sink.send(bytes::Bytes::from(copy_text(rows, columns, table))).await?;
+        sink.send(bytes::Bytes::from(data)).await?;
         sink.as_mut().finish().await?;
         Ok(())
     }
@@ -412,9 +400,7 @@ impl Writes<'_, '_> {
             self.tx.batch_execute(&create).await.map_err(err)?;
             self.stages.insert(stage.clone());
         }
-        self.copy(&stage, &plan.names(columns), rows, columns, table)
-            .await
-            .map_err(err)?;
+        self.copy(plan, &stage, rows, columns, table).await.map_err(err)?;
         self.run(then(&stage), &[], &table.target).await?;
         self.tx.batch_execute(&format!("TRUNCATE {stage}")).await.map_err(err)?;
         Ok(())
@@ -448,7 +434,7 @@ impl Writes<'_, '_> {
                 }
             }
             if !new.is_empty() {
-                if let Err(e) = self.copy(&plan.name, &plan.names(&all), &new, &all, table).await {
+                if let Err(e) = self.copy(plan, &plan.name, &new, &all, table).await {
                     if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
                         tracing::info!(table = %table.target, "a key the log says is new is in the target already: \
                             its new rows are merged from now on");
@@ -465,13 +451,12 @@ impl Writes<'_, '_> {
         }
         // Keyless: runs of inserts copied straight in, each delete on its own, in order.
         let mut inserts: Vec<&[Datum]> = Vec::new();
-        let names = plan.names(&all);
         for c in changes {
             match &c.state {
                 RowState::Upsert { row, .. } => inserts.push(row),
                 RowState::Delete { row } => {
                     if !inserts.is_empty() {
-                        self.copy(&plan.name, &names, &inserts, &all, table)
+                        self.copy(plan, &plan.name, &inserts, &all, table)
                             .await
                             .map_err(|e| classify(&e, &table.target))?;
                         inserts.clear();
@@ -488,7 +473,7 @@ impl Writes<'_, '_> {
             }
         }
         if !inserts.is_empty() {
-            self.copy(&plan.name, &names, &inserts, &all, table)
+            self.copy(plan, &plan.name, &inserts, &all, table)
                 .await
                 .map_err(|e| classify(&e, &table.target))?;
         }

@@ -1,7 +1,8 @@
 //! Values in PostgreSQL's text input form.
 //!
-//! Rows are written in `COPY`'s text form, so every type — built-in, array,
-//! enum, domain, range — goes through its own input function, and values
+//! Rows that cannot go in `COPY`'s binary form (see [`super::binary`]) are
+//! written in its text form, so every type — built-in, array, enum, domain,
+//! range — goes through its own input function, and values
 //! that travel as text (`jsonb`, `interval`, `int4range`...) arrive exactly as
 //! the source printed them. This module writes the values Ferry carries as
 //! Avro types (numbers, dates, times, bytes, uuids) in a form every PostgreSQL
@@ -87,6 +88,38 @@ pub fn write_pg_text(datum: &Datum, with_zone: bool, out: &mut String) -> bool {
         }
     };
     true
+}
+
+/// `rows`' values in the schema columns `columns` in `COPY`'s text format;
+/// `zones` says, per column copied, whether it is a timestamp with zone.
+pub fn copy_text(rows: &[&[Datum]], columns: &[usize], zones: &[bool]) -> Vec<u8> {
+    let mut out = String::with_capacity(rows.len() * columns.len() * 12);
+    let mut value = String::new();
+    for row in rows {
+        for (j, &c) in columns.iter().enumerate() {
+            if j > 0 {
+                out.push('\t');
+            }
+            value.clear();
+            if !write_pg_text(&row[c], zones[j], &mut value) {
+                out.push_str("\\N");
+            } else if !value.bytes().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) {
+                out.push_str(&value);
+            } else {
+                for ch in value.chars() {
+                    match ch {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        ch => out.push(ch),
+                    }
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
 }
 
 fn float(f: f64, out: &mut String, shortest: impl FnOnce(&mut String) -> std::fmt::Result) -> std::fmt::Result {

@@ -180,7 +180,6 @@ pub async fn captured_log(events: i64) -> Log {
 pub async fn throughput(events: i64) {
     let log = captured_log(events).await;
     let (client, prefix, total) = (&log.client, &log.prefix, log.total);
-    let topic = |t: &str| log.topic(t);
 
     // Ferry: the whole log (its events, and a tombstone after each delete) into an empty database.
     let target = PgDatabase::create();
@@ -202,34 +201,7 @@ pub async fn throughput(events: i64) {
     super::settle().await;
     // Kafka's side: a consumer with Ferry's settings reading the same messages.
     let reading = super::CpuShares::start();
-    let consumed = {
-        let topics = [topic("n"), topic("w")];
-        tokio::task::spawn_blocking(move || {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            let consumer: BaseConsumer = ferry_core::kafka::KafkaSettings::new(brokers())
-                .consumer(&unique("bench-read"))
-                .create()
-                .expect("consumer");
-            consumer
-                .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
-                .expect("subscribe");
-            let started = Instant::now();
-            let mut n = 0;
-            while n < total {
-                if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-                    m.expect("consume");
-                    n += 1;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(1800),
-                    "read only {n} of {total}"
-                );
-            }
-            started.elapsed()
-        })
-        .await
-        .expect("reader")
-    };
+    let consumed = read_all(&log).await;
     let reading = reading.report(None, 0.0);
     for table in ["n", "w"] {
         let sql = format!("SELECT count(*) FROM {table}");
@@ -286,6 +258,38 @@ pub async fn throughput(events: i64) {
          beginning of the log into an empty database (defaults: 2 writers, batches up to 20,000 messages), timed \
          from the start of apply until the target's stored offsets reach the end of every topic."
     );
+}
+
+/// How long a consumer with Ferry's settings takes to read every message of
+/// `log` (reference: Kafka; apply cannot be faster than this).
+pub async fn read_all(log: &Log) -> Duration {
+    let topics = [log.topic("n"), log.topic("w")];
+    let total = log.total;
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = ferry_core::kafka::KafkaSettings::new(brokers())
+            .consumer(&unique("bench-read"))
+            .create()
+            .expect("consumer");
+        consumer
+            .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
+            .expect("subscribe");
+        let started = Instant::now();
+        let mut n = 0;
+        while n < total {
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                m.expect("consume");
+                n += 1;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(1800),
+                "read only {n} of {total}"
+            );
+        }
+        started.elapsed()
+    })
+    .await
+    .expect("reader")
 }
 
 /// The rows of `select` in COPY's CSV form.
