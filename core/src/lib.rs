@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod mysql;
 pub mod names;
 pub mod pg;
+pub mod pgbinary;
 pub mod position;
 pub mod process;
 pub mod read;

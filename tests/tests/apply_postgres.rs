@@ -231,9 +231,10 @@ async fn only_an_immediate_unique_index_on_exactly_the_key_lets_new_rows_be_copi
 /// edges of each (infinities, BC, NaN, the widest numbers, escapes).
 #[tokio::test]
 async fn binary_copy_writes_what_text_copy_writes() {
-    use ferry_apply::postgres::binary::{copy_binary, Wire};
+    use ferry_apply::postgres::binary::{binary_form, copy_binary};
     use ferry_apply::postgres::text::copy_text;
     use ferry_core::meta::DataType;
+    use ferry_core::pgbinary::Binary;
     use ferry_core::value::{Datum, Special};
     use futures::SinkExt;
     let db = PgDatabase::create();
@@ -397,8 +398,8 @@ async fn binary_copy_writes_what_text_copy_writes() {
             .unwrap()
             .get(0);
         let cast = if cast == "character" { "bpchar".to_owned() } else { cast };
-        let wire = Wire::of(data_type, &cast).unwrap_or_else(|| panic!("{column} ({cast}): no binary form"));
-        let binary = copy_binary(&rows, &[0, 1], &[Wire::Int4, wire])
+        let form = binary_form(data_type, &cast).unwrap_or_else(|| panic!("{column} ({cast}): no binary form"));
+        let binary = copy_binary(&rows, &[0, 1], &[Binary::Int4, form])
             .unwrap_or_else(|| panic!("{column}: a value has no binary form"));
         copy(format!("b{n}"), binary, true).await;
         let zone = data_type == DataType::TimestampTz;
@@ -428,10 +429,10 @@ async fn binary_copy_writes_what_text_copy_writes() {
         assert_eq!(count, rows.len() as i64, "{column}");
     }
     // Pairs without a binary form here, and values a narrower column cannot take.
-    assert_eq!(Wire::of(DataType::Text, "integer"), None);
-    assert_eq!(Wire::of(DataType::Float32, "double precision"), None);
-    assert_eq!(Wire::of(DataType::Duration, "interval"), None);
-    assert_eq!(copy_binary(&[&[Datum::Int(40_000)]], &[0], &[Wire::Int2]), None);
+    assert_eq!(binary_form(DataType::Text, "integer"), None);
+    assert_eq!(binary_form(DataType::Float32, "double precision"), None);
+    assert_eq!(binary_form(DataType::Duration, "interval"), None);
+    assert_eq!(copy_binary(&[&[Datum::Int(40_000)]], &[0], &[Binary::Int2]), None);
 }
 
 #[tokio::test]

@@ -47,6 +47,7 @@ use std::sync::Arc;
 use ferry_core::config::SecretUrl;
 use ferry_core::meta::TableId;
 use ferry_core::pg::{pg_message, quote_ident, quoted, ConnectError, PgConfig};
+use ferry_core::pgbinary::Binary;
 use ferry_core::value::Datum;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -55,7 +56,6 @@ use tokio_postgres::{Client, Statement, Transaction};
 use crate::batch::{Barrier, Batch, RowChange, RowState, TableChanges};
 use crate::target::{key_text, offsets_of, sql, Connect, Plans, Rejected, Target, TargetError};
 
-use self::binary::Wire;
 use self::schema::TargetColumn;
 use self::text::{copy_text, pg_text};
 
@@ -198,7 +198,7 @@ struct Plan {
     /// A unique index is on exactly the key (see [`schema::unique_on`]).
     unique_key: bool,
     /// Per column of the schema version, its values' binary form, if they have one.
-    wires: Vec<Option<Wire>>,
+    forms: Vec<Option<Binary>>,
 }
 
 impl Plan {
@@ -209,14 +209,17 @@ impl Plan {
         unique_key: bool,
     ) -> Result<Self, TargetError> {
         let meta = table.codec.meta();
-        let (columns, wires) = meta
+        let (columns, forms) = meta
             .columns
             .iter()
             .map(|c| {
                 let t = existing.iter().find(|t| t.name == c.name).ok_or_else(|| {
                     TargetError::Permanent(format!("table {target} has no column {:?} after adding it", c.name))
                 })?;
-                Ok(((quote_ident(&c.name), t.cast.clone()), Wire::of(c.data_type, &t.cast)))
+                Ok((
+                    (quote_ident(&c.name), t.cast.clone()),
+                    binary::binary_form(c.data_type, &t.cast),
+                ))
             })
             .collect::<Result<(Vec<_>, Vec<_>), TargetError>>()?;
         Ok(Self {
@@ -224,7 +227,7 @@ impl Plan {
             columns,
             key: meta.key.clone(),
             unique_key,
-            wires,
+            forms,
         })
     }
 
@@ -360,9 +363,9 @@ impl Writes<'_, '_> {
         use futures::SinkExt;
         let binary = columns
             .iter()
-            .map(|&c| plan.wires[c])
-            .collect::<Option<Vec<Wire>>>()
-            .and_then(|wires| binary::copy_binary(rows, columns, &wires));
+            .map(|&c| plan.forms[c])
+            .collect::<Option<Vec<Binary>>>()
+            .and_then(|forms| binary::copy_binary(rows, columns, &forms));
         let (format, data) = match binary {
             Some(data) => (" (FORMAT binary)", data),
             None => {

@@ -1,50 +1,21 @@
 //! PostgreSQL's COPY binary format, for the snapshot of tables whose every
-//! column has a type read here ([`Binary`]).
+//! column has a type read here ([`binary_form`]; the values themselves are
+//! read by [`ferry_core::pgbinary`], which apply writes them with).
 //!
 //! Text is what pgoutput sends, so the stream parses text, and so can the
 //! snapshot (`copy.rs`). But parsing text was most of a snapshot worker's
 //! CPU: digits, dates and escapes, where the binary format gives integers,
 //! microseconds and raw bytes. A table with any other column (arrays,
-//! intervals, json, enums, domains, ...) is read as text: its values are then
+//! intervals, enums, domains, ...) is read as text: its values are then
 //! parsed by the same code as the stream's.
 //!
 //! Each value read here equals what its text gives; a test reads one table of
 //! edge values both ways on the server and compares.
-//!
-//! ```text
-//!  stream: "PGCOPY\n\xff\r\n\0", flags i32, extension length i32, extension
-//!          per row: field count i16, per field: length i32 (-1: NULL), bytes
-//!          trailer: field count -1
-//! ```
 
 use ferry_core::meta::DataType;
-use ferry_core::value::{Datum, Decimal, Special};
+use ferry_core::pgbinary::{Binary, SIGNATURE};
 
 use crate::postgres::types::PgType;
-
-const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-/// Days from 1970-01-01 (Ferry's epoch) to 2000-01-01 (PostgreSQL's).
-const EPOCH_DAYS: i64 = 10_957;
-const EPOCH_MICROS: i64 = EPOCH_DAYS * 86_400 * 1_000_000;
-
-/// A column type the binary format is read for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Binary {
-    Bool,
-    Int2,
-    Int4,
-    Int8,
-    Float4,
-    Float8,
-    Numeric,
-    /// text, varchar, char(n): the characters as the text format has them.
-    Text,
-    Bytea,
-    Date,
-    /// timestamp and timestamptz: microseconds since 2000-01-01.
-    Timestamp,
-    Uuid,
-}
 
 /// How `ty` is read in the binary format, if it is.
 pub fn binary_form(ty: &PgType) -> Option<Binary> {
@@ -60,10 +31,12 @@ pub fn binary_form(ty: &PgType) -> Option<Binary> {
         (DataType::Decimal { .. } | DataType::Numeric, n) if n.starts_with("numeric") && !n.ends_with(']') => {
             Binary::Numeric
         }
-        (DataType::Text, "text") => Binary::Text,
+        (DataType::Text, "text" | "json") => Binary::Text,
+        (DataType::Text, "jsonb") => Binary::Jsonb,
         (DataType::Text, n) if n.starts_with("character") && !n.ends_with(']') => Binary::Text,
         (DataType::Bytes, "bytea") => Binary::Bytea,
         (DataType::Date, "date") => Binary::Date,
+        (DataType::Time, n) if n.starts_with("time") && n.ends_with("without time zone") => Binary::Time,
         (DataType::Timestamp | DataType::TimestampTz, n) if n.starts_with("timestamp") && !n.ends_with(']') => {
             Binary::Timestamp
         }
@@ -185,177 +158,9 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
-/// The value of `bytes`, a non-NULL field of type `b`; the error is the reason.
-pub fn decode(b: Binary, bytes: &[u8]) -> Result<Datum, String> {
-    let fixed = |n: usize| {
-        if bytes.len() == n {
-            Ok(bytes)
-        } else {
-            Err(format!("expected {n} bytes in the binary format, got {}", bytes.len()))
-        }
-    };
-    Ok(match b {
-        Binary::Bool => Datum::Bool(fixed(1)?[0] != 0),
-        Binary::Int2 => Datum::Int(i16::from_be_bytes(array(fixed(2)?)).into()),
-        Binary::Int4 => Datum::Int(i32::from_be_bytes(array(fixed(4)?)).into()),
-        Binary::Int8 => Datum::Int(i64::from_be_bytes(array(fixed(8)?))),
-        Binary::Float4 => Datum::Float32(f32::from_be_bytes(array(fixed(4)?))),
-        Binary::Float8 => Datum::Float64(f64::from_be_bytes(array(fixed(8)?))),
-        Binary::Numeric => numeric(bytes)?,
-        Binary::Text => Datum::Text(
-            std::str::from_utf8(bytes)
-                .map_err(|e| format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()))?
-                .to_owned(),
-        ),
-        Binary::Bytea => Datum::Bytes(bytes.to_vec()),
-        Binary::Date => Datum::Date(match i32::from_be_bytes(array(fixed(4)?)) {
-            d @ (i32::MAX | i32::MIN) => d,
-            d => i32::try_from(i64::from(d) + EPOCH_DAYS).map_err(|_| "date out of range")?,
-        }),
-        Binary::Timestamp => Datum::Timestamp(match i64::from_be_bytes(array(fixed(8)?)) {
-            t @ (i64::MAX | i64::MIN) => t,
-            t => t.checked_add(EPOCH_MICROS).ok_or("timestamp out of range")?,
-        }),
-        Binary::Uuid => Datum::Uuid(uuid::Uuid::from_bytes(array(fixed(16)?))),
-    })
-}
-
-fn array<const N: usize>(b: &[u8]) -> [u8; N] {
-    let mut a = [0; N];
-    a.copy_from_slice(b);
-    a
-}
-
-/// A numeric: digit count i16, weight i16 (of the first base-10000 digit),
-/// sign u16, display scale u16, then the base-10000 digits (i16 each).
-fn numeric(bytes: &[u8]) -> Result<Datum, String> {
-    let word = |i: usize| {
-        bytes
-            .get(i * 2..i * 2 + 2)
-            .map(|w| u16::from_be_bytes([w[0], w[1]]))
-            .ok_or_else(|| "a numeric cut short".to_owned())
-    };
-    let (count, weight, sign, scale) = (word(0)?, word(1)? as i16, word(2)?, word(3)?);
-    let negative = match sign {
-        0x0000 => false,
-        0x4000 => true,
-        0xC000 => return Ok(Datum::Special(Special::NaN)),
-        0xD000 => return Ok(Datum::Special(Special::Infinity)),
-        0xF000 => return Ok(Datum::Special(Special::NegInfinity)),
-        other => return Err(format!("unknown numeric sign {other:#x}")),
-    };
-    let digits = (0..usize::from(count))
-        .map(|i| word(4 + i))
-        .collect::<Result<Vec<u16>, _>>()?;
-    if let Some(d) = small_numeric(&digits, weight, scale) {
-        return Ok(Datum::Decimal(Decimal::from_unscaled(
-            if negative { -d } else { d },
-            u32::from(scale),
-        )));
-    }
-    numeric_text(negative, &digits, weight, scale)
-        .parse::<Decimal>()
-        .map(Datum::Decimal)
-        .map_err(|e| e.to_string())
-}
-
-/// The unscaled value (at `scale`) of base-10000 `digits` whose first has
-/// `weight`, if it fits an `i128`.
-fn small_numeric(digits: &[u16], weight: i16, scale: u16) -> Option<i128> {
-    let whole = digits
-        .iter()
-        .try_fold(0i128, |v, &d| v.checked_mul(10_000)?.checked_add(i128::from(d)))?;
-    // `whole` counts in units of 10000^-(groups after the point).
-    let after = i32::try_from(digits.len()).ok()? - 1 - i32::from(weight);
-    let shift = i32::from(scale) - 4 * after;
-    if whole == 0 {
-        return Some(0);
-    }
-    if shift >= 0 {
-        whole.checked_mul(10i128.checked_pow(shift.unsigned_abs())?)
-    } else {
-        let divisor = 10i128.checked_pow(shift.unsigned_abs())?;
-        (whole % divisor == 0).then_some(whole / divisor)
-    }
-}
-
-/// The numeric's text, as PostgreSQL prints it (for values beyond `i128`).
-fn numeric_text(negative: bool, digits: &[u16], weight: i16, scale: u16) -> String {
-    let group = |i: i32| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| digits.get(i))
-            .copied()
-            .unwrap_or(0)
-    };
-    let mut s = String::from(if negative { "-" } else { "" });
-    if weight < 0 {
-        s.push('0');
-    } else {
-        s.push_str(&group(0).to_string());
-        for i in 1..=i32::from(weight) {
-            s.push_str(&format!("{:04}", group(i)));
-        }
-    }
-    if scale > 0 {
-        let mut fraction = String::new();
-        let mut i = i32::from(weight) + 1;
-        while fraction.len() < usize::from(scale) {
-            fraction.push_str(&format!("{:04}", group(i)));
-            i += 1;
-        }
-        fraction.truncate(usize::from(scale));
-        s.push('.');
-        s.push_str(&fraction);
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn numeric_bytes(weight: i16, sign: u16, scale: u16, digits: &[u16]) -> Vec<u8> {
-        let mut b = Vec::new();
-        for w in [digits.len() as u16, weight as u16, sign, scale].iter().chain(digits) {
-            b.extend_from_slice(&w.to_be_bytes());
-        }
-        b
-    }
-
-    fn dec(s: &str) -> Datum {
-        Datum::Decimal(s.parse().unwrap())
-    }
-
-    #[test]
-    fn numerics_keep_their_scale_and_sign() {
-        let cases: [(i16, u16, u16, &[u16], &str); 8] = [
-            (0, 0, 2, &[1, 5000], "1.50"),
-            (0, 0x4000, 1, &[12, 3000], "-12.3"),
-            (1, 0, 0, &[1], "10000"),
-            (-1, 0, 4, &[1], "0.0001"),
-            (-2, 0, 6, &[1200], "0.000012"),
-            (0, 0, 3, &[], "0.000"),
-            (1, 0x4000, 2, &[1234, 5678, 9000], "-12345678.90"),
-            (9, 0, 0, &[9999; 10], "9999999999999999999999999999999999999999"),
-        ];
-        for (weight, sign, scale, digits, text) in cases {
-            assert_eq!(
-                numeric(&numeric_bytes(weight, sign, scale, digits)),
-                Ok(dec(text)),
-                "{text}"
-            );
-            assert_eq!(numeric_text(sign == 0x4000, digits, weight, scale), text);
-        }
-        assert_eq!(
-            numeric(&numeric_bytes(0, 0xC000, 0, &[])),
-            Ok(Datum::Special(Special::NaN))
-        );
-        assert_eq!(
-            numeric(&numeric_bytes(0, 0xF000, 0, &[])),
-            Ok(Datum::Special(Special::NegInfinity))
-        );
-    }
 
     #[test]
     fn rows_split_anywhere_come_out_whole() {
@@ -402,7 +207,6 @@ mod tests {
         for (data_type, name) in [
             (DataType::Text, "integer[]"),
             (DataType::Text, "interval"),
-            (DataType::Text, "jsonb"),
             (DataType::Text, "\"char\""),
             (DataType::Text, "character varying[]"),
             (DataType::Int64, "oid"),
@@ -421,6 +225,7 @@ mod tests {
     /// with COPY in both formats gives the same values.
     mod server {
         use ferry_core::meta::TableId;
+        use ferry_core::value::Datum;
         use futures::StreamExt;
         use tokio_postgres::NoTls;
 
@@ -431,7 +236,14 @@ mod tests {
         use crate::postgres::rows::{CopyRows, PgTable};
 
         /// Each column's values, one per row (NULL where a list is shorter).
-        const COLUMNS: [(&str, &str, &[&str]); 16] = [
+        const COLUMNS: [(&str, &str, &[&str]); 19] = [
+            ("j", "json", &[r#"'{"b": 1,  "a": [1, 2.50]}'"#, "'[]'"]),
+            (
+                "jb",
+                "jsonb",
+                &[r#"'{"b": 1,  "a": [1, 2.50], "c": "\\t"}'"#, "'null'", "'\"ü\"'"],
+            ),
+            ("tm", "time", &["'00:00'", "'24:00'", "'12:34:56.789001'"]),
             ("b", "boolean", &["true", "false"]),
             ("i2", "smallint", &["-32768", "32767", "0"]),
             ("i4", "integer", &["-2147483648", "2147483647"]),

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 
 use ferry_core::meta::{Column, TableId, TableMeta};
+use ferry_core::pgbinary::{decode, Binary};
 use ferry_core::value::Datum;
 use tokio_postgres::Client;
 
-use crate::postgres::binary::{binary_form, decode, Binary, Fields, Tuples};
+use crate::postgres::binary::{binary_form, Fields, Tuples};
 use crate::postgres::catalog::{table_meta, CatalogError};
 use crate::postgres::copy::{fields, Lines};
 use crate::postgres::error::CaptureError;
