@@ -3,8 +3,8 @@
 //! [`decode`] (parsing text was most of a snapshot worker's CPU), apply
 //! writes `COPY ... FROM STDIN (FORMAT binary)` with [`encode`] (parsing
 //! text is a large part of the target server's work: 300,000 rows of the
-//! 17-column table of `scripts/bench apply` took 2.0-2.5 s to read as text
-//! and 1.3 s as binary, a uuid column alone 306 against 144 ms).
+//! 17-column table of `scripts/bench apply` took 1.73-1.89 s to read as text
+//! and 1.09-1.18 s as binary, a uuid column alone half the time).
 //!
 //! A value equals what its text form gives, either way; tests on the server
 //! read (capture) and write (apply) tables of edge values in both formats

@@ -1,9 +1,9 @@
 //! Rows in `COPY`'s binary form, where every column copied allows it.
 //!
 //! The server reads binary `COPY` with each type's receive function, where
-//! the text form goes through its input function's parsing (about half the
-//! server's work of reading the bench's rows; see [`ferry_core::pgbinary`],
-//! which writes the values). Binary is exact only where Ferry knows the
+//! the text form goes through its input function's parsing (a third of the
+//! server's work of reading the bench's wide rows; see
+//! [`ferry_core::pgbinary`], which writes the values). Binary is exact only where Ferry knows the
 //! wire form of the target column's type, so a `COPY` is binary only when
 //! every column it copies is one of the pairs of [`binary_form`] (the type
 //! Ferry carries, the target column's type), and only when every value of
