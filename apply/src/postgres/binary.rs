@@ -3,17 +3,23 @@
 //! The server reads binary `COPY` with each type's receive function, where
 //! the text form goes through its input function's parsing (a third of the
 //! server's work of reading the bench's wide rows; see
-//! [`ferry_core::pgbinary`], which writes the values). Binary is exact only where Ferry knows the
-//! wire form of the target column's type, so a `COPY` is binary only when
-//! every column it copies is one of the pairs of [`binary_form`] (the type
-//! Ferry carries, the target column's type), and only when every value of
-//! the batch has its binary form; anything else (an enum, an array, a
-//! domain, a `varchar` column fed numbers, a value out of a narrower
-//! column's range) goes in the text form of [`super::text`], where
-//! PostgreSQL's input functions judge every value and report any error in
-//! their own words. What the receive functions check (lengths of
-//! `varchar(n)`, a `numeric(p,s)`'s precision and scale, a date's range)
-//! they check as the input functions do.
+//! [`ferry_core::pgbinary`], which writes the values).
+//!
+//! Binary is exact only where Ferry knows the wire form of the target
+//! column's type, so a `COPY` is binary only when every column it copies is
+//! one of the pairs of [`binary_form`] (the type Ferry carries, the target
+//! column's type), and only when every value of the batch has its binary
+//! form; anything else (an enum, an array, a domain, a `varchar` column fed
+//! numbers, a value out of a narrower column's range) goes in the text form
+//! of [`super::text`], where PostgreSQL's input functions judge every value
+//! and report any error in their own words. What the receive functions
+//! check (lengths of `varchar(n)`, a `numeric(p,s)`'s precision and scale, a
+//! date's range) they check as the input functions do.
+//!
+//! The snapshot's `binary_form` (`capture/src/postgres/binary.rs`) answers
+//! another question — which source columns to read in binary, by the
+//! source's own type names with their modifiers — so the two lists are kept
+//! apart.
 
 use ferry_core::meta::DataType;
 use ferry_core::pgbinary::{encode, Binary, HEADER};
