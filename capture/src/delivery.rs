@@ -53,18 +53,24 @@ impl Deliveries {
         &self.outstanding[(epoch % RING as u64) as usize]
     }
 
-    /// Counts a message of `epoch` about to be sent.
-    pub fn sending(&self, epoch: u64) {
-        self.slot(epoch).fetch_add(1, Ordering::AcqRel);
+    /// Counts `messages` messages of `epoch` about to be sent.
+    pub fn sending(&self, epoch: u64, messages: u64) {
+        self.slot(epoch).fetch_add(messages, Ordering::AcqRel);
     }
 
-    /// Takes back [`Deliveries::sending`] for a message the producer refused.
-    pub fn refused(&self, epoch: u64) {
-        self.delivered(epoch);
+    /// Takes back [`Deliveries::sending`] for `messages` messages the
+    /// producer refused.
+    pub fn refused(&self, epoch: u64, messages: u64) {
+        self.settled(epoch, messages);
     }
 
     fn delivered(&self, epoch: u64) {
-        if self.slot(epoch).fetch_sub(1, Ordering::AcqRel) == 1 {
+        self.settled(epoch, 1);
+    }
+
+    /// `messages` of `epoch` are no longer outstanding.
+    fn settled(&self, epoch: u64, messages: u64) {
+        if messages > 0 && self.slot(epoch).fetch_sub(messages, Ordering::AcqRel) == messages {
             self.progress.notify_waiters();
         }
     }
@@ -121,9 +127,8 @@ mod tests {
     #[tokio::test]
     async fn an_epoch_completes_when_its_last_message_is_delivered() {
         let d = Arc::new(Deliveries::default());
-        d.sending(0);
-        d.sending(0);
-        d.sending(1);
+        d.sending(0, 2);
+        d.sending(1, 1);
         let waiter = tokio::spawn({
             let d = Arc::clone(&d);
             async move { d.wait(0).await }
@@ -138,9 +143,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn refusing_the_rest_of_a_batch_leaves_what_was_queued_outstanding() {
+        let d = Arc::new(Deliveries::default());
+        d.sending(5, 1000);
+        // The producer took 400 of them; the queue was full for the rest.
+        d.refused(5, 600);
+        let waiter = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { d.wait(5).await }
+        });
+        for _ in 0..399 {
+            d.delivered(5);
+        }
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        d.delivered(5);
+        let done = tokio::time::timeout(std::time::Duration::from_secs(10), waiter).await;
+        assert_eq!(done.expect("the epoch completes").unwrap(), Ok(()));
+        // Refusing none changes nothing.
+        d.refused(5, 0);
+        assert_eq!(d.wait(5).await, Ok(()));
+    }
+
+    #[tokio::test]
     async fn a_failure_ends_every_wait() {
         let d = Deliveries::default();
-        d.sending(3);
+        d.sending(3, 1);
         d.fail(Failed {
             topic: "t".into(),
             reason: "broker down".into(),

@@ -2,6 +2,7 @@
 //! share: publishing events to Kafka ([`publish`]) and keeping the position
 //! each capture reached ([`offsets`]).
 
+mod batch;
 pub mod delivery;
 pub mod filter;
 pub mod mongodb;

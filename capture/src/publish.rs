@@ -70,6 +70,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::batch::TopicHandle;
 use crate::delivery::{Deliveries, Tracking};
 use crate::offsets::{Offsets, OffsetsError};
 use crate::resend::{self, Resent};
@@ -168,6 +169,8 @@ struct TableTopic {
     value_id: u32,
     /// Partitions of the topic: a truncate goes to each.
     partitions: i32,
+    /// For handing the producer many messages at once.
+    handle: TopicHandle,
     /// `ferry_capture_events_total` of the table, per op (in [`OPS`] order),
     /// and `ferry_capture_bytes_total`.
     events: [metrics::Counter; 5],
@@ -467,6 +470,7 @@ impl Publisher {
         };
         let value_id = self.registry.register(&format!("{topic}-value"), value_schema).await?;
         let label = id.to_string();
+        let handle = TopicHandle::new(&self.producer, &topic)?;
         self.tables.insert(
             id,
             Arc::new(TableTopic {
@@ -475,6 +479,7 @@ impl Publisher {
                 key_id,
                 value_id,
                 partitions,
+                handle,
                 events: OPS.map(
                     |op| metrics::counter!("ferry_capture_events_total", "table" => label.clone(), "op" => op.code()),
                 ),
@@ -551,26 +556,37 @@ impl Publisher {
     }
 
     /// Queues snapshot events that a [`TableEncoder`] of `table` encoded, in
-    /// order. A worker's whole batch at once: each event is handed to the
-    /// producer directly and counted once per batch, since this runs for
-    /// every row of a snapshot.
-    pub async fn send_encoded<'e>(
-        &mut self,
-        table: &TableId,
-        events: impl IntoIterator<Item = &'e Encoded> + Send,
-    ) -> Result<(), PublishError> {
+    /// order. A worker's whole batch at once, in one call to the producer
+    /// (see the `batch` module) and counted once, since this runs for every
+    /// row of a snapshot.
+    pub async fn send_encoded(&mut self, table: &TableId, events: &[&Encoded]) -> Result<(), PublishError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
         let t = self.topic_of(table)?;
-        let (mut count, mut bytes) = (0u64, 0usize);
-        for encoded in events {
-            let (key, value) = (encoded.key(), Some(encoded.value()));
-            let partition = partition_of(key);
-            if !self.produce(&t.topic, key, value, partition, None)? {
-                self.enqueue(&t.topic, key, value, partition, None).await?;
+        // One table's events: all keyed, or all not.
+        let partition = partition_of(first.key());
+        let mut rest = events;
+        while !rest.is_empty() {
+            self.begin()?;
+            let epoch = self.epoch;
+            self.deliveries.sending(epoch, rest.len() as u64);
+            let produced = t
+                .handle
+                .produce(rest.iter().map(|e| (e.key(), e.value())), partition, epoch as usize);
+            self.deliveries.refused(epoch, (rest.len() - produced.queued) as u64);
+            self.sent(produced.queued as u64);
+            if let Some(e) = produced.error {
+                return Err(e.into());
             }
-            count += 1;
-            bytes += encoded.bytes.len();
+            // The rest found the queue full: wait for room.
+            rest = &rest[produced.queued..];
+            if !rest.is_empty() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
         }
-        t.count(Op::Read, count, bytes);
+        let bytes = events.iter().map(|e| e.bytes.len()).sum();
+        t.count(Op::Read, events.len() as u64, bytes);
         Ok(())
     }
 
@@ -704,12 +720,7 @@ impl Publisher {
         partition: Option<i32>,
         headers: Option<&OwnedHeaders>,
     ) -> Result<bool, PublishError> {
-        if let Some(t) = &mut self.transaction {
-            if t.open.is_none() {
-                self.producer.begin_transaction()?;
-                t.open = Some(std::time::Instant::now());
-            }
-        }
+        self.begin()?;
         let epoch = self.epoch;
         let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, epoch as usize);
         if let Some(k) = key {
@@ -724,23 +735,40 @@ impl Publisher {
         if let Some(h) = headers {
             record = record.headers(h.clone());
         }
-        self.deliveries.sending(epoch);
+        self.deliveries.sending(epoch, 1);
         match self.producer.send(record) {
             Ok(()) => {
-                if let Some(t) = &mut self.transaction {
-                    t.events += 1;
-                    t.since_checkpoint += 1;
-                }
+                self.sent(1);
                 Ok(true)
             }
             Err((e, _)) => {
-                self.deliveries.refused(epoch);
+                self.deliveries.refused(epoch, 1);
                 if e == KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) {
                     Ok(false)
                 } else {
                     Err(e.into())
                 }
             }
+        }
+    }
+
+    /// With transactions, begins one if none is open: messages are about to
+    /// be sent.
+    fn begin(&mut self) -> Result<(), PublishError> {
+        if let Some(t) = &mut self.transaction {
+            if t.open.is_none() {
+                self.producer.begin_transaction()?;
+                t.open = Some(std::time::Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    /// With transactions, counts `messages` the producer took into the open one.
+    fn sent(&mut self, messages: u64) {
+        if let Some(t) = &mut self.transaction {
+            t.events += messages;
+            t.since_checkpoint += messages;
         }
     }
 

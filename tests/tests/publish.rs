@@ -97,12 +97,46 @@ async fn send_acknowledged(publisher: &mut Publisher, id: i64, lsn: u64) {
         .send(&table().id, &event(Op::Create, id, Some("kept"), lsn))
         .await
         .unwrap();
+    checkpoint_acknowledged(publisher, lsn).await;
+}
+
+/// Checkpoints `lsn` after what was sent and waits until it is acknowledged.
+async fn checkpoint_acknowledged(publisher: &mut Publisher, lsn: u64) {
     publisher.checkpoint(position(lsn)).await.unwrap();
     let mut acked = publisher.acknowledged();
-    tokio::time::timeout(Duration::from_secs(30), acked.wait_for(|p| *p == Some(position(lsn))))
+    tokio::time::timeout(Duration::from_secs(60), acked.wait_for(|p| *p == Some(position(lsn))))
         .await
-        .unwrap()
+        .expect("acknowledged in time")
         .unwrap();
+}
+
+/// The first `n` messages of `topic`: partition, key, and value decoded
+/// through the registry (`None`: a tombstone).
+async fn read_decoded(client: &RegistryClient, topic: &str, n: usize) -> Vec<(i32, Vec<u8>, Option<ChangeEvent>)> {
+    let consumer: StreamConsumer = KafkaSettings::new(brokers()).consumer(&unique("g")).create().unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut messages = Vec::with_capacity(n);
+    for _ in 0..n {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let value = match m.payload() {
+            None => None,
+            Some(bytes) => {
+                let (id, datum) = wire::decode(bytes).unwrap();
+                let schema = client.schema(id).await.unwrap();
+                Some(
+                    TableCodec::from_value_schema(&schema.json)
+                        .unwrap()
+                        .decode_value(datum)
+                        .unwrap(),
+                )
+            }
+        };
+        messages.push((m.partition(), m.key().unwrap_or_default().to_vec(), value));
+    }
+    messages
 }
 
 #[tokio::test]
@@ -123,12 +157,7 @@ async fn events_reach_kafka_and_positions_follow_them() {
     for e in &sent[1..] {
         publisher.send(&t, e).await.unwrap();
     }
-    publisher.checkpoint(position(40)).await.unwrap();
-    let mut acked = publisher.acknowledged();
-    tokio::time::timeout(Duration::from_secs(30), acked.wait_for(|p| *p == Some(position(40))))
-        .await
-        .expect("acknowledged in time")
-        .unwrap();
+    checkpoint_acknowledged(&mut publisher, 40).await;
     publisher.finish().await.unwrap();
 
     // The stored position is the acknowledged one.
@@ -141,29 +170,9 @@ async fn events_reach_kafka_and_positions_follow_them() {
     );
 
     // Every message decodes through the registry to what was sent, in order per key.
-    let topic = format!("{prefix}.public.orders");
-    let consumer: StreamConsumer = KafkaSettings::new(brokers()).consumer(&unique("g")).create().unwrap();
-    consumer.subscribe(&[&topic]).unwrap();
     let mut by_key: std::collections::BTreeMap<Vec<u8>, Vec<Option<ChangeEvent>>> = Default::default();
-    for _ in 0..5 {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        let key = m.key().expect("every message has a key").to_vec();
-        let value = match m.payload() {
-            None => None,
-            Some(bytes) => {
-                let (id, datum) = wire::decode(bytes).unwrap();
-                let schema = client.schema(id).await.unwrap();
-                Some(
-                    TableCodec::from_value_schema(&schema.json)
-                        .unwrap()
-                        .decode_value(datum)
-                        .unwrap(),
-                )
-            }
-        };
+    for (_, key, value) in read_decoded(&client, &format!("{prefix}.public.orders"), 5).await {
+        assert!(!key.is_empty(), "every message has a key");
         by_key.entry(key).or_default().push(value);
     }
     let streams: Vec<Vec<Option<ChangeEvent>>> = by_key.into_values().collect();
@@ -176,6 +185,9 @@ async fn events_reach_kafka_and_positions_follow_them() {
     assert!(streams.contains(&vec![Some(sent[3].clone())]));
 }
 
+/// An event Kafka cannot take is refused at the call, naming why, whether
+/// sent alone or in a snapshot's batch (the snapshot then stops, and reads
+/// the table again when started again).
 #[tokio::test]
 async fn an_event_kafka_cannot_take_is_refused_at_send() {
     let mut kafka = KafkaSettings::new(brokers());
@@ -183,12 +195,24 @@ async fn an_event_kafka_cannot_take_is_refused_at_send() {
     let (_registry, _, mut publisher) = start_publisher(kafka, &unique("pubbig"), &unique("_ferry_offsets_test")).await;
     send_acknowledged(&mut publisher, 1, 10).await;
     let t = table().id;
+    let large = "x".repeat(5000);
     let err = publisher
-        .send(&t, &event(Op::Create, 2, Some(&"x".repeat(5000)), 20))
+        .send(&t, &event(Op::Create, 2, Some(&large), 20))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("too large"), "{err}");
     assert_eq!(*publisher.acknowledged().borrow(), Some(position(10)));
+
+    let encoder = publisher.encoder(&t).unwrap();
+    let batch: Vec<_> = [(3, "small"), (4, &*large), (5, "small")]
+        .into_iter()
+        .map(|(id, note)| encoder.encode(&event(Op::Read, id, Some(note), 0)).unwrap())
+        .collect();
+    let err = publisher
+        .send_encoded(&t, &batch.iter().collect::<Vec<_>>())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
 }
 
 #[tokio::test]
@@ -226,4 +250,71 @@ async fn a_failed_delivery_stops_acknowledgement() {
         offsets.load::<SourcePosition>(&prefix).await.unwrap(),
         Some(position(10))
     );
+}
+
+/// `n` snapshot events of `table` (ids 1..=n), encoded as a snapshot's workers
+/// encode them, sent in batches of 1,000 as a worker hands them over.
+async fn send_snapshot_batches(publisher: &mut Publisher, table: &TableId, n: i64) {
+    let encoder = publisher.encoder(table).unwrap();
+    let ids: Vec<i64> = (1..=n).collect();
+    for chunk in ids.chunks(1_000) {
+        let encoded: Vec<_> = chunk
+            .iter()
+            .map(|&id| {
+                let mut e = event(Op::Read, id, Some("row"), 0);
+                e.source.snapshot = Snapshot::True;
+                encoder.encode(&e).unwrap()
+            })
+            .collect();
+        let refs: Vec<_> = encoded.iter().collect();
+        publisher.send_encoded(table, &refs).await.unwrap();
+    }
+}
+
+/// Per partition, the ids of the rows of the first `n` messages of `topic`, in order.
+async fn ids_by_partition(client: &RegistryClient, topic: &str, n: usize) -> std::collections::BTreeMap<i32, Vec<i64>> {
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<i64>> = Default::default();
+    for (partition, _, event) in read_decoded(client, topic, n).await {
+        let Datum::Int(id) = event.and_then(|e| e.after).unwrap()[0] else {
+            panic!("an int id")
+        };
+        by_partition.entry(partition).or_default().push(id);
+    }
+    by_partition
+}
+
+/// A snapshot's batches go to the producer in one call each; with a queue of
+/// 50 messages almost every call finds it full part way. Every event still
+/// arrives once, in order within its partition, and the position after them
+/// is acknowledged only once they are all in Kafka.
+#[tokio::test]
+async fn snapshot_batches_through_a_full_queue_arrive_once_in_order() {
+    const ROWS: i64 = 5_000;
+    let mut kafka = KafkaSettings::new(brokers());
+    kafka.options.insert("queue.buffering.max.messages".into(), "50".into());
+    let prefix = unique("pubbatch");
+    let (_registry, client, mut publisher) = start_publisher(kafka, &prefix, &unique("_ferry_offsets_test")).await;
+    let orders = table();
+    let keyless = TableMeta::new(TableId::new("public", "events"), orders.columns.clone(), &[]).unwrap();
+    publisher.register_table(keyless.clone()).await.unwrap();
+    send_snapshot_batches(&mut publisher, &table().id, ROWS).await;
+    send_snapshot_batches(&mut publisher, &keyless.id, ROWS).await;
+    checkpoint_acknowledged(&mut publisher, 10).await;
+    publisher.finish().await.unwrap();
+    assert_eq!(ferry_tests::topic_count(&format!("{prefix}.public.orders")), ROWS);
+
+    let keyed = ids_by_partition(&client, &format!("{prefix}.public.orders"), ROWS as usize).await;
+    assert!(keyed.len() > 1, "keys spread over the partitions: {:?}", keyed.keys());
+    let mut all: Vec<i64> = Vec::new();
+    for ids in keyed.values() {
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order within a partition");
+        all.extend(ids);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=ROWS).collect::<Vec<_>>(), "each id once");
+
+    // A keyless table's events all go to partition 0, in order.
+    let events = ids_by_partition(&client, &format!("{prefix}.public.events"), ROWS as usize).await;
+    assert_eq!(events.keys().collect::<Vec<_>>(), [&0]);
+    assert_eq!(events[&0], (1..=ROWS).collect::<Vec<_>>());
 }

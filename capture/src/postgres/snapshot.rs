@@ -155,7 +155,7 @@ impl ReadEvent for PgRead {
 
     async fn send(&self, table: &TableId, publisher: &mut Publisher) -> Result<(), PublishError> {
         match (&self.encoded, &self.event) {
-            (Some(encoded), _) => publisher.send_encoded(table, [encoded]).await,
+            (Some(encoded), _) => publisher.send_encoded(table, &[encoded]).await,
             (None, Some(event)) => publisher.send(table, event).await,
             (None, None) => Ok(()),
         }
@@ -165,9 +165,8 @@ impl ReadEvent for PgRead {
     async fn send_all(events: &[Self], table: &TableId, publisher: &mut Publisher) -> Result<(), PublishError> {
         for run in events.chunk_by(|a, b| a.encoded.is_some() == b.encoded.is_some()) {
             if run[0].encoded.is_some() {
-                publisher
-                    .send_encoded(table, run.iter().filter_map(PgRead::encoded))
-                    .await?;
+                let encoded: Vec<&Encoded> = run.iter().filter_map(PgRead::encoded).collect();
+                publisher.send_encoded(table, &encoded).await?;
             } else {
                 for event in run {
                     event.send(table, publisher).await?;
