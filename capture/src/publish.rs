@@ -759,6 +759,7 @@ impl Publisher {
             if t.open.is_none() {
                 self.producer.begin_transaction()?;
                 t.open = Some(std::time::Instant::now());
+                tracing::debug!("Kafka transaction begun");
             }
         }
         Ok(())
@@ -863,6 +864,7 @@ impl Publisher {
         tokio::task::spawn_blocking(move || producer.commit_transaction(TRANSACTION_TIMEOUT))
             .await
             .map_err(|e| PublishError::Stopped(e.to_string()))??;
+        tracing::debug!(?position, "Kafka transaction committed");
         if let Some(t) = &mut self.transaction {
             t.open = None;
             t.events = 0;
@@ -893,6 +895,7 @@ impl Publisher {
             tokio::task::spawn_blocking(move || producer.abort_transaction(TRANSACTION_TIMEOUT))
                 .await
                 .map_err(|e| PublishError::Stopped(e.to_string()))??;
+            tracing::debug!("Kafka transaction aborted at the stop");
             if let Some(t) = &mut self.transaction {
                 t.open = None;
             }

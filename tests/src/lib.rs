@@ -646,6 +646,12 @@ pub async fn wait_streaming(db: &PgDatabase, prefix: &str) {
 /// The registry `scripts/services up` runs.
 pub const SERVICES_REGISTRY: &str = "http://127.0.0.1:8081";
 
+/// The log filter of the Ferry binaries tests start: `FERRY_TEST_LOG`
+/// (e.g. `info,ferry_capture=debug` to follow a flaky test), else `info`.
+fn child_log() -> String {
+    std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "info".into())
+}
+
 /// A Ferry binary running as a child process, killed when dropped.
 #[derive(Debug)]
 pub struct Running {
@@ -656,7 +662,7 @@ impl Running {
     pub fn start(name: &str, args: &[&str]) -> Running {
         let child = std::process::Command::new(binary(name))
             .args(args)
-            .env("FERRY_LOG", "info")
+            .env("FERRY_LOG", child_log())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .spawn()
