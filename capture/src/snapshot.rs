@@ -24,8 +24,9 @@ use ferry_core::position::SourcePosition;
 use ferry_core::value::Datum;
 use tokio::sync::mpsc;
 
+use crate::now_ms;
 use crate::offsets::SnapshotState;
-use crate::publish::{PublishError, Publisher, COMMIT_EVENTS};
+use crate::publish::{Encoded, PublishError, Publisher, TableEncoder, COMMIT_EVENTS};
 
 /// Rows a worker hands over at once.
 pub const BATCH_ROWS: usize = 1_000;
@@ -93,6 +94,146 @@ macro_rules! read_event {
 
 read_event!(ChangeEvent, send);
 read_event!(DocumentEvent, send_document, false);
+
+/// A row as a table source's worker hands it over: its event encoded, and
+/// for the last row of a batch also its values (the snapshot's very last
+/// event is encoded again saying so). The default is an empty row, from
+/// which a truncate is made.
+///
+/// Workers encode so that the coordinator, one task for every table, only
+/// hands events to the producer: encoding there was the stage that held the
+/// snapshot back, always runnable on a busy machine while the workers
+/// waited half the time.
+#[derive(Debug)]
+pub struct EncodedRow {
+    encoded: Option<Encoded>,
+    values: Option<Vec<Datum>>,
+}
+
+impl Default for EncodedRow {
+    fn default() -> Self {
+        Self {
+            encoded: None,
+            values: Some(Vec::new()),
+        }
+    }
+}
+
+/// A worker's batch of [`EncodedRow`]s in the making.
+#[derive(Debug)]
+pub struct EncodedBatch {
+    rows: Vec<EncodedRow>,
+    /// The values of the batch's last row so far.
+    last: Option<Vec<Datum>>,
+}
+
+impl Default for EncodedBatch {
+    fn default() -> Self {
+        Self {
+            rows: Vec::with_capacity(BATCH_ROWS),
+            last: None,
+        }
+    }
+}
+
+impl EncodedBatch {
+    /// Adds the read event of `values`: `template` (a table's read event)
+    /// with them as its row, stamped now, encoded by `encoder`.
+    pub fn push(
+        &mut self,
+        encoder: &TableEncoder,
+        template: &mut ChangeEvent,
+        values: Vec<Datum>,
+    ) -> Result<(), PublishError> {
+        let now = now_ms();
+        (template.ts_ms, template.source.ts_ms) = (now, now);
+        template.after = Some(values);
+        let encoded = encoder.encode(template);
+        self.last = template.after.take();
+        self.rows.push(EncodedRow {
+            encoded: Some(encoded?),
+            values: None,
+        });
+        Ok(())
+    }
+
+    /// Whether it holds [`BATCH_ROWS`] rows: time to hand it over.
+    pub fn is_full(&self) -> bool {
+        self.rows.len() >= BATCH_ROWS
+    }
+
+    /// The rows so far, the last with its values; the batch starts again empty.
+    pub fn take(&mut self) -> Vec<EncodedRow> {
+        let mut rows = std::mem::replace(&mut self.rows, Vec::with_capacity(BATCH_ROWS));
+        if let Some(row) = rows.last_mut() {
+            row.values = self.last.take();
+        }
+        rows
+    }
+}
+
+/// A snapshot event of a table source: as a worker encoded it, or (the very
+/// last, a truncate) the event itself, for the publisher to encode. Boxed,
+/// since almost every row has none and the collector moves every row.
+#[derive(Debug)]
+pub struct EncodedRead {
+    encoded: Option<Encoded>,
+    event: Option<Box<ChangeEvent>>,
+}
+
+impl EncodedRead {
+    /// `row` as the collector sends it; `event` makes the read event of
+    /// values a worker kept.
+    pub fn new(row: EncodedRow, event: impl FnOnce(Vec<Datum>) -> ChangeEvent) -> Self {
+        Self {
+            encoded: row.encoded,
+            event: row.values.map(|values| Box::new(event(values))),
+        }
+    }
+
+    fn encoded(&self) -> Option<&Encoded> {
+        self.encoded.as_ref()
+    }
+}
+
+impl ReadEvent for EncodedRead {
+    fn mark_last(&mut self) {
+        if let Some(event) = &mut self.event {
+            event.source.snapshot = Snapshot::Last;
+            self.encoded = None;
+        }
+    }
+
+    fn into_truncate(self) -> Self {
+        Self {
+            encoded: None,
+            event: self.event.map(|event| Box::new((*event).into_truncate())),
+        }
+    }
+
+    async fn send(&self, table: &TableId, publisher: &mut Publisher) -> Result<(), PublishError> {
+        match (&self.encoded, &self.event) {
+            (Some(encoded), _) => publisher.send_encoded(table, &[encoded]).await,
+            (None, Some(event)) => publisher.send(table, event).await,
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Runs of encoded events go to the publisher as one.
+    async fn send_all(events: &[Self], table: &TableId, publisher: &mut Publisher) -> Result<(), PublishError> {
+        for run in events.chunk_by(|a, b| a.encoded.is_some() == b.encoded.is_some()) {
+            if run[0].encoded.is_some() {
+                let encoded: Vec<&Encoded> = run.iter().filter_map(EncodedRead::encoded).collect();
+                publisher.send_encoded(table, &encoded).await?;
+            } else {
+                for event in run {
+                    event.send(table, publisher).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A table being read.
 #[derive(Debug)]

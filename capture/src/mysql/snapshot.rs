@@ -9,7 +9,8 @@
 //!              for the moment it takes to open them and read SHOW MASTER STATUS
 //!  chunks: a table with a single integer primary key is split into key ranges;
 //!          others are read whole; each chunk: SELECT ... (text protocol, streamed)
-//!  rows ─► crate::snapshot::collect ─► op "r" events; each table recorded once in Kafka
+//!  rows ─► op "r" events, encoded by the worker (crate::snapshot::EncodedBatch)
+//!       ─► crate::snapshot::collect ─► the publisher; each table recorded once in Kafka
 //! ```
 //!
 //! Before the snapshots open, one connection reads every table's columns and
@@ -39,8 +40,8 @@ use crate::mysql::types::{self, SourceColumn};
 use crate::mysql::validate;
 use crate::now_ms;
 use crate::offsets::SnapshotState;
-use crate::publish::Publisher;
-use crate::snapshot::{collect, Collect, FromWorker, TableProgress, BATCH_ROWS};
+use crate::publish::{Publisher, TableEncoder};
+use crate::snapshot::{collect, Collect, EncodedBatch, EncodedRead, EncodedRow, FromWorker, TableProgress};
 
 /// Rows per chunk of a large table by default.
 pub const CHUNK_ROWS: u64 = 250_000;
@@ -195,6 +196,8 @@ struct Query {
     select: String,
     columns: Vec<SourceColumn>,
     id: TableId,
+    template: ChangeEvent,
+    encoder: TableEncoder,
 }
 
 /// What the snapshot's events say about where they come from.
@@ -247,13 +250,15 @@ pub async fn run(
             select: format!("SELECT {list} FROM {}", quoted(id)),
             columns,
             id: id.clone(),
+            template: read_event(spec.prefix, &snapshots.start, snapshots.server_id, id, Vec::new()),
+            encoder: publisher.encoder(id)?,
         });
     }
 
     let queries = Arc::new(queries);
     let workers = snapshots.conns.len().min(chunks.len().max(1));
     let queue = Arc::new(Mutex::new(chunks));
-    let (tx, rx) = mpsc::channel::<FromWorker<CaptureError>>(workers * 4);
+    let (tx, rx) = mpsc::channel::<FromWorker<CaptureError, EncodedRow>>(workers * 4);
     let mut tasks = JoinSet::new();
     let mut conns = std::mem::take(&mut snapshots.conns);
     // The first connection holds the metadata locks: it reads last and commits last.
@@ -279,7 +284,7 @@ pub async fn run(
         },
         state_key: spec.state_key,
         reread,
-        event: |id: &TableId, row| read_event(spec.prefix, &at, server_id, id, row),
+        event: |id: &TableId, row| EncodedRead::new(row, |values| read_event(spec.prefix, &at, server_id, id, values)),
     };
     let rows = collect(&collecting, &mut tables, rx, publisher, state).await?;
     while let Some(joined) = tasks.join_next().await {
@@ -370,25 +375,24 @@ async fn worker(
     mut conn: Conn,
     queries: Arc<Vec<Query>>,
     queue: Arc<Mutex<VecDeque<Chunk>>>,
-    tx: mpsc::Sender<FromWorker<CaptureError>>,
+    tx: mpsc::Sender<FromWorker<CaptureError, EncodedRow>>,
 ) -> Result<(), CaptureError> {
     let result = async {
         while let Some(chunk) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
             let query = &queries[chunk.table];
-            let mut batch = Vec::with_capacity(BATCH_ROWS);
+            let mut batch = EncodedBatch::default();
+            let mut event = query.template.clone();
             let mut result = conn.query_iter(format!("{}{}", query.select, chunk.filter)).await?;
             if let Some(mut rows) = result.stream::<Row>().await? {
                 while let Some(row) = rows.next().await {
-                    batch.push(row_values(query, row?)?);
-                    if batch.len() >= BATCH_ROWS {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-                        if tx.send(Ok((chunk.table, Some(full)))).await.is_err() {
-                            return Ok(());
-                        }
+                    batch.push(&query.encoder, &mut event, row_values(query, row?)?)?;
+                    if batch.is_full() && tx.send(Ok((chunk.table, Some(batch.take())))).await.is_err() {
+                        return Ok(());
                     }
                 }
             }
             drop(result);
+            let batch = batch.take();
             if !batch.is_empty() && tx.send(Ok((chunk.table, Some(batch)))).await.is_err() {
                 return Ok(());
             }

@@ -22,11 +22,8 @@
 //! binary format, which costs a worker far less to parse than text; any
 //! other table is copied as text and parsed by the stream's code.
 //!
-//! Workers also encode the events: the coordinator, one task for every
-//! table, then only hands them to the producer. It was the stage that held
-//! the snapshot back: always runnable on a busy machine, while the workers
-//! waited half the time. A batch's last row keeps its values, so that the
-//! snapshot's very last event can be encoded again saying so.
+//! Workers also encode the events (`crate::snapshot::EncodedBatch`): the
+//! coordinator only hands them to the producer.
 //!
 //! A table counts as done only when every one of its events is in Kafka:
 //! [`SnapshotState`] is stored through the publisher after them. A crash
@@ -56,8 +53,8 @@ use crate::postgres::error::CaptureError;
 use crate::postgres::replication::connect;
 use crate::postgres::rows::{CopyRows, PgTable};
 use crate::postgres::validate::{quote_ident, quoted};
-use crate::publish::{Encoded, PublishError, Publisher, TableEncoder};
-use crate::snapshot::{collect, Collect, FromWorker, ReadEvent, TableProgress, BATCH_ROWS};
+use crate::publish::{Publisher, TableEncoder};
+use crate::snapshot::{collect, Collect, EncodedBatch, EncodedRead, EncodedRow, FromWorker, TableProgress};
 
 /// Heap pages per chunk by default: 32 MiB at PostgreSQL's 8 KiB pages.
 pub const CHUNK_PAGES: i64 = 4_096;
@@ -103,78 +100,6 @@ struct Query {
     select: String,
     template: ChangeEvent,
     encoder: TableEncoder,
-}
-
-/// A row as a worker hands it over: its event encoded, and for the last row
-/// of a batch also its values. The default is an empty row, from which a
-/// truncate is made.
-#[derive(Debug)]
-struct ReadRow {
-    encoded: Option<Encoded>,
-    values: Option<Vec<Datum>>,
-}
-
-impl Default for ReadRow {
-    fn default() -> Self {
-        Self {
-            encoded: None,
-            values: Some(Vec::new()),
-        }
-    }
-}
-
-/// A snapshot event: as a worker encoded it, or (the very last, a
-/// truncate) the event itself, for the publisher to encode. Boxed, since
-/// almost every row has none and the collector moves every row.
-#[derive(Debug)]
-struct PgRead {
-    encoded: Option<Encoded>,
-    event: Option<Box<ChangeEvent>>,
-}
-
-impl PgRead {
-    fn encoded(&self) -> Option<&Encoded> {
-        self.encoded.as_ref()
-    }
-}
-
-impl ReadEvent for PgRead {
-    fn mark_last(&mut self) {
-        if let Some(event) = &mut self.event {
-            event.source.snapshot = Snapshot::Last;
-            self.encoded = None;
-        }
-    }
-
-    fn into_truncate(self) -> Self {
-        Self {
-            encoded: None,
-            event: self.event.map(|event| Box::new((*event).into_truncate())),
-        }
-    }
-
-    async fn send(&self, table: &TableId, publisher: &mut Publisher) -> Result<(), PublishError> {
-        match (&self.encoded, &self.event) {
-            (Some(encoded), _) => publisher.send_encoded(table, &[encoded]).await,
-            (None, Some(event)) => publisher.send(table, event).await,
-            (None, None) => Ok(()),
-        }
-    }
-
-    /// Runs of encoded events go to the publisher as one.
-    async fn send_all(events: &[Self], table: &TableId, publisher: &mut Publisher) -> Result<(), PublishError> {
-        for run in events.chunk_by(|a, b| a.encoded.is_some() == b.encoded.is_some()) {
-            if run[0].encoded.is_some() {
-                let encoded: Vec<&Encoded> = run.iter().filter_map(PgRead::encoded).collect();
-                publisher.send_encoded(table, &encoded).await?;
-            } else {
-                for event in run {
-                    event.send(table, publisher).await?;
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 async fn begin_in(client: &Client, snapshot_name: &str) -> Result<(), CaptureError> {
@@ -261,7 +186,7 @@ pub async fn run(
     let queries = Arc::new(queries);
     let workers = spec.workers.clamp(1, chunks.len().max(1));
     let queue = Arc::new(Mutex::new(chunks));
-    let (tx, rx) = mpsc::channel::<FromWorker<CaptureError, ReadRow>>(workers * 4);
+    let (tx, rx) = mpsc::channel::<FromWorker<CaptureError, EncodedRow>>(workers * 4);
     let mut tasks = JoinSet::new();
     for _ in 0..workers {
         tasks.spawn(worker(
@@ -279,10 +204,7 @@ pub async fn run(
         at: SourcePosition::Postgres { lsn: spec.at },
         state_key: spec.state_key,
         reread,
-        event: |id: &TableId, row: ReadRow| PgRead {
-            encoded: row.encoded,
-            event: row.values.map(|values| Box::new(read_event(spec, id, values))),
-        },
+        event: |id: &TableId, row| EncodedRead::new(row, |values| read_event(spec, id, values)),
     };
     let rows = collect(&collecting, &mut tables, rx, publisher, state).await?;
     while let Some(joined) = tasks.join_next().await {
@@ -325,7 +247,7 @@ async fn worker(
     snapshot_name: String,
     queries: Arc<Vec<Query>>,
     queue: Arc<Mutex<VecDeque<Chunk>>>,
-    tx: mpsc::Sender<FromWorker<CaptureError, ReadRow>>,
+    tx: mpsc::Sender<FromWorker<CaptureError, EncodedRow>>,
 ) {
     let result = async {
         let client = connect(&source).await?;
@@ -342,30 +264,14 @@ async fn worker(
                 .copy_out(&format!("COPY ({}{}) TO STDOUT{format}", query.select, chunk.filter()))
                 .await?;
             tokio::pin!(stream);
-            let mut batch = Vec::with_capacity(BATCH_ROWS);
+            let mut batch = EncodedBatch::default();
             let mut event = query.template.clone();
-            // The values of the batch's last row so far.
-            let mut last = None;
             while let Some(data) = stream.next().await {
                 rows.feed(&query.table, &data?, |values| {
-                    let now = now_ms();
-                    (event.ts_ms, event.source.ts_ms) = (now, now);
-                    event.after = Some(values);
-                    batch.push(ReadRow {
-                        encoded: Some(query.encoder.encode(&event)?),
-                        values: None,
-                    });
-                    last = event.after.take();
-                    Ok(())
+                    Ok(batch.push(&query.encoder, &mut event, values)?)
                 })?;
-                if batch.len() >= BATCH_ROWS {
-                    let mut full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-                    if let Some(row) = full.last_mut() {
-                        row.values = last.take();
-                    }
-                    if tx.send(Ok((chunk.table, Some(full)))).await.is_err() {
-                        return Ok(());
-                    }
+                if batch.is_full() && tx.send(Ok((chunk.table, Some(batch.take())))).await.is_err() {
+                    return Ok(());
                 }
             }
             if rows.unfinished() {
@@ -374,9 +280,7 @@ async fn worker(
                     query.table.meta.id
                 )));
             }
-            if let Some(row) = batch.last_mut() {
-                row.values = last.take();
-            }
+            let batch = batch.take();
             if !batch.is_empty() && tx.send(Ok((chunk.table, Some(batch)))).await.is_err() {
                 return Ok(());
             }
