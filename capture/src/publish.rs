@@ -45,7 +45,7 @@
 //! Keys are the primary key (Avro, Confluent wire format), values the envelope;
 //! a delete is followed by a tombstone for its key unless turned off.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -489,9 +489,21 @@ impl Publisher {
         Ok(value_id)
     }
 
-    /// Whether the topic of `table` already holds messages (from an earlier
-    /// run): a table read again then keeps what it sent before.
-    pub async fn table_has_messages(&self, table: &TableId) -> Result<bool, PublishError> {
+    /// Those of `tables` whose topic holds messages: a snapshot reading them
+    /// now reads them again (after an interrupted first reading, or one
+    /// whose start was never stored), so each gets a truncate before its rows
+    /// (see `crate::snapshot`).
+    pub async fn tables_with_messages(&self, tables: &[TableId]) -> Result<HashSet<TableId>, PublishError> {
+        let mut with = HashSet::new();
+        for table in tables {
+            if self.has_messages(table)? {
+                with.insert(table.clone());
+            }
+        }
+        Ok(with)
+    }
+
+    fn has_messages(&self, table: &TableId) -> Result<bool, PublishError> {
         let topic = table_topic(&self.settings.prefix, table)?;
         let client = self.admin.inner();
         let metadata = client.fetch_metadata(Some(&topic), Duration::from_secs(30))?;

@@ -624,6 +624,54 @@ async fn writes_during_a_chunked_snapshot_and_a_kill_in_it_lose_nothing() {
     assert!(apply.terminate().success());
 }
 
+/// A first start killed before it stored its position leaves rows of its
+/// snapshot in the topics and no position. The next start (here: one with an
+/// offsets topic of its own, which holds nothing) reads the tables again
+/// after a truncate, so a row deleted in between does not outlive its
+/// delete in a target.
+#[tokio::test]
+async fn a_first_start_that_stored_no_position_truncates_before_reading_again() {
+    let source = MariaDatabase::create().await;
+    source
+        .execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);")
+        .await;
+    let prefix = unique("myfirst");
+    let id = server_id();
+    for run in ["first", "again"] {
+        let offsets = unique(&format!("_ferry_offsets_{run}"));
+        let capture = start_capture(
+            &source,
+            &prefix,
+            id,
+            &["--snapshot", "initial_only", "--offsets-topic", &offsets],
+        );
+        assert!(capture.exited(Duration::from_secs(60)).await.success());
+        source.execute("DELETE FROM t WHERE id = 2").await;
+    }
+    let topic = format!("{prefix}.{}.t", source.name);
+    let n = usize::try_from(ferry_tests::topic_count(&topic)).expect("a count");
+    let all = events(&read_topic(&topic, n, SERVICES_REGISTRY).await);
+    assert_eq!(
+        ids(&all, Op::Read),
+        [1, 1, 2, 3, 3],
+        "read twice, the second time without 2"
+    );
+    assert!(
+        all.iter().any(|e| e.op == Op::Truncate),
+        "a truncate before the second reading"
+    );
+    let target = ferry_tests::PgDatabase::create();
+    let apply = ferry_tests::start_apply(&target, &prefix, &unique("g"), &[]);
+    wait_same(
+        &source,
+        &target,
+        &[("SELECT id FROM t", "SELECT id::text FROM t")],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(apply.terminate().success());
+}
+
 /// The server kills the snapshot's connections while it reads: capture
 /// starts again in place (it does not exit), reads the unfinished table
 /// again, and the target ends equal to the source, rows deleted meanwhile

@@ -122,6 +122,7 @@ async fn capture(
         state_key: &state_key,
         chunk_rows: config.snapshot_chunk_rows,
     };
+    let first_start = stored.is_none();
     let start = match (plan.snapshot, stored) {
         (Scope::All, _) | (_, None) => {
             state = SnapshotState::default();
@@ -143,13 +144,18 @@ async fn capture(
                 let snapshots =
                     snapshot::open(&opts, &config.common.source, config.common.snapshot_workers, mariadb).await?;
                 let start = snapshots.start.clone();
+                // A first start killed before it stored its position left
+                // rows of its snapshot but nothing saying so: read again.
+                let reread = if first_start {
+                    publisher.tables_with_messages(&tables).await?
+                } else {
+                    HashSet::new()
+                };
                 // The stream starts here whatever happens to the snapshot.
                 publisher.checkpoint(position(&start)).await?;
                 phase.send_replace(Phase::Snapshot);
                 tracing::info!(file = %start.binlog.file, pos = start.binlog.pos, tables = tables.len(), "snapshot starting");
-                if let Err(e) =
-                    snapshot::run(&spec, snapshots, &tables, HashSet::new(), &mut publisher, &mut state).await
-                {
+                if let Err(e) = snapshot::run(&spec, snapshots, &tables, reread, &mut publisher, &mut state).await {
                     return Err(crate::settle(publisher, e, CaptureError::is_reconnectable).await);
                 }
                 start
@@ -160,12 +166,7 @@ async fn capture(
             if scope == Scope::Missing && !missing.is_empty() {
                 // Read again after an interrupted snapshot: truncated first
                 // (see crate::snapshot).
-                let mut reread = HashSet::new();
-                for table in &missing {
-                    if publisher.table_has_messages(table).await? {
-                        reread.insert(table.clone());
-                    }
-                }
+                let reread = publisher.tables_with_messages(&missing).await?;
                 let snapshots =
                     snapshot::open(&opts, &config.common.source, config.common.snapshot_workers, mariadb).await?;
                 phase.send_replace(Phase::Snapshot);

@@ -201,12 +201,7 @@ async fn capture(
         if plan.snapshot == Scope::Missing && !missing.is_empty() {
             // Read again after an interrupted snapshot: truncated first
             // (see crate::snapshot).
-            let mut reread = HashSet::new();
-            for table in &missing {
-                if publisher.table_has_messages(table).await? {
-                    reread.insert(table.clone());
-                }
-            }
+            let reread = publisher.tables_with_messages(&missing).await?;
             let (mut session, at, snapshot_name) =
                 replication::temporary_snapshot(&config.common.source, &config.slot, &config.publication).await?;
             phase.send_replace(Phase::Snapshot);
