@@ -9,6 +9,10 @@
 //! | `initial_only` | snapshot, then stop | snapshot the tables not yet read, then stop |
 //! | `when_needed` | snapshot, then stream | as `initial`; everything again if the source no longer has the position |
 //!
+//! A table read again whose topic already holds events gets a truncate event
+//! first (see crate::snapshot), so that rows deleted since the earlier reading
+//! leave targets too.
+//!
 //! "The tables not yet read" are those of the include list without a complete
 //! snapshot in the offsets topic: what an interrupted snapshot had left, and
 //! tables added to the include list since. With none, it is plain streaming.

@@ -490,9 +490,9 @@ impl Publisher {
     }
 
     /// Those of `tables` whose topic holds messages: a snapshot reading them
-    /// now reads them again (after an interrupted first reading, or one
-    /// whose start was never stored), so each gets a truncate before its rows
-    /// (see `crate::snapshot`).
+    /// now reads them again (after an interrupted reading, one whose start
+    /// was never stored, `--snapshot always` or a lost position), so each
+    /// gets a truncate before its rows (see `crate::snapshot`).
     pub async fn tables_with_messages(&self, tables: &[TableId]) -> Result<HashSet<TableId>, PublishError> {
         let mut with = HashSet::new();
         for table in tables {

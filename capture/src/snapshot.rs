@@ -2,11 +2,13 @@
 //! rows over a channel; [`collect`] turns them into `op = "r"` events, reports
 //! progress, and records each table as read once all its events are in Kafka.
 //!
-//! A table read again after an interrupted snapshot may have rows of that
-//! first attempt in Kafka; a row deleted between the two reads would stay in
-//! a target (the stream skips changes from before the new read), so such a
-//! table gets a truncate event before its rows ([`Collect::reread`]): a
-//! consumer empties it and loads the new read, with no gap and no double.
+//! A table read again may have events of an earlier reading in Kafka: of a
+//! snapshot interrupted (or a first start killed before it stored its
+//! position), or of everything before `--snapshot always` or a lost position.
+//! A row deleted between the two readings would stay in a target (the stream
+//! starts at the new reading and never carries that delete), so such a table
+//! gets a truncate event before its rows ([`Collect::reread`]): a consumer
+//! empties it and loads the new reading, with no gap and no double.
 //!
 //! A table counts as done only when every one of its events is in Kafka:
 //! [`SnapshotState`] is stored through the publisher after them. A crash

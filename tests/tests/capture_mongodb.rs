@@ -555,3 +555,30 @@ async fn mongodb_live_history_lost_is_a_clear_error_and_when_needed_reads_again(
     apply.terminate();
     mongo.database(&db).drop().await.unwrap();
 }
+
+/// `--snapshot always` reads every collection again from a new cluster time,
+/// so a document deleted while capture was stopped is in no event: the
+/// collection's topic gets a truncate before the new reading, and the target
+/// that applied the first reading ends without the document.
+#[tokio::test]
+async fn mongodb_live_always_truncates_before_reading_again() {
+    let Some(uri) = live() else { return };
+    let mongo = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let (db, prefix) = (unique("ferry"), unique("mg"));
+    let c = mongo.database(&db).collection::<Document>("c");
+    c.insert_many([doc! {"_id": 1_i32}, doc! {"_id": 2_i32}, doc! {"_id": 3_i32}])
+        .await
+        .unwrap();
+    let capture = start_capture(&uri, &prefix, &db, &[]);
+    let target = PgDatabase::create();
+    let apply = start_apply(&target, &prefix, &unique("g"), &[]);
+    wait_target_equals(&mongo, &db, "c", &target).await;
+    assert!(capture.terminate().success());
+    c.delete_one(doc! {"_id": 2_i32}).await.unwrap();
+
+    let capture = start_capture(&uri, &prefix, &db, &["--snapshot", "always"]);
+    wait_target_equals(&mongo, &db, "c", &target).await;
+    assert!(capture.terminate().success());
+    apply.terminate();
+    mongo.database(&db).drop().await.unwrap();
+}

@@ -477,12 +477,64 @@ async fn disruptive_a_purged_binlog_is_a_definite_error_and_when_needed_reads_ag
     );
 
     let capture = start_capture(&db, &prefix, id, &["--snapshot", "when_needed"]);
-    let all = events(&read_topic(&topic, 5, SERVICES_REGISTRY).await);
+    ferry_tests::wait_for("the second reading", Duration::from_secs(60), || async {
+        (ferry_tests::topic_count(&topic) >= 5).then_some(())
+    })
+    .await;
+    let n = usize::try_from(ferry_tests::topic_count(&topic)).expect("a count");
+    let all = events(&read_topic(&topic, n, SERVICES_REGISTRY).await);
     assert_eq!(
-        ids(&all[2..], Op::Read),
-        [1, 2, 3],
+        ids(&all, Op::Read),
+        [1, 1, 2, 2, 3],
         "read again, with the row the purge took"
     );
+    assert!(
+        all.iter().any(|e| e.op == Op::Truncate),
+        "a truncate before the second reading"
+    );
+    assert!(capture.terminate().success());
+}
+
+/// `--snapshot always` reads every table again at a new position, so a row
+/// deleted while capture was stopped is in no event: the table's topic gets a
+/// truncate before the new reading, and a target that applied the first
+/// reading ends without the row.
+#[tokio::test]
+async fn always_truncates_before_reading_again_so_a_delete_while_stopped_reaches_targets() {
+    let source = MariaDatabase::create().await;
+    source
+        .execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);")
+        .await;
+    let prefix = unique("myalways");
+    let id = server_id();
+    let capture = start_capture(&source, &prefix, id, &[]);
+    wait_position(&prefix).await;
+    assert!(capture.terminate().success());
+    source.execute("DELETE FROM t WHERE id = 2").await;
+
+    let capture = start_capture(&source, &prefix, id, &["--snapshot", "always"]);
+    let target = ferry_tests::PgDatabase::create();
+    let apply = ferry_tests::start_apply(&target, &prefix, &unique("g"), &[]);
+    wait_same(
+        &source,
+        &target,
+        &[("SELECT id FROM t", "SELECT id::text FROM t")],
+        Duration::from_secs(60),
+    )
+    .await;
+    let topic = format!("{prefix}.{}.t", source.name);
+    let n = usize::try_from(ferry_tests::topic_count(&topic)).expect("a count");
+    let all = events(&read_topic(&topic, n, SERVICES_REGISTRY).await);
+    assert_eq!(
+        ids(&all, Op::Read),
+        [1, 1, 2, 3, 3],
+        "read twice, the second time without 2"
+    );
+    assert!(
+        all.iter().any(|e| e.op == Op::Truncate),
+        "a truncate before the second reading"
+    );
+    assert!(apply.terminate().success());
     assert!(capture.terminate().success());
 }
 

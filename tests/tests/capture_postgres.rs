@@ -1339,3 +1339,43 @@ async fn sessions_ended_mid_transaction_reconnect_in_place_with_nothing_twice() 
     assert_slot_behind_stored_offset(&ferry_tests::brokers(), &db, &slot, &prefix).await;
     assert!(capture.terminate().success());
 }
+
+/// `--snapshot always` reads every table again from a new slot, so a row
+/// deleted while capture was stopped is in no event: the table's topic gets a
+/// truncate before the new reading, and a target that applied the first
+/// reading ends without the row.
+#[tokio::test]
+async fn always_truncates_before_reading_again_so_a_delete_while_stopped_reaches_targets() {
+    let db = PgDatabase::create();
+    db.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 3);")
+        .await;
+    let prefix = unique("pgalways");
+    let topic = format!("{prefix}.public.t");
+    let capture = start_capture(&db, &prefix, &[]);
+    ferry_tests::wait_streaming(&db, &prefix).await;
+    assert!(capture.terminate().success());
+    db.execute("DELETE FROM t WHERE id = 2").await;
+
+    let capture = start_capture(&db, &prefix, &["--snapshot", "always"]);
+    let target = PgDatabase::create();
+    let apply = ferry_tests::start_apply(&target, &prefix, &unique("g"), &[]);
+    ferry_tests::wait_equal(&db, &target, &["t"], Duration::from_secs(60)).await;
+    let all = read_topic(
+        &topic,
+        usize::try_from(ferry_tests::topic_count(&topic)).unwrap(),
+        SERVICES_REGISTRY,
+    )
+    .await;
+    let ops: Vec<Op> = all.iter().filter_map(|r| r.event.as_ref().map(|e| e.op)).collect();
+    assert_eq!(
+        ops.iter().filter(|op| **op == Op::Read).count(),
+        5,
+        "read twice, the second time without 2: {ops:?}"
+    );
+    assert!(
+        ops.contains(&Op::Truncate),
+        "a truncate before the second reading: {ops:?}"
+    );
+    assert!(apply.terminate().success());
+    assert!(capture.terminate().success());
+}

@@ -22,6 +22,7 @@ pub mod snapshot;
 pub mod stream;
 pub mod validate;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,7 +165,12 @@ async fn capture(
                         "snapshot of the collections not yet read starting"
                     );
                     let at = snapshot::cluster_time(&client).await?;
-                    if let Err(e) = snapshot::run(&spec(at), &client, &missing, &mut publisher, &mut state).await {
+                    // The stream from the stored start carries every change
+                    // since the interrupted reading: nothing to truncate.
+                    let reread = HashSet::new();
+                    if let Err(e) =
+                        snapshot::run(&spec(at), &client, &missing, reread, &mut publisher, &mut state).await
+                    {
                         return Err(crate::settle(publisher, e, CaptureError::is_reconnectable).await);
                     }
                 }
@@ -185,9 +191,12 @@ async fn capture(
                     }
                     publisher.store_after_sent(state_key.clone(), &state).await?;
                 } else {
+                    let reread = publisher.tables_with_messages(&collections).await?;
                     phase.send_replace(Phase::Snapshot);
                     tracing::info!(collections = collections.len(), t = at.t, i = at.i, "snapshot starting");
-                    if let Err(e) = snapshot::run(&spec(at), &client, &collections, &mut publisher, &mut state).await {
+                    if let Err(e) =
+                        snapshot::run(&spec(at), &client, &collections, reread, &mut publisher, &mut state).await
+                    {
                         return Err(crate::settle(publisher, e, CaptureError::is_reconnectable).await);
                     }
                 }
@@ -249,6 +258,15 @@ async fn read_one(
         workers: config.common.snapshot_workers,
         at,
     };
-    snapshot::run(&spec, client, std::slice::from_ref(collection), publisher, state).await?;
+    let reread = publisher.tables_with_messages(std::slice::from_ref(collection)).await?;
+    snapshot::run(
+        &spec,
+        client,
+        std::slice::from_ref(collection),
+        reread,
+        publisher,
+        state,
+    )
+    .await?;
     Ok(())
 }

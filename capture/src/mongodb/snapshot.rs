@@ -17,8 +17,14 @@
 //! passed, ending at the latest one. Events are keyed by `_id` and carry whole
 //! documents, so a target that applies them in order ends equal to the source:
 //! the overlap is a few repeated events, never a gap.
+//!
+//! Everything read from a new starting point (`--snapshot always`, history
+//! lost, a first start killed before it stored T0) is another matter: the
+//! changes between the earlier reading and T0 are in no event, so a
+//! collection whose topic holds events gets a truncate first (`reread`, see
+//! crate::snapshot), as does one renamed into the include list.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -85,6 +91,7 @@ pub async fn run(
     spec: &SnapshotSpec<'_>,
     client: &Client,
     ids: &[TableId],
+    reread: HashSet<TableId>,
     publisher: &mut Publisher,
     state: &mut SnapshotState,
 ) -> Result<u64, CaptureError> {
@@ -128,7 +135,7 @@ pub async fn run(
             cluster_time: Some(spec.at),
         },
         state_key: spec.state_key,
-        reread: Default::default(),
+        reread,
         event: |id: &TableId, doc| read_event(spec.prefix, id, doc, ts_ms),
     };
     let docs = collect(&collecting, &mut collections, rx, publisher, state).await?;

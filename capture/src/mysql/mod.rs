@@ -26,7 +26,7 @@ pub mod snapshot;
 pub mod types;
 pub mod validate;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -122,7 +122,6 @@ async fn capture(
         state_key: &state_key,
         chunk_rows: config.snapshot_chunk_rows,
     };
-    let first_start = stored.is_none();
     let start = match (plan.snapshot, stored) {
         (Scope::All, _) | (_, None) => {
             state = SnapshotState::default();
@@ -144,13 +143,14 @@ async fn capture(
                 let snapshots =
                     snapshot::open(&opts, &config.common.source, config.common.snapshot_workers, mariadb).await?;
                 let start = snapshots.start.clone();
-                // A first start killed before it stored its position left
-                // rows of its snapshot but nothing saying so: read again.
-                let reread = if first_start {
-                    publisher.tables_with_messages(&tables).await?
-                } else {
-                    HashSet::new()
-                };
+                // Everything read from a new starting point: after a first
+                // start killed before it stored its position (rows of its
+                // snapshot and nothing saying so), with `always`, or after a
+                // purge. The changes since whatever was read before are not
+                // in the log, so a table whose topic holds events is
+                // truncated first (see crate::snapshot), or a row deleted
+                // meanwhile would outlive its delete in targets.
+                let reread = publisher.tables_with_messages(&tables).await?;
                 // The stream starts here whatever happens to the snapshot.
                 publisher.checkpoint(position(&start)).await?;
                 phase.send_replace(Phase::Snapshot);
