@@ -68,34 +68,26 @@ pub trait ReadEvent: Sized + Sync {
     }
 }
 
-/// [`ReadEvent`] for an event type with `op`, `source` and `after` fields,
-/// queued by the publisher's method `$send` (with `$arg`s after the event).
-macro_rules! read_event {
-    ($event:ty, $send:ident $(, $arg:expr)*) => {
-        impl ReadEvent for $event {
-            fn mark_last(&mut self) {
-                self.source.snapshot = Snapshot::Last;
-            }
+/// A MongoDB collection's snapshot events go to the publisher one by one.
+impl ReadEvent for DocumentEvent {
+    fn mark_last(&mut self) {
+        self.source.snapshot = Snapshot::Last;
+    }
 
-            fn into_truncate(mut self) -> Self {
-                self.op = Op::Truncate;
-                self.after = None;
-                self
-            }
+    fn into_truncate(mut self) -> Self {
+        self.op = Op::Truncate;
+        self.after = None;
+        self
+    }
 
-            fn send(
-                &self,
-                table: &TableId,
-                publisher: &mut Publisher,
-            ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send {
-                publisher.$send(table, self $(, $arg)*)
-            }
-        }
-    };
+    fn send(
+        &self,
+        table: &TableId,
+        publisher: &mut Publisher,
+    ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send {
+        publisher.send_document(table, self, false)
+    }
 }
-
-read_event!(ChangeEvent, send);
-read_event!(DocumentEvent, send_document, false);
 
 /// A row as a table source's worker hands it over: its event encoded, and
 /// for the last row of a batch also its values (the snapshot's very last
@@ -209,7 +201,11 @@ impl ReadEvent for EncodedRead {
     fn into_truncate(self) -> Self {
         Self {
             encoded: None,
-            event: self.event.map(|event| Box::new((*event).into_truncate())),
+            event: self.event.map(|mut event| {
+                event.op = Op::Truncate;
+                event.after = None;
+                event
+            }),
         }
     }
 
